@@ -1,0 +1,233 @@
+"""The Transfer Family client: one `send(step)` with the retry policy; nothing about queues.
+
+botocore's own retries are off (they would hide throttling and blow the time budget); tenacity
+drives every retry here, by the classification table in `relay.outcomes`.
+"""
+
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from relay.errors import RelayError
+from relay.message import StepResult
+from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Rule, classify
+
+if TYPE_CHECKING:
+    from types_aiobotocore_transfer import TransferClient
+else:
+    TransferClient = Any
+
+
+def transfer_config(*, max_pool_connections: int, call_timeout_s: float) -> AioConfig:
+    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts."""
+    return AioConfig(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=min(call_timeout_s, 5.0),
+        read_timeout=call_timeout_s,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_transfer(
+    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+) -> AsyncIterator[TransferClient]:
+    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured)."""
+    session = session or get_session()
+    config = transfer_config(
+        max_pool_connections=max_pool_connections, call_timeout_s=call_timeout_s
+    )
+    async with session.create_client("transfer", config=config) as client:
+        yield client
+
+
+class CallbackError(RelayError):
+    """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+        self.rule: Rule = classify(code, http_status)
+
+    @property
+    def retryable(self) -> bool:
+        """Transient: worth another attempt."""
+        return self.rule.action is Action.RETRY
+
+
+class CallbackFailed(RelayError):
+    """Every attempt this receive was allowed has failed; `error` is the last one."""
+
+    def __init__(self, error: CallbackError, attempts: int) -> None:
+        super().__init__(f"{error} after {attempts} attempt(s)")
+        self.error = error
+        self.attempts = attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A callback Transfer Family accepted."""
+
+    attempts: int
+    latency_s: float
+    """Duration of the successful call alone."""
+
+
+class Pacer(Protocol):
+    """What the sender asks before each call and tells after it (rate limits, metrics)."""
+
+    async def before_call(self, step: StepResult) -> None:
+        """Waits until a call may go out."""
+
+    def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
+        """Learns how a call went."""
+
+
+class NoPacing:
+    """No limit, no metrics."""
+
+    async def before_call(self, step: StepResult) -> None:
+        return None
+
+    def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped, bounded by attempts and a time budget."""
+
+    max_attempts: int = 5
+    budget_s: float = 20.0
+    base_s: float = 0.2
+    cap_s: float = 5.0
+    release_base_s: float = 5.0
+    release_cap_s: float = 300.0
+
+    def retrying(self) -> AsyncRetrying:
+        """The tenacity controller for one receive's attempts."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
+            wait=_honour_retry_after(
+                wait_random_exponential(multiplier=self.base_s, max=self.cap_s)
+            ),
+            retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
+            reraise=True,
+        )
+
+    def release_delay_s(self, receive_count: int, retry_after_s: float | None = None) -> float:
+        """Visibility delay for a released message: doubling per receive, full jitter, capped."""
+        ceiling = min(self.release_cap_s, self.release_base_s * 2 ** max(0, receive_count - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        return max(delay, retry_after_s or 0.0)
+
+
+class _honour_retry_after:
+    """A wait that is never shorter than the last error's RetryAfterSeconds."""
+
+    def __init__(self, fallback: wait_random_exponential) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = float(self.fallback(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, CallbackError) and error.retry_after_s:
+            delay = max(delay, error.retry_after_s)
+        return delay
+
+
+class TransferSender:
+    """Sends callbacks on one shared client, retrying per the policy."""
+
+    def __init__(
+        self, client: TransferClient, policy: RetryPolicy, pacer: Pacer | None = None
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.pacer: Pacer = pacer or NoPacing()
+
+    async def send(self, step: StepResult, *, budget_s: float | None = None) -> Delivery:
+        """Delivers one callback or raises `CallbackFailed` with the last error and attempts."""
+        policy = self.policy
+        retrying = policy.retrying()
+        if budget_s is not None and budget_s < policy.budget_s:
+            retrying = retrying.copy(
+                stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(max(0, budget_s))
+            )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    latency = await self.call(step)
+        except CallbackError as error:
+            raise CallbackFailed(error, attempts) from None
+        return Delivery(attempts=attempts, latency_s=latency)
+
+    async def call(self, step: StepResult) -> float:
+        """One attempt; returns its duration or raises a classified `CallbackError`."""
+        await self.pacer.before_call(step)
+        started = time.monotonic()
+        error: CallbackError | None = None
+        try:
+            await self.client.send_workflow_step_state(
+                WorkflowId=step.workflow_id,
+                ExecutionId=step.execution_id,
+                Token=step.token,
+                Status=step.status.value,
+            )
+        except ClientError as exc:
+            error = _from_client_error(exc)
+        except (TimeoutError, ReadTimeoutError) as exc:
+            error = CallbackError(READ_TIMEOUT, str(exc) or type(exc).__name__)
+        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+            error = CallbackError(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+        duration = time.monotonic() - started
+        self.pacer.after_call(step, error, duration)
+        if error is not None:
+            raise error
+        return duration
+
+
+def _from_client_error(exc: ClientError) -> CallbackError:
+    response: Any = exc.response
+    details = response.get("Error", {})
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    retry_after: float | None = None
+    raw = response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
+    if raw is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            retry_after = max(0.0, float(raw))
+    return CallbackError(
+        str(details.get("Code", "Unknown")),
+        str(details.get("Message", "")),
+        http_status=int(status) if status is not None else None,
+        retry_after_s=retry_after,
+    )
