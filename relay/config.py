@@ -101,7 +101,7 @@ RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
         float,
         1800.0,
         "Seconds after sending past which a retryable failure is dead-lettered as expired.",
-        minimum=1,
+        minimum=0,
     ),
     OptionSpec(
         "--dedupe-size", int, 100_000, "Step results remembered to skip duplicates.", minimum=0

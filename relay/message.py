@@ -32,6 +32,7 @@ _EXECUTION_ID = re.compile(EXECUTION_ID_RULE)
 _TOKEN = re.compile(TOKEN_RULE)
 
 _EVENT_PATH: Final = ("serviceMetadata", "executionDetails")
+_MISSING: Final = object()
 
 
 class Status(StrEnum):
@@ -139,7 +140,8 @@ def _from_document(document: dict[str, Any], prefix: str) -> StepResult:
     if any(key in document for key in canonical) or not (
         "serviceMetadata" in document or "token" in document
     ):
-        values = [_required(document, key, prefix) for key in canonical]
+        # Each field checked in turn (presence, type, rule), so the first bad one is named.
+        values = [document.get(key, _MISSING) for key in canonical]
         return _build(prefix, canonical, values)
     return _from_event(document, None, prefix)
 
@@ -152,10 +154,10 @@ def _from_event(document: dict[str, Any], status: Status | None, prefix: str) ->
         path = f"{path}{key}."
         if not isinstance(node, dict):
             raise InvalidMessage(path.rstrip("."), f"must be an object, not {_json_type(node)}")
-    workflow_id = _required(node, "workflowId", path)
-    execution_id = _required(node, "executionId", path)
-    token = _required(document, "token", prefix)
-    status_value: Any = status if status is not None else _required(document, "status", prefix)
+    workflow_id = node.get("workflowId", _MISSING)
+    execution_id = node.get("executionId", _MISSING)
+    token = document.get("token", _MISSING)
+    status_value: Any = status if status is not None else document.get("status", _MISSING)
     names = (f"{path}workflowId", f"{path}executionId", f"{prefix}token", f"{prefix}status")
     return _build("", names, [workflow_id, execution_id, token, status_value])
 
@@ -177,6 +179,8 @@ def _required(document: dict[str, Any], key: str, prefix: str) -> Any:
 
 
 def _check(field: str, value: Any, pattern: re.Pattern[str], rule: str) -> str:
+    if value is _MISSING:
+        raise InvalidMessage(field, "required field is missing")
     if not isinstance(value, str):
         raise InvalidMessage(field, f"must be a string, not {_json_type(value)}")
     if pattern.fullmatch(value) is None:
@@ -185,6 +189,8 @@ def _check(field: str, value: Any, pattern: re.Pattern[str], rule: str) -> str:
 
 
 def _status(field: str, value: Any) -> Status:
+    if value is _MISSING:
+        raise InvalidMessage(field, "required field is missing")
     if not isinstance(value, str):
         raise InvalidMessage(field, f"must be a string, not {_json_type(value)}")
     try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay.errors import ConfigError
-from relay.message import InvalidMessage, StepResult, parse
+from relay.message import InvalidMessage, Status, StepResult, parse
 from relay.sqs import OutgoingMessage, is_fifo, open_sqs, send_messages
 
 
@@ -50,9 +50,8 @@ def step_from_flags(
     """One record from `relay send`'s four flags."""
     if validate:
         try:
-            return Record(
-                0, StepResult(workflow_id, execution_id, token, status).to_body().encode()
-            )  # type: ignore[arg-type]
+            step = StepResult(workflow_id, execution_id, token, Status(status))
+            return Record(0, step.to_body().encode())
         except InvalidMessage as exc:
             raise ConfigError(f"invalid result: {exc}") from None
     body = (

@@ -1,0 +1,25 @@
+"""A local Transfer Family endpoint for `SendWorkflowStepState`: protocol, state, faults, admin.
+
+It speaks the real AWS JSON 1.1 wire protocol, so an unmodified botocore/aiobotocore `transfer`
+client pointed at `endpoint_url` gets the real results and error shapes (DESIGN §1, §7).
+"""
+
+from relay.emulator.app import create_app
+from relay.emulator.client import EmulatorAdmin, EmulatorAdminError
+from relay.emulator.faults import FailureKind, Faults, TokenBucket
+from relay.emulator.server import RunningEmulator, run_emulator, serve
+from relay.emulator.state import CallRecord, EmulatorState
+
+__all__ = [
+    "CallRecord",
+    "EmulatorAdmin",
+    "EmulatorAdminError",
+    "EmulatorState",
+    "FailureKind",
+    "Faults",
+    "RunningEmulator",
+    "TokenBucket",
+    "create_app",
+    "run_emulator",
+    "serve",
+]

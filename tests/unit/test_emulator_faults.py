@@ -1,0 +1,140 @@
+"""The emulator's fault settings, token bucket and RetryAfterSeconds, without a server."""
+
+import pytest
+
+from relay.emulator.faults import (
+    ALL_FAILURE_KINDS,
+    FailureKind,
+    Faults,
+    TokenBucket,
+    retry_after_text,
+)
+from relay.errors import ConfigError
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_gives_its_burst_then_says_when_the_next_token_comes() -> None:
+    """A full bucket yields `burst` tokens at once, then the wait until one more has refilled."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=clock)
+
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+    clock.now += 0.25
+    assert bucket.take() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert bucket.take() == 0.0
+
+
+def test_bucket_saves_no_more_than_its_burst() -> None:
+    """An idle bucket refills only up to its burst."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10.0, burst=2, clock=clock)
+    clock.now += 3600
+
+    assert [bucket.take() for _ in range(2)] == [0.0, 0.0]
+    assert bucket.take() > 0.0
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "override_s", "expected"),
+    [
+        (0.001, None, "1"),
+        (1.0, None, "1"),
+        (1.2, None, "2"),
+        (99.9, None, "100"),
+        (5.0, 7, "7"),
+        (5.0, 2.0, "2"),
+        (5.0, 0.25, "0.25"),
+        (5.0, 0, "0"),
+    ],
+)
+def test_retry_after_is_whole_seconds_rounded_up_unless_overridden(
+    wait_s: float, override_s: float | None, expected: str
+) -> None:
+    """RetryAfterSeconds is the wait in whole seconds rounded up (at least 1), or the override."""
+    assert retry_after_text(wait_s, override_s) == expected
+
+
+@pytest.mark.parametrize(("rps", "burst"), [(0.01, 1), (1.0, 1), (2.5, 3), (100, 100)])
+def test_default_burst_is_one_seconds_worth(rps: float, burst: int) -> None:
+    """Without throttle_burst the bucket holds one second's tokens, at least one."""
+    assert Faults(throttle_rps=rps).burst == burst
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"latency_ms": -1},
+        {"jitter_ms": float("nan")},
+        {"throttle_rps": float("inf")},
+        {"throttle_burst": 0},
+        {"throttle_burst": True},
+        {"retry_after_s": -0.5},
+        {"error_rate": 1.5},
+        {"error_rate": 0.5, "error_kinds": ()},
+        {"deny_workflows": ["w-0123456789abcdefg"]},
+    ],
+)
+def test_impossible_settings_are_a_config_error(settings: dict[str, object]) -> None:
+    """A fault setting out of range or of the wrong type raises ConfigError (exit 2 in the CLI)."""
+    with pytest.raises(ConfigError):
+        Faults(**settings)  # type: ignore[arg-type]
+
+
+def test_json_update_changes_only_the_given_settings() -> None:
+    """A partial JSON update keeps the other settings and converts lists to the settings' types."""
+    base = Faults(latency_ms=10, throttle_rps=5)
+
+    updated = base.updated(
+        {"error_rate": 0.25, "error_kinds": ["BadGateway"], "deny_workflows": ["w-a", "w-a"]}
+    )
+
+    assert updated == Faults(
+        latency_ms=10,
+        throttle_rps=5,
+        error_rate=0.25,
+        error_kinds=(FailureKind.BAD_GATEWAY,),
+        deny_workflows=frozenset({"w-a"}),
+    )
+    assert Faults().updated(updated.to_json()) == updated
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"latency": 5},
+        {"error_kinds": ["Teapot"]},
+        {"error_kinds": "BadGateway"},
+        {"deny_workflows": 3},
+    ],
+)
+def test_json_update_with_unknown_or_mistyped_settings_is_a_config_error(
+    changes: dict[str, object],
+) -> None:
+    """An unknown setting name or a mistyped value in a JSON update raises ConfigError."""
+    with pytest.raises(ConfigError):
+        Faults().updated(changes)
+
+
+def test_defaults_inject_nothing() -> None:
+    """The default faults add no latency, throttle, 5xx or denial, with all 5xx kinds ready."""
+    faults = Faults()
+
+    assert (faults.latency_ms, faults.jitter_ms, faults.throttle_rps, faults.error_rate) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert faults.deny_workflows == frozenset()
+    assert faults.error_kinds == ALL_FAILURE_KINDS

@@ -1,0 +1,109 @@
+"""The emulator's decisions and memory without a server: registration, bucket continuity, reset."""
+
+import pytest
+
+from relay.emulator import EmulatorState, Faults
+from relay.emulator.protocol import NO_FIELDS, ServiceError, StepCall
+
+WORKFLOW = "w-0123456789abcdefg"
+EXECUTION = "0123abcd-0123-4567-89ef-0123456789ab"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def call(token: str = "t", status: str = "SUCCESS") -> StepCall:
+    """A well-formed call for the test execution."""
+    return StepCall(workflow_id=WORKFLOW, execution_id=EXECUTION, token=token, status=status)
+
+
+def code_of(answer: object) -> str | None:
+    """The error code of an answer, None for success."""
+    return answer.code if isinstance(answer, ServiceError) else None
+
+
+def test_registering_an_answered_step_makes_it_wait_again() -> None:
+    """Re-registering an answered token re-arms it, so tests and demos can reuse steps."""
+    state = EmulatorState()
+    state.register(WORKFLOW, EXECUTION, "t")
+    assert state.decide(call()) is None
+
+    state.register(WORKFLOW, EXECUTION, "t")
+
+    assert state.is_waiting(WORKFLOW, EXECUTION, "t")
+    assert state.decide(call()) is None
+
+
+def test_registering_many_is_all_or_nothing() -> None:
+    """One malformed step in a batch raises ValueError and registers none of the batch."""
+    state = EmulatorState()
+
+    with pytest.raises(ValueError, match="'Token'"):
+        state.register_many([(WORKFLOW, EXECUTION, "good"), (WORKFLOW, EXECUTION, "bad token")])
+
+    assert state.waiting_tokens == 0
+    assert code_of(state.decide(call("good"))) == "ResourceNotFoundException"
+
+
+def test_changing_other_faults_does_not_refill_the_bucket() -> None:
+    """Setting new latency keeps the throttle's bucket as it was; changing the rate refills it."""
+    clock = FakeClock()
+    state = EmulatorState(
+        accept_any=True, faults=Faults(throttle_rps=1, throttle_burst=1), clock=clock
+    )
+    assert state.decide(call("a")) is None
+
+    state.set_faults(Faults(throttle_rps=1, throttle_burst=1, latency_ms=5))
+    throttled = state.decide(call("b"))
+    state.set_faults(Faults(throttle_rps=2, throttle_burst=1))
+
+    assert code_of(throttled) == "ThrottlingException"
+    assert state.decide(call("b")) is None
+
+
+def test_reset_forgets_everything_and_repeats_the_seeded_draws() -> None:
+    """After reset the state is empty, faults are off, and the seeded draws start over."""
+    state = EmulatorState(faults=Faults(jitter_ms=10), seed=3)
+    first_draws = [state.sample_delay_ms() for _ in range(3)]
+    state.register(WORKFLOW, EXECUTION, "t")
+    state.record_call(
+        received_at=0.0,
+        fields=NO_FIELDS,
+        http_status=400,
+        error_code="X",
+        delay_ms=0.0,
+        request_id=None,
+    )
+
+    state.reset()
+    state.set_faults(Faults(jitter_ms=10))
+
+    assert [state.sample_delay_ms() for _ in range(3)] == first_draws
+    assert state.calls == ()
+    assert state.counts == {}
+    assert state.waiting_tokens == 0
+
+
+def test_call_log_indexes_and_counts_each_call() -> None:
+    """Each recorded call gets the next index and bumps its result's counter."""
+    state = EmulatorState()
+    for code in (None, "ThrottlingException", None):
+        state.record_call(
+            received_at=1.0,
+            fields=NO_FIELDS,
+            http_status=200 if code is None else 400,
+            error_code=code,
+            delay_ms=0.0,
+            request_id="r",
+        )
+
+    assert [record.index for record in state.calls_since(1)] == [1, 2]
+    assert state.counts == {"success": 2, "ThrottlingException": 1}
+    assert state.stats()["calls"] == 3
