@@ -103,6 +103,9 @@ class StepResult:
 
 def short_token(token: str) -> str:
     """The first 6 characters and the length: enough to correlate, useless to replay."""
+    if len(token) <= 2:
+        # Any character or digit shown could be the whole token (the token "1" is its length).
+        return "…"
     if len(token) <= 8:
         return f"{token[:2]}…({len(token)})"
     return f"{token[:6]}…({len(token)})"
@@ -116,8 +119,11 @@ def parse(body: str | bytes) -> StepResult:
         except UnicodeDecodeError as exc:
             raise InvalidMessage("body", f"not UTF-8 (byte {exc.start})") from None
     document = _load_object(body, "body")
-    if document.get("Type") == "Notification" and "Message" in document:
-        inner = document["Message"]
+    if document.get("Type") == "Notification" and (
+        "Message" in document or not _has_step_fields(document)
+    ):
+        # An envelope without its Message is reported as that, not as a missing WorkflowId.
+        inner = _required(document, "Message", "")
         if not isinstance(inner, str):
             raise InvalidMessage("Message", "SNS Message must be a JSON string")
         return _from_document(_load_object(inner, "Message"), prefix="Message.")
@@ -133,6 +139,11 @@ def _load_object(text: str, field: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidMessage(field, f"must be a JSON object, not {_json_type(document)}")
     return document
+
+
+def _has_step_fields(document: dict[str, Any]) -> bool:
+    keys = ("WorkflowId", "ExecutionId", "Token", "Status", "serviceMetadata", "token")
+    return any(key in document for key in keys)
 
 
 def _from_document(document: dict[str, Any], prefix: str) -> StepResult:

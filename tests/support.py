@@ -37,7 +37,12 @@ def make_steps(
     rng = random.Random(seed)
     workflow = workflow or workflow_id(rng)
     return [
-        StepResult(workflow, str(uuid.UUID(int=rng.getrandbits(128))), f"tok_{i}_{rng.getrandbits(32)}", status)
+        StepResult(
+            workflow,
+            str(uuid.UUID(int=rng.getrandbits(128))),
+            f"tok_{i}_{rng.getrandbits(32)}",
+            status,
+        )
         for i in range(count)
     ]
 
@@ -178,7 +183,5 @@ async def eventually(
 def delivered_keys(calls: Iterable[Any]) -> list[tuple[str, str, str, str]]:
     """(workflow, execution, token, status) of every successful call in the emulator log."""
     return [
-        (c.workflow_id, c.execution_id, c.token, c.status)
-        for c in calls
-        if c.http_status == 200
+        (c.workflow_id, c.execution_id, c.token, c.status) for c in calls if c.http_status == 200
     ]

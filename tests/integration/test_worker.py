@@ -201,9 +201,7 @@ async def test_two_large_dead_letter_copies_go_in_separate_requests(
     sqs: SQSClient, queues: Queues, emulator: Emulator
 ) -> None:
     """Two ~700 KB bad messages in one receive batch both reach the DLQ with their bodies."""
-    bodies = [
-        json.dumps({"WorkflowId": "w-bad", "padding": str(i) * 700_000}) for i in range(2)
-    ]
+    bodies = [json.dumps({"WorkflowId": "w-bad", "padding": str(i) * 700_000}) for i in range(2)]
     await send_bodies(sqs, queues.url, bodies)
 
     worker = await run_to_empty(fast_config(queues.url))
@@ -225,12 +223,20 @@ async def test_a_failing_dlq_leaves_messages_on_the_source_queue(
     await send_bodies(sqs, queues.url, [s.to_body() for s in steps] + bad)
     missing_dlq = queues.dlq_url + "-missing"
 
-    config = fast_config(queues.url, dlq_url=missing_dlq, exit_when_empty=False, release_base_s=1.0, release_cap_s=1.0)
+    config = fast_config(
+        queues.url,
+        dlq_url=missing_dlq,
+        exit_when_empty=False,
+        release_base_s=1.0,
+        release_cap_s=1.0,
+    )
     async with open_worker(config) as worker:
         running = asyncio.create_task(worker.run(handle_signals=False))
         await eventually(
-            lambda: worker.metrics.dead_letter_errors._value.get() >= 2
-            and len(delivered_keys(emulator.state.calls)) == 3,
+            lambda: (
+                worker.metrics.dead_letter_errors._value.get() >= 2
+                and len(delivered_keys(emulator.state.calls)) == 3
+            ),
             what="deliveries and failed dead-letters",
         )
         worker.stop()
@@ -287,7 +293,9 @@ async def test_a_slow_callback_keeps_its_message_invisible(
     emulator.state.set_faults(Faults(latency_ms=7_000))
     await send_bodies(sqs, queues.url, [s.to_body() for s in steps])
 
-    config = fast_config(queues.url, visibility_timeout_s=5, retry_budget_s=4.0, call_timeout_s=15.0)
+    config = fast_config(
+        queues.url, visibility_timeout_s=5, retry_budget_s=4.0, call_timeout_s=15.0
+    )
     worker = await run_to_empty(config)
 
     assert len(emulator.state.calls) == 3

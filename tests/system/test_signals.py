@@ -1,0 +1,143 @@
+"""`relay run` as a process: SIGTERM drains and exits 0, SIGKILL loses nothing after a restart."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from relay.emulator import Faults
+from relay.message import StepResult
+from tests.conftest import Emulator, Queues
+from tests.integration.worker_support import fast_config, register, run_to_empty
+from tests.support import SQSClient, drain, eventually, make_steps, queue_depth, send_bodies
+
+pytestmark = pytest.mark.slow
+
+
+def relay_process(queues: Queues, emulator: Emulator, *args: str) -> subprocess.Popen[bytes]:
+    """Starts `python -m relay run` on the test queue, its AWS chain pointed at loopback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "COPILOT_"))}
+    env["AWS_ENDPOINT_URL_TRANSFER"] = emulator.url
+    command = [
+        sys.executable, "-m", "relay", "run",
+        "--queue-url", queues.url,
+        "--http-port", "0",
+        "--log-format", "json",
+        "--backoff-base", "0.01",
+        "--backoff-cap", "0.05",
+        *args,
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started; any still running at the end is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+async def wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """The process's exit code, polled without blocking the event loop (the emulator runs on it)."""
+    await eventually(lambda: process.poll() is not None, timeout_s=timeout_s, what="process exit")
+    code = process.returncode
+    assert code is not None
+    return code
+
+
+async def test_sigterm_finishes_fast_callbacks_and_returns_slow_ones_at_once(
+    sqs: SQSClient, queues: Queues, emulator: Emulator, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """SIGTERM during slow callbacks: exit 0 within the grace, unfinished messages visible at
+    once, and a second run delivers every step exactly once."""
+    steps = make_steps(6, seed=21)
+    register(emulator.state, steps)
+    emulator.state.set_faults(Faults(latency_ms=8_000))
+    await send_bodies(sqs, queues.url, [s.to_body() for s in steps])
+    process = relay_process(
+        queues, emulator, "--shutdown-grace", "1", "--visibility-timeout", "120"
+    )
+    processes.append(process)
+
+    async def all_received() -> bool:
+        return (await queue_depth(sqs, queues.url))["in_flight"] == 6
+
+    await eventually(all_received, what="all six messages in flight")
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = await wait_exit(process, timeout_s=15)
+    elapsed = time.monotonic() - signalled
+
+    assert code == 0
+    assert elapsed < 8, "the worker waited for the slow callbacks beyond its grace"
+    depth = await queue_depth(sqs, queues.url)
+    assert depth == {"visible": 6, "in_flight": 0, "delayed": 0}, "abandoned messages not visible"
+    stdout = process.communicate(timeout=10)[0].decode()
+    assert stdout.count('"outcome": "abandoned"') == 6
+    assert '"worker stopped"' in stdout
+
+    # The service may still complete the calls it had accepted: what matters is that every
+    # step is answered exactly once and every message is accounted for.
+    emulator.state.set_faults(Faults())
+    await run_to_empty(fast_config(queues.url))
+    _assert_each_step_answered_once(emulator, steps)
+    dead = await drain(sqs, queues.dlq_url)
+    assert all(m.attributes["relay-reason"] == "invalid_request" for m in dead)
+    assert await _depth(sqs, queues.url) == 0
+
+
+async def test_sigkill_mid_flight_then_restart_loses_nothing(
+    sqs: SQSClient, queues: Queues, emulator: Emulator, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """SIGKILL with callbacks in flight, then a restart: every step answered, every message
+    accounted for."""
+    steps = make_steps(30, seed=22)
+    register(emulator.state, steps)
+    emulator.state.set_faults(Faults(latency_ms=300))
+    await send_bodies(sqs, queues.url, [s.to_body() for s in steps])
+    process = relay_process(
+        queues, emulator, "--max-in-flight", "5", "--visibility-timeout", "5", "--retry-budget", "2"
+    )
+    processes.append(process)
+
+    await eventually(
+        lambda: sum(c.http_status == 200 for c in emulator.state.calls) >= 5,
+        what="some callbacks delivered",
+    )
+    killed_at = time.time()
+    process.kill()
+    await wait_exit(process, timeout_s=10)
+
+    emulator.state.set_faults(Faults())
+    worker = await run_to_empty(fast_config(queues.url), timeout_s=60)
+
+    _assert_each_step_answered_once(emulator, steps)
+    first_run = sum(
+        c.http_status == 200 and c.received_at < killed_at for c in emulator.state.calls
+    )
+    assert first_run < 30, "the kill came too late to prove anything"
+    # The restart delivered exactly what the killed process had not; a callback that landed
+    # but whose delete was lost comes back as "step already completed".
+    assert worker.counts["delivered"] == 30 - first_run
+    dead = await drain(sqs, queues.dlq_url)
+    assert all(m.attributes["relay-reason"] == "invalid_request" for m in dead)
+    assert len(dead) <= first_run
+    assert await _depth(sqs, queues.url) == 0
+
+
+def _assert_each_step_answered_once(emulator: Emulator, steps: list[StepResult]) -> None:
+    answered = Counter(c.token for c in emulator.state.calls if c.http_status == 200)
+    assert answered == Counter(s.token for s in steps)
+
+
+async def _depth(sqs: SQSClient, queue_url: str) -> int:
+    return sum((await queue_depth(sqs, queue_url)).values())
