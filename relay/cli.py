@@ -153,6 +153,53 @@ def run(**options: Any) -> int:
     return EXIT_OK
 
 
+# --- emulator ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, help="Port (0 = a free one, printed).")
+@click.option("--accept-any", is_flag=True, help="Accept every well-formed call once.")
+@click.option("--latency-ms", default=0.0, show_default=True, help="Fixed latency per call.")
+@click.option("--jitter-ms", default=0.0, show_default=True, help="Extra random latency, 0..N.")
+@click.option("--throttle-rps", default=0.0, show_default=True, help="Allowed calls/s (0 = off).")
+@click.option("--throttle-burst", type=int, default=None, help="Token bucket size.")
+@click.option("--retry-after", type=float, default=None, help="Fixed RetryAfterSeconds.")
+@click.option("--error-rate", default=0.0, show_default=True, help="Probability of a 5xx.")
+@click.option("--deny-workflow", multiple=True, help="Answer AccessDenied for it (repeatable).")
+@click.option("--seed", type=int, default=None, help="Seed for latency and fault draws.")
+def emulator(
+    host: str,
+    port: int,
+    accept_any: bool,
+    latency_ms: float,
+    jitter_ms: float,
+    throttle_rps: float,
+    throttle_burst: int | None,
+    retry_after: float | None,
+    error_rate: float,
+    deny_workflow: tuple[str, ...],
+    seed: int | None,
+) -> int:
+    """Serve a local Transfer Family endpoint (SendWorkflowStepState) until SIGINT/SIGTERM.
+
+    Speaks the real JSON 1.1 protocol; the admin API lives under /_emulator/.
+    """
+    from relay.emulator import Faults, serve
+
+    faults = Faults(
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        throttle_rps=throttle_rps,
+        throttle_burst=throttle_burst,
+        retry_after_s=retry_after,
+        error_rate=error_rate,
+        deny_workflows=frozenset(deny_workflow),
+    )
+    serve(host, port, accept_any, faults, seed=seed)
+    return EXIT_OK
+
+
 # --- healthcheck ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,738 @@
+"""The local stack for `make run` (DESIGN §8): moto's SQS server, the Transfer Family emulator, a
+producer and the worker in one process, with live progress and a summary that accounts for
+every message sent.
+
+Everything listens on 127.0.0.1 only. The demo owns its process, so it points the standard AWS
+chain (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_TRANSFER`, fake credentials) at loopback the
+way a deployment would point it at AWS.
+"""
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from aiobotocore.session import AioSession, get_session
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from relay.config import RunConfig
+from relay.emulator import EmulatorState, Faults, run_emulator
+from relay.errors import ConfigError
+from relay.message import Status, StepResult
+from relay.observability import configure_logging
+from relay.outcomes import Outcome
+from relay.sqs import OutgoingMessage, QueueOps, open_sqs, receive_messages, send_messages
+from relay.worker import Worker, open_worker, queue_counts
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+else:
+    SQSClient = Any
+
+HOST: Final = "127.0.0.1"
+REGION: Final = "us-east-1"
+QUEUE_NAME: Final = "relay-demo"
+BATCH: Final = 10
+"""Messages per SendMessageBatch, SQS's maximum."""
+FINAL_OUTCOMES: Final = (Outcome.DELIVERED, Outcome.DUPLICATE, Outcome.CONFLICT)
+"""Outcomes that end a message without a DLQ copy (dead_lettered is counted from the DLQ)."""
+_ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+_TOKEN_CHARS: Final = _ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemoConfig:
+    """What `relay demo` runs: the mix, the offered rate and the emulator's faults."""
+
+    messages: int = 2000
+    rate_per_s: float = 150.0
+    """Offered rate, averaged over a burst cycle."""
+    throttle_rps: float = 120.0
+    """The emulator's allowed call rate (0 = no throttling); below the bursts, above the lulls."""
+    latency_ms: float = 5.0
+    error_rate: float = 0.02
+    malformed_share: float = 0.03
+    unknown_share: float = 0.03
+    workflows: int = 4
+    seed: int | None = None
+    keep_running: bool = False
+    max_receives: int = 10
+    max_backlog: int = 250
+    """Sent but unfinished messages at most: moto's ReceiveMessage slows as its queue grows."""
+    drain_timeout_s: float = 60.0
+    """How long the worker may take to finish after the last message was sent."""
+
+    def __post_init__(self) -> None:
+        if self.messages < 1:
+            raise ConfigError(f"--messages must be at least 1, not {self.messages}")
+        if self.rate_per_s <= 0:
+            raise ConfigError(f"--rate must be above 0, not {self.rate_per_s:g}")
+        if self.throttle_rps < 0:
+            raise ConfigError(f"--throttle-rps must be at least 0, not {self.throttle_rps:g}")
+        if self.latency_ms < 0:
+            raise ConfigError(f"--latency-ms must be at least 0, not {self.latency_ms:g}")
+
+
+# --- the mix -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """The bodies to send, in order, and the steps the emulator is told to wait for."""
+
+    bodies: list[str]
+    waiting: list[tuple[str, str, str]]
+    kinds: collections.Counter[str]
+
+
+def build_mix(config: DemoConfig) -> Mix:
+    """Step results in the three shapes, with malformed ones and unknown executions mixed in."""
+    rng = random.Random(config.seed)
+    workflows = [_workflow_id(rng) for _ in range(config.workflows)]
+    malformed = round(config.messages * config.malformed_share)
+    unknown = round(config.messages * config.unknown_share)
+    kinds = ["malformed"] * malformed + ["unknown"] * unknown
+    kinds += ["valid"] * (config.messages - len(kinds))
+    rng.shuffle(kinds)
+    bodies: list[str] = []
+    waiting: list[tuple[str, str, str]] = []
+    counted: collections.Counter[str] = collections.Counter()
+    for kind in kinds:
+        if kind == "malformed":
+            bodies.append(_malformed_body(rng, workflows))
+            counted["malformed"] += 1
+            continue
+        step = _step(rng, rng.choice(workflows))
+        if kind == "valid":
+            waiting.append(step.step_key)
+        shape, body = _shaped_body(rng, step)
+        bodies.append(body)
+        counted[kind if kind == "unknown" else shape] += 1
+    return Mix(bodies=bodies, waiting=waiting, kinds=counted)
+
+
+def _workflow_id(rng: random.Random) -> str:
+    return "w-" + "".join(rng.choices(_ALNUM, k=17))
+
+
+def _step(rng: random.Random, workflow_id: str) -> StepResult:
+    # About one step in ten reports a failure, as a file-processing pipeline might.
+    status = Status.FAILURE if rng.random() < 0.1 else Status.SUCCESS
+    execution_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return StepResult(workflow_id, execution_id, "".join(rng.choices(_TOKEN_CHARS, k=48)), status)
+
+
+def _shaped_body(rng: random.Random, step: StepResult) -> tuple[str, str]:
+    """Half canonical, three in ten the custom-step event, two in ten an SNS envelope."""
+    draw = rng.random()
+    if draw < 0.5:
+        return "canonical", step.to_body()
+    if draw < 0.8:
+        return "event", _event_body(step)
+    inner = step.to_body() if rng.random() < 0.5 else _event_body(step)
+    return "sns", _sns_body(rng, inner)
+
+
+def _event_body(step: StepResult) -> str:
+    """Shape 2: the event Transfer Family hands a custom step, forwarded with a status."""
+    return json.dumps(
+        {
+            "token": step.token,
+            "serviceMetadata": {
+                "executionDetails": {
+                    "workflowId": step.workflow_id,
+                    "executionId": step.execution_id,
+                },
+                "transferDetails": {
+                    "sessionId": step.execution_id.replace("-", "")[:16],
+                    "userName": "partner-upload",
+                    "serverId": "s-" + step.workflow_id[2:19],
+                },
+            },
+            "fileLocation": {
+                "domain": "S3",
+                "bucket": "incoming-files",
+                "key": f"partner-upload/{step.execution_id[:8]}.csv",
+            },
+            "status": step.status.value,
+        }
+    )
+
+
+def _sns_body(rng: random.Random, inner: str) -> str:
+    """Shape 3: an SNS notification envelope, as SNS delivers without raw message delivery."""
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "TopicArn": f"arn:aws:sns:{REGION}:123456789012:step-results",
+            "Message": inner,
+            "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+        }
+    )
+
+
+def _malformed_body(rng: random.Random, workflows: list[str]) -> str:
+    """One of the mistakes producers make; each is dead-lettered with reason validation."""
+    good = json.loads(_step(rng, rng.choice(workflows)).to_body())
+    mistakes: list[Callable[[], object]] = [
+        lambda: "step finished OK",
+        lambda: json.dumps(good)[:-9],
+        lambda: [good],
+        lambda: {k: v for k, v in good.items() if k != "Token"},
+        lambda: {**good, "WorkflowId": "wf-" + good["WorkflowId"][2:]},
+        lambda: {**good, "Status": "DONE"},
+        lambda: {**good, "ExecutionId": good["ExecutionId"][:-4]},
+        lambda: {**good, "Token": good["Token"] + "-retry"},
+        lambda: {"Type": "Notification", "Message": "step finished"},
+        lambda: {"token": good["Token"], "status": "SUCCESS"},
+    ]
+    made = rng.choice(mistakes)()
+    return made if isinstance(made, str) else json.dumps(made)
+
+
+# --- the local endpoints -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def moto_sqs() -> Iterator[str]:
+    """moto's SQS server on a free loopback port; its URL."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise ConfigError(
+            "relay demo needs moto's server: pip install -e '.[dev]' (make run does)"
+        ) from None
+    # werkzeug logs every request; the demo's own output matters more.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def aws_environment(sqs_url: str, transfer_url: str) -> dict[str, str]:
+    """The standard AWS chain's variables pointing at the local endpoints."""
+    return {
+        "AWS_ENDPOINT_URL_SQS": sqs_url,
+        "AWS_ENDPOINT_URL_TRANSFER": transfer_url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def _point_aws_at(variables: dict[str, str]) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        os.environ.pop(name, None)
+    os.environ.update(variables)
+    # A profile or endpoint in the user's ~/.aws must not send the demo anywhere but loopback.
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """The demo's queue and its DLQ."""
+
+    url: str
+    dlq_url: str
+
+
+async def create_queues(sqs: SQSClient, max_receive_count: int) -> Queues:
+    """A queue and its DLQ, with a redrive policy SQS applies only if relay could not."""
+    dlq = await sqs.create_queue(QueueName=f"{QUEUE_NAME}-dlq")
+    attributes = await sqs.get_queue_attributes(
+        QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
+    )
+    redrive = {
+        "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
+        "maxReceiveCount": str(max_receive_count),
+    }
+    queue = await sqs.create_queue(
+        QueueName=QUEUE_NAME,
+        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "30"},
+    )
+    return Queues(url=queue["QueueUrl"], dlq_url=dlq["QueueUrl"])
+
+
+def worker_config(queues: Queues, config: DemoConfig) -> RunConfig:
+    """Production logic with demo timings: released messages come back within seconds."""
+    return RunConfig(
+        queue_url=queues.url,
+        dlq_url=queues.dlq_url,
+        http_host=HOST,
+        http_port=0,
+        max_receives=config.max_receives,
+        pollers=2,
+        wait_time_s=1,
+        visibility_timeout_s=30,
+        retry_budget_s=5.0,
+        max_attempts=4,
+        backoff_base_s=0.05,
+        backoff_cap_s=1.0,
+        release_base_s=0.5,
+        release_cap_s=4.0,
+        shutdown_grace_s=5.0,
+        # Dead-lettering is the demo's point, and the worker logs each one as a warning.
+        log_level="ERROR",
+        log_format="text",
+    )
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the producer has done, and how the run ended."""
+
+    total: int
+    sent: int = 0
+    send_failed: int = 0
+    producing: bool = True
+    interrupted: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the first message, until the worker stopped."""
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+
+def finished_count(worker: Worker) -> int:
+    """Messages the worker has finished for good (delivered, dead-lettered, ...)."""
+    return sum(worker.counts[o.value] for o in (*FINAL_OUTCOMES, Outcome.DEAD_LETTERED))
+
+
+def in_flight(worker: Worker) -> int:
+    """Messages the worker holds now."""
+    value = worker.metrics.registry.get_sample_value("relay_in_flight")
+    return int(value or 0)
+
+
+async def produce(
+    sqs: SQSClient,
+    queue_url: str,
+    bodies: list[str],
+    config: DemoConfig,
+    progress: Progress,
+    worker: Worker,
+    stop: asyncio.Event,
+) -> None:
+    """Sends the bodies in batches at the offered rate, in bursts, never far ahead of the worker."""
+    deadline = time.monotonic() + production_limit_s(config)
+    due = time.monotonic()
+    for start in range(0, len(bodies), BATCH):
+        if stop.is_set() or time.monotonic() > deadline:
+            break
+        await _wait_until(due, stop)
+        # Backpressure: moto's receive cost grows with depth; a deep queue slows everything.
+        while (
+            progress.sent - finished_count(worker) > config.max_backlog
+            and not stop.is_set()
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        batch = bodies[start : start + BATCH]
+        failures = await send_messages(sqs, queue_url, [OutgoingMessage(body=b) for b in batch])
+        progress.sent += len(batch) - len(failures)
+        progress.send_failed += len(failures)
+        due = max(due, time.monotonic() - 1.0) + len(batch) / _rate_now(progress, config)
+    progress.producing = False
+
+
+def production_limit_s(config: DemoConfig) -> float:
+    """The longest production may take: four times the plan, for a slow machine."""
+    return config.messages / config.rate_per_s * 4 + 30
+
+
+def _rate_now(progress: Progress, config: DemoConfig) -> float:
+    """The offered rate: a 6 s cycle, 2 s bursts at twice the average and 4 s at half of it.
+
+    Bursts run above the emulator's allowed rate, so throttling comes and goes as it does when
+    many transfers finish at once.
+    """
+    in_burst = (time.monotonic() - progress.started_at) % 6.0 < 2.0
+    return config.rate_per_s * (2.0 if in_burst else 0.5)
+
+
+async def _wait_until(moment: float, stop: asyncio.Event) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+
+async def wait_drained(
+    sqs: SQSClient, queue_url: str, progress: Progress, worker: Worker, config: DemoConfig
+) -> None:
+    """Returns once production ended and the queue and the worker hold nothing (or time is up)."""
+    deadline: float | None = None
+    empty_readings = 0
+    for _ in range(int((production_limit_s(config) + config.drain_timeout_s) / 0.2) + 1):
+        await asyncio.sleep(0.2)
+        if progress.interrupted:
+            return
+        if progress.producing:
+            continue
+        deadline = deadline or time.monotonic() + config.drain_timeout_s
+        if time.monotonic() > deadline:
+            return
+        if in_flight(worker):
+            empty_readings = 0
+            continue
+        counts = await queue_counts(sqs, queue_url)
+        empty_readings = empty_readings + 1 if sum(counts.values()) == 0 else 0
+        # Two readings in a row: a message released a moment ago may not be counted yet.
+        if empty_readings >= 2:
+            return
+
+
+async def run_pipeline(
+    sqs: SQSClient,
+    queues: Queues,
+    mix: Mix,
+    config: DemoConfig,
+    session: AioSession,
+    console: Console,
+) -> tuple[Worker, Progress]:
+    """The worker and the producer together until every message is finished, with progress."""
+    progress = Progress(total=len(mix.bodies))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        progress.interrupted = True
+        stop.set()
+
+    async with open_worker(worker_config(queues, config), session=session) as worker:
+        worker_task = asyncio.create_task(worker.run(handle_signals=False), name="worker")
+        producer = asyncio.create_task(
+            produce(sqs, queues.url, mix.bodies, config, progress, worker, stop), name="producer"
+        )
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        try:
+            async with show_progress(console, progress, worker):
+                drained = asyncio.create_task(
+                    wait_drained(sqs, queues.url, progress, worker, config)
+                )
+                await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
+                stop.set()
+                await asyncio.gather(producer, drained, return_exceptions=True)
+                worker.stop("demo finished")
+                await worker_task
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            for task in (producer, worker_task):
+                task.cancel()
+            progress.finished_at = progress.finished_at or time.monotonic()
+    return worker, progress
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class _Rate:
+    """Messages per second over the last few seconds."""
+
+    def __init__(self, window_s: float = 3.0) -> None:
+        self._window_s = window_s
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=256)
+
+    def update(self, count: int) -> float:
+        now = time.monotonic()
+        self._samples.append((now, count))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self._window_s:
+            self._samples.popleft()
+        first_at, first = self._samples[0]
+        return (count - first) / (now - first_at) if now > first_at else 0.0
+
+
+@contextlib.asynccontextmanager
+async def show_progress(console: Console, progress: Progress, worker: Worker) -> AsyncIterator[None]:
+    """A live panel on a terminal, a plain line every two seconds otherwise."""
+    rate = _Rate()
+    live = console.is_terminal
+    interval_s = 0.25 if live else 2.0
+
+    def render() -> RenderableType:
+        finished = finished_count(worker)
+        per_s = rate.update(finished)
+        if live:
+            return _panel(progress, worker, finished, per_s)
+        return _plain_line(progress, worker, finished, per_s)
+
+    async def refresh(update: Callable[[RenderableType], None]) -> None:
+        # Bounded by count as well as by the run: at most an hour of refreshes.
+        for _ in range(int(3600 / interval_s)):
+            await asyncio.sleep(interval_s)
+            update(render())
+
+    display = Live(render(), console=console, auto_refresh=False) if live else None
+    with display or contextlib.nullcontext():
+        if display is not None:
+            # The worker's rare ERROR lines go through the live display's stderr, not across it.
+            configure_logging("text", "ERROR", stream=sys.stderr)
+
+            def update(renderable: RenderableType) -> None:
+                display.update(renderable, refresh=True)
+
+        else:
+
+            def update(renderable: RenderableType) -> None:
+                console.print(renderable, highlight=False, soft_wrap=True)
+
+        task = asyncio.create_task(refresh(update), name="progress")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            progress.finished_at = time.monotonic()
+            update(render())
+    configure_logging("text", "ERROR", stream=sys.stderr)
+
+
+def _outcome_text(worker: Worker) -> str:
+    counts = worker.counts
+    return "  ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])
+
+
+def _plain_line(progress: Progress, worker: Worker, finished: int, per_s: float) -> Text:
+    return Text(
+        f"{progress.elapsed_s:5.1f}s  sent {progress.sent}/{progress.total}  "
+        f"finished {finished}  {per_s:.0f} msg/s  in flight {in_flight(worker)}  "
+        f"{_outcome_text(worker)}"
+    )
+
+
+def _panel(progress: Progress, worker: Worker, finished: int, per_s: float) -> RenderableType:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row(
+        "sent", f"{progress.sent:>6} / {progress.total}" + ("" if progress.producing else "  done")
+    )
+    grid.add_row(
+        "finished", ProgressBar(total=progress.total, completed=finished, width=40)
+    )
+    grid.add_row("", f"{finished:>6}  {per_s:6.0f} msg/s  in flight {in_flight(worker)}")
+    throttles = worker.metrics.registry.get_sample_value("relay_throttles_total") or 0
+    grid.add_row("outcomes", _outcome_text(worker) or "-")
+    grid.add_row("throttled", f"{int(throttles)} calls")
+    return Group(Text(f"relay demo  {progress.elapsed_s:5.1f}s", style="bold"), grid)
+
+
+# --- the summary -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetters:
+    """What the DLQ holds, by `relay-reason`."""
+
+    total: int
+    by_reason: collections.Counter[str]
+    example: dict[str, str]
+
+
+async def read_dead_letters(sqs: SQSClient, dlq_url: str, limit: int) -> DeadLetters:
+    """Reads every DLQ message's `relay-reason`, then makes them all visible again."""
+    by_reason: collections.Counter[str] = collections.Counter()
+    example: dict[str, str] = {}
+    ops = QueueOps(sqs, dlq_url)
+    handles: list[str] = []
+    for _ in range(limit // BATCH + 2):
+        messages = await receive_messages(
+            sqs, dlq_url, max_messages=BATCH, wait_s=0, visibility_timeout_s=60
+        )
+        if not messages:
+            break
+        for message in messages:
+            # Messages moved by SQS's own redrive carry no relay-* attributes.
+            reason = message.attributes.get("relay-reason", "(sqs redrive)")
+            by_reason[reason] += 1
+            example.setdefault(reason, message.attributes.get("relay-error-message", "")[:60])
+            handles.append(message.receipt_handle)
+    await asyncio.gather(*(ops.change_visibility(h, 0) for h in handles), return_exceptions=True)
+    await ops.drain()
+    total = sum((await queue_counts(sqs, dlq_url)).values())
+    return DeadLetters(total=total, by_reason=by_reason, example=example)
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """Every sent message is delivered, dead-lettered or still on the queue."""
+
+    sent: int
+    delivered: int
+    dead_lettered: int
+    still_queued: int
+
+    @property
+    def balanced(self) -> bool:
+        """Nothing lost, nothing counted twice."""
+        return self.sent == self.delivered + self.dead_lettered + self.still_queued
+
+    def line(self) -> str:
+        """The accounting line the summary ends with."""
+        verdict = "ok" if self.balanced else "MISMATCH"
+        return (
+            f"accounting: sent {self.sent} = delivered {self.delivered} + dead-lettered "
+            f"{self.dead_lettered} + still queued {self.still_queued}  {verdict}"
+        )
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted values (0 when there are none)."""
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, max(0, math.ceil(share * len(values)) - 1))]
+
+
+def print_summary(
+    console: Console,
+    worker: Worker,
+    progress: Progress,
+    emulator: EmulatorState,
+    dead: DeadLetters,
+    accounting: Accounting,
+    queues: Queues,
+) -> None:
+    """The outcome table, callback latency, the DLQ by reason, the next step, the accounting."""
+    table = Table(title="outcomes by reason", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("messages", justify="right")
+    order = {outcome.value: i for i, outcome in enumerate(Outcome)}
+    counts = worker.metrics.outcome_counts()
+    for (outcome, reason), count in sorted(counts.items(), key=lambda i: (order[i[0][0]], i[0][1])):
+        if count:
+            table.add_row(outcome, reason or "-", str(count))
+    console.print(table)
+    if any(outcome == Outcome.RELEASED for outcome, _ in counts):
+        console.print(
+            "released messages came back for another receive; they are not final", style="dim"
+        )
+
+    finished = accounting.delivered + accounting.dead_lettered
+    console.print(
+        f"{finished} messages finished in {progress.elapsed_s:.1f}s "
+        f"({finished / max(progress.elapsed_s, 1e-9):.0f} msg/s)"
+    )
+    latencies = sorted((c.answered_at - c.received_at) * 1000 for c in emulator.calls)
+    console.print(
+        f"callback latency (emulator, {len(latencies)} calls): "
+        f"p50 {percentile(latencies, 0.5):.1f} ms  p90 {percentile(latencies, 0.9):.1f} ms  "
+        f"p99 {percentile(latencies, 0.99):.1f} ms"
+    )
+    answers = ", ".join(f"{code} {n}" for code, n in sorted(emulator.counts.items()))
+    console.print(f"emulator answered: {answers}")
+
+    dlq = Table(title="dead-letter queue by relay-reason", title_justify="left")
+    dlq.add_column("reason")
+    dlq.add_column("messages", justify="right")
+    dlq.add_column("example error")
+    for reason, count in dead.by_reason.most_common():
+        dlq.add_row(reason, str(count), dead.example.get(reason, ""))
+    console.print(dlq)
+    console.print(f"DLQ: {queues.dlq_url} ({dead.total} messages, all visible)")
+    console.print(
+        "next, to send the not_found ones again once their executions exist "
+        "(replay is not built yet):",
+        highlight=False,
+    )
+    console.print(f"  relay replay --dlq-url {queues.dlq_url} --reason not_found", highlight=False)
+    console.print(
+        accounting.line(), style="bold green" if accounting.balanced else "bold red", highlight=False
+    )
+
+
+async def keep_endpoints_up(console: Console, variables: dict[str, str], queues: Queues) -> None:
+    """Prints how to reach the endpoints and waits for Ctrl-C (or SIGTERM)."""
+    console.print("\nendpoints stay up; in another shell:", highlight=False)
+    exports = " ".join(f"{name}={value}" for name, value in variables.items())
+    console.print(f"  export {exports}", highlight=False, soft_wrap=True)
+    console.print(f"  queue: {queues.url}\n  DLQ:   {queues.dlq_url}", highlight=False)
+    console.print("Ctrl-C to stop.", highlight=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> int:
+    """`relay demo`: exit 0 when every message sent is accounted for, 1 otherwise."""
+    return asyncio.run(_demo(config, console or Console(highlight=False)))
+
+
+async def _demo(config: DemoConfig, console: Console) -> int:
+    configure_logging("text", "ERROR", stream=sys.stderr)
+    mix = build_mix(config)
+    faults = Faults(
+        latency_ms=config.latency_ms,
+        jitter_ms=config.latency_ms,
+        throttle_rps=config.throttle_rps,
+        error_rate=config.error_rate,
+    )
+    with moto_sqs() as sqs_url:
+        async with run_emulator(HOST, 0, faults=faults, seed=config.seed) as emulator:
+            variables = aws_environment(sqs_url, emulator.url)
+            _point_aws_at(variables)
+            emulator.state.register_many(mix.waiting)
+            session = get_session()
+            async with open_sqs(session) as sqs:
+                queues = await create_queues(sqs, max_receive_count=config.max_receives + 5)
+                kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(mix.kinds.items()))
+                console.print(
+                    f"relay demo: {config.messages} step results ({kinds}) at ~"
+                    f"{config.rate_per_s:g}/s; emulator allows {config.throttle_rps:g} calls/s, "
+                    f"fails {config.error_rate:.0%} with 5xx, latency {config.latency_ms:g} ms "
+                    "+ jitter",
+                    highlight=False,
+                )
+                worker, progress = await run_pipeline(sqs, queues, mix, config, session, console)
+                dead = await read_dead_letters(sqs, queues.dlq_url, progress.sent)
+                accounting = Accounting(
+                    sent=progress.sent,
+                    delivered=emulator.state.counts.get("success", 0),
+                    dead_lettered=dead.total,
+                    still_queued=sum((await queue_counts(sqs, queues.url)).values()),
+                )
+                print_summary(console, worker, progress, emulator.state, dead, accounting, queues)
+                if progress.interrupted:
+                    return 130
+                if config.keep_running:
+                    await keep_endpoints_up(console, variables, queues)
+    return 0 if accounting.balanced and progress.send_failed == 0 else 1
