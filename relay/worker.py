@@ -11,7 +11,7 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from relay.config import RunConfig
 from relay.errors import ConfigError
 from relay.http import create_app, serve_http
-from relay.limits import TokenBucket
+from relay.limits import Circuits, DeliveredMemory, StepKey, TokenBucket
 from relay.message import InvalidMessage, StepResult, parse
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Action, Outcome, Reason
@@ -122,7 +122,7 @@ class Worker:
             release_cap_s=config.release_cap_s,
         )
         self.sender = TransferSender(
-            transfer, self.policy, _CallPacer(self.metrics, TokenBucket(config.max_rps))
+            transfer, self.policy, _CallPacer(self.metrics, TokenBucket(config.max_rps, burst=1))
         )
         self.metrics.send_rate.set(config.max_rps)
         self.ops = QueueOps(sqs, config.queue_url)
@@ -138,6 +138,10 @@ class Worker:
         self._free = config.max_in_flight
         self._slot_freed = asyncio.Event()
         self._attempts_seen: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._fifo = is_fifo(config.queue_url)
+        self.delivered = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
+        self.circuits = Circuits(config.breaker_cooldown_s)
+        self._pending_steps: dict[StepKey, asyncio.Future[Finish]] = {}
         self.counts: collections.Counter[str] = collections.Counter()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -276,10 +280,9 @@ class Worker:
             self._release_slots(reserved - len(messages))
             if self._stop.is_set():
                 # Arrived after the stop: straight back, visible at once.
-                await self._give_back(messages)
+                await self._give_back(messages, Outcome.ABANDONED)
                 return
-            for message in messages:
-                self._start(message)
+            self._start(messages)
 
     async def _receive_failed(self, exc: BaseException) -> None:
         self._receive_failures += 1
@@ -296,26 +299,52 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _give_back(self, messages: list[ReceivedMessage]) -> None:
-        self._release_slots(len(messages))
+    async def _give_back(self, messages: list[ReceivedMessage], outcome: Outcome) -> None:
+        """Returns messages untouched, visible at once; each frees the slot it held."""
         for message in messages:
+            self._in_flight.pop(message.message_id, None)
+            self._release_slots(1)
             try:
                 await self.ops.change_visibility(message.receipt_handle, 0)
-            except Exception:  # it comes back after its visibility timeout instead
-                self.metrics.visibility_errors.inc()
-            self._record(message, Finish(Outcome.ABANDONED), None)
-
-    def _start(self, message: ReceivedMessage) -> None:
-        self.metrics.received.inc()
-        self._in_flight[message.message_id] = InFlight(message, time.monotonic())
+            except (EntryFailed, ClientError, BotoCoreError, OSError):
+                self.metrics.visibility_errors.inc()  # back after its visibility timeout instead
+            self._record(message, Finish(outcome), None)
         self.metrics.in_flight.set(len(self._in_flight))
-        task = asyncio.create_task(self._process(message), name=f"message-{message.message_id}")
+
+    def _start(self, messages: list[ReceivedMessage]) -> None:
+        """Takes a receive batch in hand: one task per message, or per group on a FIFO queue."""
+        now = time.monotonic()
+        for message in messages:
+            self.metrics.received.inc()
+            self._in_flight[message.message_id] = InFlight(message, now)
+        self.metrics.in_flight.set(len(self._in_flight))
+        if self._fifo:
+            chains: dict[str | None, list[ReceivedMessage]] = {}
+            for message in messages:
+                chains.setdefault(message.group_id, []).append(message)
+            for chain in chains.values():
+                self._spawn(self._process_chain(chain), chain[0].message_id)
+        else:
+            for message in messages:
+                self._spawn(self._process(message), message.message_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], message_id: str) -> None:
+        task = asyncio.create_task(work, name=f"message-{message_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _process_chain(self, chain: list[ReceivedMessage]) -> None:
+        """One FIFO group's messages of a batch, in order; once one is not finished, the rest go
+        back untouched so SQS hands them out again behind it."""
+        for position, message in enumerate(chain):
+            finish = await self._process(message)
+            if finish.outcome in (Outcome.RELEASED, Outcome.ABANDONED):
+                await self._give_back(chain[position + 1 :], Outcome.RELEASED)
+                return
+
     # --- one message -------------------------------------------------------------------------
 
-    async def _process(self, message: ReceivedMessage) -> None:
+    async def _process(self, message: ReceivedMessage) -> Finish:
         started = time.monotonic()
         try:
             step, finish = await self._handle(message)
@@ -326,9 +355,10 @@ class Worker:
             step, finish = None, Finish(Outcome.RELEASED, error=f"{type(exc).__name__}: {exc}")
         held = self._in_flight.pop(message.message_id, None)
         self.metrics.in_flight.set(len(self._in_flight))
-        self._release_slots(1)
         if held is not None:
+            self._release_slots(1)
             self._record(message, finish, step, time.monotonic() - started)
+        return finish
 
     async def _handle(self, message: ReceivedMessage) -> tuple[StepResult | None, Finish]:
         try:
@@ -338,47 +368,129 @@ class Worker:
                 message, Reason.VALIDATION, "ValidationError", str(exc), 0
             )
             return None, finish
+        key = step.step_key
+        if (delivered := self.delivered.status_of(key)) is not None:
+            return step, await self._settle_copy(message, step, delivered)
+        first = self._pending_steps.get(key)
+        if first is not None:
+            # A copy of a result already in flight waits for it instead of racing it.
+            shared = await asyncio.shield(first)
+            if (delivered := self.delivered.status_of(key)) is not None:
+                return step, await self._settle_copy(message, step, delivered)
+            return step, await self._share(message, shared)
+        future: asyncio.Future[Finish] = asyncio.get_running_loop().create_future()
+        self._pending_steps[key] = future
+        finish = Finish(Outcome.ABANDONED)
+        try:
+            finish = await self._deliver(message, step)
+        finally:
+            del self._pending_steps[key]
+            future.set_result(finish)
+        return step, finish
+
+    async def _deliver(self, message: ReceivedMessage, step: StepResult) -> Finish:
+        if not self.circuits.allow(step.workflow_id):
+            return await self._circuit_open(message, step)
         try:
             delivery = await self.sender.send(step)
         except CallbackFailed as failed:
-            return step, await self._failed(message, failed)
+            return await self._failed(message, step, failed)
+        self._circuit_answered(step.workflow_id)
+        self.delivered.remember(step.step_key, step.status.value)
         try:
             await self.ops.delete(message.receipt_handle)
         except (EntryFailed, ClientError, BotoCoreError, OSError) as exc:
-            # Delivered, but SQS will hand it out again; do not count it as done.
+            # Delivered, but SQS will hand it out again (as a duplicate); not done yet.
             self.metrics.delete_errors.inc()
             log.error(
                 "delete failed after delivery", message_id=message.message_id, error=str(exc)[:300]
             )
-            return step, Finish(
+            return Finish(
                 Outcome.RELEASED,
                 attempts=delivery.attempts,
                 error=f"delete failed: {error_code(exc)}",
             )
         self.metrics.end_to_end_latency.observe(max(0.0, time.time() - message.sent_at))
         self._attempts_seen.pop(message.message_id, None)
-        return step, Finish(Outcome.DELIVERED, attempts=delivery.attempts)
+        return Finish(Outcome.DELIVERED, attempts=delivery.attempts)
 
-    async def _failed(self, message: ReceivedMessage, failed: CallbackFailed) -> Finish:
+    async def _settle_copy(
+        self, message: ReceivedMessage, step: StepResult, delivered_status: str
+    ) -> Finish:
+        """A copy of a result this process delivered: a duplicate, or a conflict."""
+        if delivered_status == step.status.value:
+            try:
+                await self.ops.delete(message.receipt_handle)
+            except (EntryFailed, ClientError, BotoCoreError, OSError) as exc:
+                self.metrics.delete_errors.inc()
+                return Finish(Outcome.RELEASED, error=f"delete failed: {error_code(exc)}")
+            return Finish(Outcome.DUPLICATE)
+        text = (
+            f"step already delivered with status {delivered_status}; "
+            f"this message says {step.status.value}"
+        )
+        finish = await self._dead_letter(message, Reason.CONFLICT, "Conflict", text, 0)
+        if finish.outcome is Outcome.DEAD_LETTERED:
+            return Finish(Outcome.CONFLICT, reason=Reason.CONFLICT.value, error=finish.error)
+        return finish
+
+    async def _share(self, message: ReceivedMessage, first: Finish) -> Finish:
+        """The first copy did not deliver: this one ends the same way, without its own call."""
+        if first.outcome is Outcome.DEAD_LETTERED and first.reason is not None:
+            code, _, text = (first.error or "").partition(": ")
+            return await self._dead_letter(message, Reason(first.reason), code, text, 0)
+        delay = self.policy.release_delay_s(message.receive_count)
+        try:
+            await self.ops.change_visibility(message.receipt_handle, delay)
+        except (EntryFailed, ClientError, BotoCoreError, OSError):
+            self.metrics.visibility_errors.inc()
+        return Finish(Outcome.RELEASED, error="a copy in flight did not deliver", delay_s=delay)
+
+    async def _circuit_open(self, message: ReceivedMessage, step: StepResult) -> Finish:
+        """The workflow's circuit is open: no call; release until the probe, or dead-letter."""
+        attempts = self._attempts_seen.get(message.message_id, message.receive_count - 1)
+        if message.receive_count >= self.config.max_receives:
+            text = f"circuit open for workflow {step.workflow_id} after AccessDeniedException"
+            return await self._dead_letter(
+                message, Reason.ACCESS_DENIED, "AccessDeniedException", text, attempts
+            )
+        wait = self.circuits.wait_s(step.workflow_id)
+        # While the probe is out, come back soon rather than a full cooldown later.
+        delay = wait if wait > 0 else self.policy.release_delay_s(message.receive_count)
+        return await self._release(message, delay, attempts, "circuit open")
+
+    def _circuit_answered(self, workflow_id: str) -> None:
+        self.circuits.answered(workflow_id)
+        self.metrics.open_circuits.set(len(self.circuits))
+
+    async def _failed(
+        self, message: ReceivedMessage, step: StepResult, failed: CallbackFailed
+    ) -> Finish:
         error = failed.error
         rule = error.rule
         attempts = self._attempts_total(message, failed.attempts)
         at_limit = message.receive_count >= self.config.max_receives
-        if rule.action is Action.DEAD_LETTER and rule.reason is not None:
-            return await self._dead_letter(
-                message, rule.reason, error.code, error.message, attempts
-            )
         if rule.action is Action.CIRCUIT:
-            log.error(
-                "access denied: check the task role",
-                workflow_id=_workflow(message),
-                receive_count=message.receive_count,
-            )
+            if self.circuits.wait_s(step.workflow_id) == 0:
+                log.error(
+                    "access denied: circuit opened for the workflow; check the task role",
+                    workflow_id=step.workflow_id,
+                    cooldown_s=self.config.breaker_cooldown_s,
+                )
+            self.circuits.denied(step.workflow_id)
+            self.metrics.open_circuits.set(len(self.circuits))
             if at_limit:
                 return await self._dead_letter(
                     message, Reason.ACCESS_DENIED, error.code, error.message, attempts
                 )
-            return await self._release(message, self.config.breaker_cooldown_s, attempts, error)
+            return await self._release(
+                message, self.config.breaker_cooldown_s, attempts, str(error)
+            )
+        self._circuit_answered(step.workflow_id)
+        if rule.action is Action.DEAD_LETTER and rule.reason is not None:
+            return await self._dead_letter(
+                message, rule.reason, error.code, error.message, attempts
+            )
         if at_limit:
             return await self._dead_letter(
                 message, Reason.RETRIES_EXHAUSTED, error.code, error.message, attempts
@@ -388,7 +500,7 @@ class Worker:
                 message, Reason.EXPIRED, error.code, error.message, attempts
             )
         delay = self.policy.release_delay_s(message.receive_count, error.retry_after_s)
-        return await self._release(message, delay, attempts, error)
+        return await self._release(message, delay, attempts, str(error))
 
     def _attempts_total(self, message: ReceivedMessage, this_receive: int) -> int:
         """Attempts over all receives: remembered ones, else one per earlier receive."""
@@ -396,7 +508,7 @@ class Worker:
         return earlier + this_receive
 
     async def _release(
-        self, message: ReceivedMessage, delay_s: float, attempts: int, error: CallbackError
+        self, message: ReceivedMessage, delay_s: float, attempts: int, error: str
     ) -> Finish:
         self._attempts_seen[message.message_id] = attempts
         while len(self._attempts_seen) > _ATTEMPT_MEMORY:
