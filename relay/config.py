@@ -4,6 +4,7 @@
 README's configuration table is written from it, and `RunConfig` holds the values.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
@@ -27,6 +28,7 @@ class OptionSpec:
     default: Any
     help: str
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def field(self) -> str:
@@ -55,6 +57,7 @@ RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
         60,
         "Seconds a received message stays invisible; a heartbeat extends it while in flight.",
         minimum=5,
+        maximum=43_200,  # SQS refuses a longer visibility timeout (12 hours).
     ),
     OptionSpec(
         "--retry-budget",
@@ -111,7 +114,12 @@ RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
     ),
     OptionSpec("--http-host", str, "0.0.0.0", "Address of the health and metrics server."),
     OptionSpec(
-        "--http-port", int, 8080, "Port of /healthz and /metrics (0 = no server).", minimum=0
+        "--http-port",
+        int,
+        8080,
+        "Port of /healthz and /metrics (0 = no server).",
+        minimum=0,
+        maximum=65_535,
     ),
     OptionSpec(
         "--unhealthy-after",
@@ -162,8 +170,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         for spec in RUN_OPTIONS:
             value = getattr(self, spec.field)
+            # click's FLOAT accepts "nan" and "inf"; NaN passes every comparison below.
+            if spec.type is float and not math.isfinite(value):
+                raise ConfigError(f"{spec.flag} must be a finite number, not {value}")
             if spec.minimum is not None and value < spec.minimum:
                 raise ConfigError(f"{spec.flag} must be at least {spec.minimum:g}, not {value}")
+            if spec.maximum is not None and value > spec.maximum:
+                raise ConfigError(f"{spec.flag} must be at most {spec.maximum:g}, not {value}")
         if self.retry_budget_s >= self.visibility_timeout_s:
             raise ConfigError(
                 f"--retry-budget ({self.retry_budget_s:g}s) must be shorter than "

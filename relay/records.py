@@ -1,14 +1,20 @@
 """JSON Lines files of step results: reading, offline validation, and sending to a queue
 (`relay validate`, `relay send`)."""
 
+import codecs
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relay.errors import ConfigError
+from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, Status, StepResult, parse
 from relay.sqs import OutgoingMessage, is_fifo, open_sqs, send_messages
+
+
+class SendFailed(RelayError):
+    """Nothing could be sent, for one reason shared by every record (exit 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +31,8 @@ def read_lines(path: str) -> list[Record]:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    # Some Windows editors start UTF-8 files with a byte order mark; it is not part of line 1.
+    data = data.removeprefix(codecs.BOM_UTF8)
     return [
         Record(number, line.rstrip(b"\r"))
         for number, line in enumerate(data.split(b"\n"), start=1)
@@ -54,10 +62,9 @@ def step_from_flags(
             return Record(0, step.to_body().encode())
         except InvalidMessage as exc:
             raise ConfigError(f"invalid result: {exc}") from None
-    body = (
-        f'{{"WorkflowId":"{workflow_id}","ExecutionId":"{execution_id}",'
-        f'"Token":"{token}","Status":"{status}"}}'
-    )
+    # Invalid values still make valid JSON, so the worker names the field that is wrong.
+    fields = {"WorkflowId": workflow_id, "ExecutionId": execution_id, "Token": token}
+    body = json.dumps({**fields, "Status": status}, separators=(",", ":"))
     return Record(0, body.encode())
 
 
@@ -92,9 +99,16 @@ async def send_records(
             continue
         messages.append(_outgoing(body, step, fifo))
     if bad:
-        raise ConfigError(f"{bad} invalid record(s); nothing sent (--no-validate sends anyway)")
+        # The job ran and found failures (exit 1), unlike bad usage (exit 2).
+        raise RelayError(f"{bad} invalid record(s); nothing sent (--no-validate sends anyway)")
     async with open_sqs() as client:
         failures = await send_messages(client, queue_url, messages)
+    if len(failures) == len(messages) > 0 and len({(f.code, f.message) for f in failures}) == 1:
+        # The queue itself refused (missing, not allowed, unreachable): say so once, not per record.
+        raise SendFailed(
+            f"none of {len(messages)} record(s) sent to {queue_url}: "
+            f"{failures[0].code}: {failures[0].message}"
+        )
     for failure in failures:
         echo(f"{records[failure.index].line}: not sent: {failure.code}: {failure.message}")
     return len(messages) - len(failures), len(failures)

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
+from relay.aws import new_session
 from relay.batches import MAX_BATCH_BYTES, payload_size, plan_batches
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ async def open_sqs(
     session: AioSession | None = None, *, max_pool_connections: int = 10
 ) -> AsyncIterator[SQSClient]:
     """An aiobotocore SQS client from the standard AWS chain (AWS_ENDPOINT_URL_SQS honoured)."""
-    session = session or get_session()
+    session = session or new_session()
     async with session.create_client(
         "sqs", config=sqs_config(max_pool_connections=max_pool_connections)
     ) as client:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from tenacity import (
     AsyncRetrying,
@@ -24,6 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from relay.aws import new_session
 from relay.errors import RelayError
 from relay.message import StepResult
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Rule, classify
@@ -49,7 +50,7 @@ async def open_transfer(
     session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
 ) -> AsyncIterator[TransferClient]:
     """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured)."""
-    session = session or get_session()
+    session = session or new_session()
     config = transfer_config(
         max_pool_connections=max_pool_connections, call_timeout_s=call_timeout_s
     )

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
+from relay.aws import new_session
 from relay.config import RunConfig
 from relay.errors import ConfigError
 from relay.http import create_app, serve_http
@@ -745,7 +746,7 @@ async def open_worker(
 ) -> AsyncIterator[Worker]:
     """Opens the clients and the health server, checks the queues, yields the worker; closes
     everything in reverse on the way out."""
-    session = session or get_session()
+    session = session or new_session()
     async with (
         open_sqs(session, max_pool_connections=config.pollers + 20) as sqs,
         open_transfer(
