@@ -143,7 +143,15 @@ class Worker:
         self.delivered = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
         self.circuits = Circuits(config.breaker_cooldown_s)
         self._pending_steps: dict[StepKey, asyncio.Future[Finish]] = {}
+        # Gauges read at scrape time, so they can never drift from the state they describe.
+        self.metrics.in_flight.set_function(lambda: len(self._in_flight))
+        self.metrics.open_circuits.set_function(lambda: len(self.circuits))
+        self.metrics.oldest_in_flight.set_function(self._oldest_in_flight_age)
         self.counts: collections.Counter[str] = collections.Counter()
+
+    def _oldest_in_flight_age(self) -> float:
+        oldest = min((h.message.sent_at for h in self._in_flight.values()), default=None)
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -310,7 +318,6 @@ class Worker:
             except (EntryFailed, ClientError, BotoCoreError, OSError):
                 self.metrics.visibility_errors.inc()  # back after its visibility timeout instead
             self._record(message, Finish(outcome), None)
-        self.metrics.in_flight.set(len(self._in_flight))
 
     def _start(self, messages: list[ReceivedMessage]) -> None:
         """Takes a receive batch in hand: one task per message, or per group on a FIFO queue."""
@@ -318,7 +325,6 @@ class Worker:
         for message in messages:
             self.metrics.received.inc()
             self._in_flight[message.message_id] = InFlight(message, now)
-        self.metrics.in_flight.set(len(self._in_flight))
         if self._fifo:
             chains: dict[str | None, list[ReceivedMessage]] = {}
             for message in messages:
@@ -355,7 +361,6 @@ class Worker:
             log.exception("message failed unexpectedly", message_id=message.message_id)
             step, finish = None, Finish(Outcome.RELEASED, error=f"{type(exc).__name__}: {exc}")
         held = self._in_flight.pop(message.message_id, None)
-        self.metrics.in_flight.set(len(self._in_flight))
         if held is not None:
             self._release_slots(1)
             self._record(message, finish, step, time.monotonic() - started)
@@ -396,7 +401,7 @@ class Worker:
             delivery = await self.sender.send(step)
         except CallbackFailed as failed:
             return await self._failed(message, step, failed)
-        self._circuit_answered(step.workflow_id)
+        self.circuits.answered(step.workflow_id)
         self.delivered.remember(step.step_key, step.status.value)
         try:
             await self.ops.delete(message.receipt_handle)
@@ -460,10 +465,6 @@ class Worker:
         delay = wait if wait > 0 else self.policy.release_delay_s(message.receive_count)
         return await self._release(message, delay, attempts, "circuit open")
 
-    def _circuit_answered(self, workflow_id: str) -> None:
-        self.circuits.answered(workflow_id)
-        self.metrics.open_circuits.set(len(self.circuits))
-
     async def _failed(
         self, message: ReceivedMessage, step: StepResult, failed: CallbackFailed
     ) -> Finish:
@@ -479,7 +480,6 @@ class Worker:
                     cooldown_s=self.config.breaker_cooldown_s,
                 )
             self.circuits.denied(step.workflow_id)
-            self.metrics.open_circuits.set(len(self.circuits))
             if at_limit:
                 return await self._dead_letter(
                     message, Reason.ACCESS_DENIED, error.code, error.message, attempts
@@ -487,7 +487,7 @@ class Worker:
             return await self._release(
                 message, self.config.breaker_cooldown_s, attempts, str(error)
             )
-        self._circuit_answered(step.workflow_id)
+        self.circuits.answered(step.workflow_id)
         if rule.action is Action.DEAD_LETTER and rule.reason is not None:
             return await self._dead_letter(
                 message, rule.reason, error.code, error.message, attempts
@@ -630,13 +630,13 @@ class Worker:
                 return_exceptions=True,
             )
             for held, result in zip(due, results, strict=True):
+                if held.message.message_id not in self._in_flight:
+                    continue  # finished meanwhile: its receipt handle is gone, no error
                 if isinstance(result, BaseException):
                     self.metrics.visibility_errors.inc()
                 else:
                     held.leased_at = now
                     self.metrics.heartbeats.inc()
-            oldest = min((h.message.sent_at for h in self._in_flight.values()), default=None)
-            self.metrics.oldest_in_flight.set(0 if oldest is None else time.time() - oldest)
 
     async def _watch_empty(self) -> None:
         """For `--exit-when-empty`: stop once the queue and this process hold nothing."""

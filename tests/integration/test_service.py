@@ -14,7 +14,13 @@ from moto.server import ThreadedMotoServer
 
 from relay.worker import open_worker
 from tests.conftest import Emulator, Queues, create_queue_pair
-from tests.integration.worker_support import fast_config, free_port, outcome_totals, register
+from tests.integration.worker_support import (
+    fast_config,
+    free_port,
+    outcome_totals,
+    register,
+    sample,
+)
 from tests.support import eventually, make_steps, send_bodies, total_depth
 
 
@@ -143,6 +149,6 @@ async def test_sqs_outage_turns_health_503_then_recovers(
             )
             worker.stop()
             await asyncio.wait_for(running, 30)
-        assert worker.metrics.receive_errors._value.get() >= 2
+        assert sample(worker, "relay_receive_errors_total") >= 2
         assert await total_depth(sqs, queues.url) == 0
     assert sum(c.http_status == 200 for c in emulator.state.calls) == 10

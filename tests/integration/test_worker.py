@@ -13,7 +13,13 @@ from relay.emulator import FailureKind, Faults
 from relay.message import Status
 from relay.worker import open_worker
 from tests.conftest import Emulator, Queues
-from tests.integration.worker_support import fast_config, outcome_totals, register, run_to_empty
+from tests.integration.worker_support import (
+    fast_config,
+    outcome_totals,
+    register,
+    run_to_empty,
+    sample,
+)
 from tests.support import (
     SQSClient,
     delivered_keys,
@@ -157,7 +163,7 @@ async def test_throttling_is_retried_no_sooner_than_retry_after(
         assert later, "a throttled step was never retried"
         assert later[0].received_at - call.answered_at >= 1.0 - 0.02
     assert len(delivered_keys(calls)) == 4
-    assert worker.metrics.throttles._value.get() == len(throttled)
+    assert sample(worker, "relay_throttles_total") == len(throttled)
     assert await total_depth(sqs, queues.url) == 0
 
 
@@ -234,7 +240,7 @@ async def test_a_failing_dlq_leaves_messages_on_the_source_queue(
         running = asyncio.create_task(worker.run(handle_signals=False))
         await eventually(
             lambda: (
-                worker.metrics.dead_letter_errors._value.get() >= 2
+                sample(worker, "relay_dead_letter_errors_total") >= 2
                 and len(delivered_keys(emulator.state.calls)) == 3
             ),
             what="deliveries and failed dead-letters",
@@ -299,8 +305,8 @@ async def test_a_slow_callback_keeps_its_message_invisible(
     worker = await run_to_empty(config)
 
     assert len(emulator.state.calls) == 3
-    assert worker.metrics.received._value.get() == 3
-    assert worker.metrics.heartbeats._value.get() >= 3
+    assert sample(worker, "relay_received_messages_total") == 3
+    assert sample(worker, "relay_heartbeat_extensions_total") >= 3
     assert outcome_totals(worker) == {"delivered": 3}
 
 

@@ -9,7 +9,13 @@ from relay.emulator import Faults
 from relay.message import Status, StepResult
 from relay.worker import open_worker
 from tests.conftest import Emulator, Queues, create_queue_pair
-from tests.integration.worker_support import fast_config, outcome_totals, register, run_to_empty
+from tests.integration.worker_support import (
+    fast_config,
+    outcome_totals,
+    register,
+    run_to_empty,
+    sample,
+)
 from tests.support import (
     SQSClient,
     delivered_keys,
@@ -93,7 +99,7 @@ async def test_denied_workflow_is_held_back_while_others_flow(
     assert len(dead) == 30
     assert {m.attributes["relay-reason"] for m in dead} == {"access_denied"}
     assert outcome_totals(worker)["delivered"] == 30
-    assert worker.metrics.open_circuits._value.get() == 1
+    assert sample(worker, "relay_open_circuits") == 1
     assert await total_depth(sqs, queues.url) == 0
 
 
@@ -116,7 +122,7 @@ async def test_denied_workflow_flows_again_once_access_returns(
 
     assert len(delivered_keys(emulator.state.calls)) == 10
     assert outcome_totals(worker)["delivered"] == 10
-    assert worker.metrics.open_circuits._value.get() == 0
+    assert sample(worker, "relay_open_circuits") == 0
     assert await drain(sqs, queues.dlq_url) == []
     assert await total_depth(sqs, queues.url) == 0
 

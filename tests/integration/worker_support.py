@@ -62,3 +62,9 @@ def outcome_totals(worker: Worker) -> dict[str, int]:
     for (outcome, _reason), count in worker.metrics.outcome_counts().items():
         totals[outcome] = totals.get(outcome, 0) + count
     return totals
+
+
+def sample(worker: Worker, name: str, **labels: str) -> float:
+    """One sample of the worker's metrics, as Prometheus would scrape it (0 when absent)."""
+    value = worker.metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
