@@ -400,7 +400,9 @@ class Worker:
         try:
             delivery = await self.sender.send(step)
         except CallbackFailed as failed:
+            self.metrics.retries.inc(failed.attempts - 1)
             return await self._failed(message, step, failed)
+        self.metrics.retries.inc(delivery.attempts - 1)
         self.circuits.answered(step.workflow_id)
         self.delivered.remember(step.step_key, step.status.value)
         try:

@@ -118,6 +118,7 @@ async def test_retryable_failures_are_released_then_exhausted(
     assert len(emulator.state.calls) == 3 * 3 * 2
     totals = outcome_totals(worker)
     assert totals == {"released": 6, "dead_lettered": 3}
+    assert sample(worker, "relay_callback_retries_total") == 9  # one per receive
     assert await total_depth(sqs, queues.url) == 0
 
 
