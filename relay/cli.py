@@ -75,8 +75,9 @@ def send(
 ) -> int:
     """Put step results on a queue: one from flags, or many from a JSON Lines file.
 
-    Records are validated first (nothing is sent if any is bad), then sent with
-    SendMessageBatch (at most 10 entries and 1 MiB per request). Exit 1 if any was not sent.
+    Records are validated first (nothing is sent if any is bad), then sent with relay.producer's
+    publisher: SendMessageBatch (at most 10 entries and 1 MiB per request), entries SQS fails
+    retried. Exit 1 if any was not sent.
     """
     flags = (workflow_id, execution_id, token, status)
     if file is not None and any(flag is not None for flag in flags):
@@ -92,9 +93,7 @@ def send(
         bodies = [step_from_flags(*flags, validate=not no_validate)]  # type: ignore[arg-type]
     else:
         bodies = read_lines(file)
-    sent, failed = asyncio.run(
-        send_records(queue_url, bodies, validate=not no_validate, echo=click.echo)
-    )
+    sent, failed = send_records(queue_url, bodies, validate=not no_validate, echo=click.echo)
     click.echo(f"sent {sent} of {sent + failed} record(s) to {queue_url}")
     return EXIT_FAILURES if failed else EXIT_OK
 
@@ -105,8 +104,10 @@ def send(
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Adds one flag per `RUN_OPTIONS` entry, each with its RELAY_* variable and default."""
     for spec in reversed(RUN_OPTIONS):
+        # Booleans are --name/--no-name switches; the variable takes true/false, 1/0.
+        flags = f"{spec.flag}/--no-{spec.flag[2:]}" if spec.type is bool else spec.flag
         command = click.option(
-            spec.flag,
+            flags,
             spec.field,
             type=spec.type,
             default=spec.default,
@@ -274,6 +275,228 @@ def demo(
         keep_running=keep_running,
     )
     return run_demo(config)
+
+
+# --- dlq stats, dlq export, replay --------------------------------------------------------
+
+
+def _scan_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that reads a DLQ through."""
+    options = (
+        click.option(
+            "--visibility-timeout",
+            type=int,
+            default=120,
+            show_default=True,
+            help="Seconds a message read stays invisible while still needed (renewed); "
+            "after a kill, messages come back within it.",
+        ),
+        click.option(
+            "--receive-wait",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Long-poll seconds per receive; an empty receive ends the reading "
+            "(0 is quicker but may stop early on real SQS).",
+        ),
+        click.option(
+            "--scan-timeout",
+            type=float,
+            default=900.0,
+            show_default=True,
+            help="Stop reading the DLQ after this many seconds.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+_DLQ_URL_HELP = "The dead-letter queue."
+
+
+@cli.group()
+def dlq() -> None:
+    """Look at a dead-letter queue without changing it: counts, or a copy in a file."""
+
+
+@dlq.command("stats")
+@click.option(
+    "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help=_DLQ_URL_HELP
+)
+@click.option("--top", default=10, show_default=True, help="Workflows listed, most messages first.")
+@click.option("--max-messages", default=100_000, show_default=True, help="Messages read at most.")
+@_scan_options
+@click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
+def dlq_stats_command(
+    dlq_url: str,
+    top: int,
+    max_messages: int,
+    visibility_timeout: int,
+    receive_wait: int,
+    scan_timeout: float,
+    json_output: bool,
+) -> int:
+    """Counts by reason and error code, top workflows, oldest and newest dead-letter time.
+
+    Changes nothing: every message read is made visible again as soon as reading ends.
+    Messages SQS's own redrive moved (no relay-* attributes) count as `unannotated`.
+    """
+    from relay.config import ScanConfig, StatsConfig
+
+    scan = ScanConfig(
+        dlq_url=dlq_url,
+        max_messages=max_messages,
+        visibility_timeout_s=visibility_timeout,
+        receive_wait_s=receive_wait,
+        scan_timeout_s=scan_timeout,
+    )
+    config = StatsConfig(scan=scan, top=top, json_output=json_output)
+    from relay.replay import dlq_stats
+
+    return EXIT_OK if dlq_stats(config).complete else EXIT_FAILURES
+
+
+@dlq.command("export")
+@click.option(
+    "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help=_DLQ_URL_HELP
+)
+@click.option("--out", required=True, metavar="F.jsonl", help="File to write (replaced).")
+@click.option("--max-messages", default=100_000, show_default=True, help="Messages read at most.")
+@_scan_options
+@click.option("--json", "json_output", is_flag=True, help="The summary as one JSON object.")
+def dlq_export_command(
+    dlq_url: str,
+    out: str,
+    max_messages: int,
+    visibility_timeout: int,
+    receive_wait: int,
+    scan_timeout: float,
+    json_output: bool,
+) -> int:
+    """Copy the DLQ to a JSON Lines file (for audit, or `relay replay --from-file`).
+
+    One object per message: message_id, sent_timestamp (ms), attributes, body. Changes
+    nothing: every message read is made visible again as soon as reading ends.
+    """
+    from relay.config import ExportConfig, ScanConfig
+
+    scan = ScanConfig(
+        dlq_url=dlq_url,
+        max_messages=max_messages,
+        visibility_timeout_s=visibility_timeout,
+        receive_wait_s=receive_wait,
+        scan_timeout_s=scan_timeout,
+    )
+    config = ExportConfig(scan=scan, out=out, json_output=json_output)
+    from relay.replay import dlq_export
+
+    return EXIT_OK if dlq_export(config).complete else EXIT_FAILURES
+
+
+@cli.command()
+@click.option("--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, help="Replay from this DLQ.")
+@click.option("--from-file", metavar="F.jsonl", help="Replay a `relay dlq export` file instead.")
+@click.option(
+    "--to",
+    type=click.Choice(["queue", "transfer"]),
+    default="queue",
+    show_default=True,
+    help="queue: back onto a queue for the worker; transfer: call SendWorkflowStepState here.",
+)
+@click.option(
+    "--queue-url",
+    help="Destination queue for every message  [default: each message's relay-source-queue; "
+    "needed for unannotated ones]",
+)
+@click.option(
+    "--reason",
+    multiple=True,
+    help="Only this relay-reason (repeatable; `unannotated` = without relay-* attributes).",
+)
+@click.option("--error-code", multiple=True, help="Only this relay-error-code (repeatable).")
+@click.option("--workflow-id", multiple=True, help="Only this workflow (repeatable).")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Only messages dead-lettered at least this long ago: 90s, 30m, 2h, 1d.",
+)
+@click.option(
+    "--newer-than", metavar="DURATION", help="Only messages dead-lettered at most this long ago."
+)
+@click.option(
+    "--max-messages", default=100_000, show_default=True, help="Replay at most this many."
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be replayed; change nothing.")
+@click.option("--rate", default=0.0, show_default=True, help="Messages per second (0 = no cap).")
+@click.option("--concurrency", default=16, show_default=True, help="Replays in progress at once.")
+@click.option(
+    "--shutdown-grace",
+    default=10.0,
+    show_default=True,
+    help="Seconds replays in progress may finish after SIGINT or SIGTERM.",
+)
+@click.option(
+    "--call-timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds one Transfer Family call may take (--to transfer).",
+)
+@click.option("--top", default=10, show_default=True, help="Workflows listed in the summary.")
+@_scan_options
+@click.option("--json", "json_output", is_flag=True, help="The summary as one JSON object.")
+def replay(**options: Any) -> int:
+    """Replay failed callbacks from the DLQ (or an export file), filtered.
+
+    A DLQ message is deleted only after its replay succeeded: accepted by the destination
+    queue (body verbatim, relay-* attributes dropped), or answered 200 by Transfer Family
+    (with the worker's retry policy). Failures and unselected messages stay in the DLQ,
+    visible at once. SIGINT/SIGTERM stop reading, let replays in progress finish within
+    --shutdown-grace and give the rest back. Exit 0 when everything selected was replayed,
+    1 when some was not.
+    """
+    from click.core import ParameterSource
+
+    from relay.config import ReplayConfig, ReplayFilters, ScanConfig, parse_duration
+
+    dlq_url = options["dlq_url"]
+    source = click.get_current_context().get_parameter_source("dlq_url")
+    if options["from_file"] is not None and source is ParameterSource.ENVIRONMENT:
+        dlq_url = None  # RELAY_DLQ_URL is a default, not a second source
+    older, newer = options["older_than"], options["newer_than"]
+    filters = ReplayFilters(
+        reasons=frozenset(options["reason"]),
+        error_codes=frozenset(options["error_code"]),
+        workflow_ids=frozenset(options["workflow_id"]),
+        older_than_s=parse_duration(older) if older is not None else None,
+        newer_than_s=parse_duration(newer) if newer is not None else None,
+    )
+    scan = None
+    if dlq_url:
+        scan = ScanConfig(
+            dlq_url=dlq_url,
+            visibility_timeout_s=options["visibility_timeout"],
+            receive_wait_s=options["receive_wait"],
+            scan_timeout_s=options["scan_timeout"],
+        )
+    config = ReplayConfig(
+        scan=scan,
+        from_file=options["from_file"],
+        to=options["to"],
+        queue_url=options["queue_url"],
+        filters=filters,
+        max_messages=options["max_messages"],
+        dry_run=options["dry_run"],
+        rate=options["rate"],
+        concurrency=options["concurrency"],
+        shutdown_grace_s=options["shutdown_grace"],
+        call_timeout_s=options["call_timeout"],
+        top=options["top"],
+        json_output=options["json_output"],
+    )
+    from relay.replay import run_replay
+
+    return EXIT_OK if run_replay(config).ok else EXIT_FAILURES
 
 
 # --- entry point ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
 from relay.errors import ConfigError
+from relay.outcomes import Reason
 
 LogFormat = Literal["json", "text"]
 
@@ -93,6 +94,20 @@ RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
     ),
     OptionSpec("--max-rps", float, 0.0, "Cap on callbacks per second (0 = no cap).", minimum=0),
     OptionSpec(
+        "--lean-sender",
+        bool,
+        False,
+        "Send callbacks with botocore's signer on a shared aiohttp session instead of the "
+        "aiobotocore client: same credentials, endpoint and errors, less CPU per call.",
+    ),
+    OptionSpec(
+        "--adaptive-rate",
+        bool,
+        True,
+        "When throttled, slow to the rate Transfer Family accepts, then probe upwards "
+        "(--no-adaptive-rate: only back off per call).",
+    ),
+    OptionSpec(
         "--breaker-cooldown",
         float,
         300.0,
@@ -153,6 +168,8 @@ class RunConfig:
     release_cap_s: float = 300.0
     shutdown_grace_s: float = 25.0
     max_rps: float = 0.0
+    adaptive_rate: bool = True
+    lean_sender: bool = False
     breaker_cooldown_s: float = 300.0
     callback_deadline_s: float = 1800.0
     dedupe_size: int = 100_000
@@ -231,3 +248,152 @@ _DURATIONS: Final = frozenset(
         "dedupe_ttl",
     }
 )
+
+
+# --- dlq stats, dlq export, replay -------------------------------------------------------------
+
+UNANNOTATED: Final = "unannotated"
+"""The reason of a DLQ message without `relay-*` attributes (moved by SQS's own redrive)."""
+
+REPLAY_REASONS: Final = frozenset({reason.value for reason in Reason} | {UNANNOTATED})
+"""What `--reason` accepts: DESIGN §4's reasons, and `unannotated`."""
+
+Destination = Literal["queue", "transfer"]
+
+_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `2h`, `1d`, `1w` → seconds; ConfigError otherwise."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _DURATION_UNITS else "s"
+    number = value[:-1] if value[-1:] in _DURATION_UNITS else value
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"not a duration: {text!r} (must be a finite number >= 0)")
+    return seconds
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScanConfig:
+    """How a DLQ is read once through: every message held invisible until it is dealt with."""
+
+    dlq_url: str
+    max_messages: int = 100_000
+    """Messages read at most (SQS holds at most 120,000 in flight on a standard queue)."""
+    visibility_timeout_s: int = 120
+    """Lease of a message read; a heartbeat renews it while the command still needs it."""
+    receive_wait_s: int = 1
+    """Long-poll wait of each receive; an empty receive ends the scan."""
+    scan_timeout_s: float = 900.0
+    """Reading stops after this long; what was read is still handled."""
+
+    def __post_init__(self) -> None:
+        if not self.dlq_url:
+            raise ConfigError("no DLQ: pass --dlq-url (or set RELAY_DLQ_URL)")
+        if self.max_messages < 1:
+            raise ConfigError(f"--max-messages must be at least 1, not {self.max_messages}")
+        if not 1 <= self.visibility_timeout_s <= 43_200:
+            raise ConfigError(
+                f"--visibility-timeout must be between 1 and 43200, not {self.visibility_timeout_s}"
+            )
+        if not 0 <= self.receive_wait_s <= 20:
+            raise ConfigError(f"--receive-wait must be between 0 and 20, not {self.receive_wait_s}")
+        if not (math.isfinite(self.scan_timeout_s) and self.scan_timeout_s > 0):
+            raise ConfigError(f"--scan-timeout must be above 0, not {self.scan_timeout_s}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplayFilters:
+    """Which DLQ messages a replay selects; empty means any. Different filters must all match."""
+
+    reasons: frozenset[str] = frozenset()
+    error_codes: frozenset[str] = frozenset()
+    workflow_ids: frozenset[str] = frozenset()
+    older_than_s: float | None = None
+    """Dead-lettered at least this long ago (unannotated messages: sent)."""
+    newer_than_s: float | None = None
+    """Dead-lettered at most this long ago."""
+
+    def __post_init__(self) -> None:
+        unknown = self.reasons - REPLAY_REASONS
+        if unknown:
+            raise ConfigError(
+                f"unknown --reason {', '.join(sorted(unknown))}; "
+                f"one of {', '.join(sorted(REPLAY_REASONS))}"
+            )
+        if (
+            self.older_than_s is not None
+            and self.newer_than_s is not None
+            and self.older_than_s >= self.newer_than_s
+        ):
+            raise ConfigError("--older-than must be shorter than --newer-than, or nothing matches")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatsConfig:
+    """`relay dlq stats`."""
+
+    scan: ScanConfig
+    top: int = 10
+    json_output: bool = False
+
+    def __post_init__(self) -> None:
+        if self.top < 1:
+            raise ConfigError(f"--top must be at least 1, not {self.top}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportConfig:
+    """`relay dlq export`."""
+
+    scan: ScanConfig
+    out: str
+    json_output: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplayConfig:
+    """`relay replay`: from a DLQ (`scan`) or an export file, to a queue or Transfer Family."""
+
+    scan: ScanConfig | None = None
+    from_file: str | None = None
+    to: Destination = "queue"
+    queue_url: str | None = None
+    """Destination queue for every message; default: each message's `relay-source-queue`."""
+    filters: ReplayFilters = ReplayFilters()
+    max_messages: int = 100_000
+    """Selected messages replayed at most."""
+    dry_run: bool = False
+    rate: float = 0.0
+    """Messages per second (0 = no limit)."""
+    concurrency: int = 16
+    shutdown_grace_s: float = 10.0
+    call_timeout_s: float = 10.0
+    top: int = 10
+    json_output: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.scan is None) == (self.from_file is None):
+            raise ConfigError("give exactly one of --dlq-url and --from-file")
+        if self.to not in ("queue", "transfer"):
+            raise ConfigError(f"--to must be queue or transfer, not {self.to}")
+        if self.to == "transfer" and self.queue_url:
+            raise ConfigError("--queue-url is for --to queue; --to transfer calls Transfer Family")
+        if self.max_messages < 1:
+            raise ConfigError(f"--max-messages must be at least 1, not {self.max_messages}")
+        if not (math.isfinite(self.rate) and self.rate >= 0):
+            raise ConfigError(f"--rate must be a number >= 0, not {self.rate}")
+        if not 1 <= self.concurrency <= 1000:
+            raise ConfigError(f"--concurrency must be between 1 and 1000, not {self.concurrency}")
+        if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
+            raise ConfigError(
+                f"--shutdown-grace must be a number >= 0, not {self.shutdown_grace_s}"
+            )
+        if not (math.isfinite(self.call_timeout_s) and self.call_timeout_s > 0):
+            raise ConfigError(f"--call-timeout must be a number above 0, not {self.call_timeout_s}")
+        if self.top < 1:
+            raise ConfigError(f"--top must be at least 1, not {self.top}")

@@ -6,6 +6,7 @@ Pure asyncio and arithmetic; no AWS here.
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ class TokenBucket:
         self._tokens = self.burst
         self._updated = clock()
         self._lock = asyncio.Lock()
+
+    def set_rate(self, rate: float) -> None:
+        """Changes the rate from now on; tokens already earned are kept."""
+        if self.rate > 0:
+            self._refill()
+        else:
+            self._tokens, self._updated = self.burst, self._clock()
+        self.rate = rate
 
     def _refill(self) -> None:
         now = self._clock()
@@ -47,6 +56,105 @@ class TokenBucket:
             # The sleep is exactly the time until the next token; no event would come sooner.
             while (wait_s := self.try_take()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(wait_s)
+
+
+class AdaptiveRate:
+    """The callback rate, found rather than configured: when Transfer Family throttles, the
+    rate drops to just under the rate of calls it recently accepted (what it allows); while it
+    does not, the rate creeps up by `increase` a second to find out whether it allows more.
+
+    That keeps goodput near the allowed rate with few throttled calls, where plain AIMD would
+    saw between half the rate and all of it. `ceiling` (`--max-rps`, 0 = none) always caps it.
+    """
+
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        enabled: bool = True,
+        window_s: float = 2.0,
+        backoff: float = 0.95,
+        increase: float = 0.02,
+        settle_s: float = 0.05,
+        minimum: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ceiling = ceiling
+        self.enabled = enabled
+        self.window_s = window_s
+        self.backoff = backoff
+        self.increase = increase
+        self.settle_s = settle_s
+        self.minimum = minimum
+        self._clock = clock
+        self.bucket = TokenBucket(ceiling, burst=1, clock=clock)
+        self._accepted: collections.deque[float] = collections.deque()
+        self._adapted = False
+        self._last_decrease = self._last_growth = clock()
+        self._lock = asyncio.Lock()
+
+    @property
+    def rate(self) -> float:
+        """Calls per second allowed now (0 = no limit)."""
+        return self.bucket.rate
+
+    def try_acquire(self) -> float:
+        """Takes the right to call now and returns 0, or returns the seconds to wait first."""
+        if self._adapted:
+            self._creep_up()
+        return self.bucket.try_take()
+
+    async def acquire(self) -> None:
+        """Waits until the next call may go out; callers are served in arrival order."""
+        if self.bucket.rate <= 0:
+            return
+        async with self._lock:
+            # The sleep is exactly the time until the next token; no event would come sooner.
+            while (wait_s := self.try_acquire()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(wait_s)
+
+    def accepted(self) -> None:
+        """A call was answered without throttling."""
+        now = self._clock()
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] < now - self.window_s:
+            self._accepted.popleft()
+
+    def throttled(self) -> None:
+        """A call was throttled: drop to just under what the service recently accepted."""
+        now = self._clock()
+        if not self.enabled or (self._adapted and now - self._last_decrease < self.settle_s):
+            return  # throttles of calls already in flight are the same event
+        current = self.bucket.rate if self.bucket.rate > 0 else math.inf
+        observed = self._accepted_rate(now)
+        target = observed * self.backoff if observed > 0 else current / 2
+        if math.isinf(target):
+            target = self.minimum
+        new_rate = max(self.minimum, min(target, current))
+        if self.ceiling > 0:
+            new_rate = min(new_rate, self.ceiling)
+        self.bucket.set_rate(new_rate)
+        self._adapted = True
+        self._last_decrease = self._last_growth = now
+
+    def _accepted_rate(self, now: float) -> float:
+        while self._accepted and self._accepted[0] < now - self.window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < 2:
+            return 0.0
+        span = max(now - self._accepted[0], 1e-3)
+        return len(self._accepted) / span
+
+    def _creep_up(self) -> None:
+        now = self._clock()
+        elapsed = now - self._last_growth
+        if elapsed < 1.0:
+            return
+        grown = self.bucket.rate * (1 + self.increase) ** elapsed
+        if self.ceiling > 0 and grown >= self.ceiling:
+            grown = self.ceiling
+        self.bucket.set_rate(grown)
+        self._last_growth = now
 
 
 StepKey = tuple[str, str, str]

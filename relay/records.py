@@ -10,7 +10,7 @@ from pathlib import Path
 
 from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, Status, StepResult, parse
-from relay.sqs import OutgoingMessage, is_fifo, open_sqs, send_messages
+from relay.producer import PublishError, StepResultPublisher, message_for
 
 
 class SendFailed(RelayError):
@@ -44,11 +44,10 @@ def validate_lines(records: Sequence[Record], echo: Callable[[str], None]) -> tu
     """Prints `LINE: FIELD: rule` per bad record; returns (bad, total)."""
     bad = 0
     for record in records:
-        try:
-            parse(record.body)
-        except InvalidMessage as exc:
+        verdict = _verdict(record.body)
+        if verdict is not None:
             bad += 1
-            echo(f"{record.line}: {exc.field}: {exc.rule}")
+            echo(f"{record.line}: {verdict}")
     return bad, len(records)
 
 
@@ -68,41 +67,38 @@ def step_from_flags(
     return Record(0, body.encode())
 
 
-async def send_records(
+def send_records(
     queue_url: str,
     records: Sequence[Record],
     *,
     validate: bool,
     echo: Callable[[str], None],
 ) -> tuple[int, int]:
-    """Validates (unless told not to), then sends in batches; returns (sent, failed)."""
-    fifo = is_fifo(queue_url)
-    messages: list[OutgoingMessage] = []
+    """Validates (unless told not to), then sends with the producer's publisher; returns
+    (sent, failed)."""
+    bodies: list[str] = []
     bad = 0
     for record in records:
-        try:
-            body = record.body.decode("utf-8")
-        except UnicodeDecodeError:
-            body = None
-        step: StepResult | None = None
-        if validate or fifo:
-            try:
-                step = parse(record.body)
-            except InvalidMessage as exc:
-                if validate:
-                    bad += 1
-                    echo(f"{record.line}: {exc.field}: {exc.rule}")
-                    continue
-        if body is None:
+        # Checked here rather than by the publisher, so that every bad line is reported.
+        verdict = _verdict(record.body) if validate else None
+        if verdict is None and not _is_text(record.body):
+            verdict = "body: not UTF-8; SQS carries text only"
+        if verdict is not None:
             bad += 1
-            echo(f"{record.line}: body: not UTF-8; SQS carries text only")
+            echo(f"{record.line}: {verdict}")
             continue
-        messages.append(_outgoing(body, step, fifo))
+        bodies.append(record.body.decode("utf-8"))
     if bad:
         # The job ran and found failures (exit 1), unlike bad usage (exit 2).
         raise RelayError(f"{bad} invalid record(s); nothing sent (--no-validate sends anyway)")
-    async with open_sqs() as client:
-        failures = await send_messages(client, queue_url, messages)
+    with StepResultPublisher(queue_url) as publisher:
+        messages = [message_for(body, fifo=publisher.fifo) for body in bodies]
+        try:
+            publisher.send(messages)
+        except PublishError as exc:
+            failures = exc.failures
+        else:
+            failures = []
     if len(failures) == len(messages) > 0 and len({(f.code, f.message) for f in failures}) == 1:
         # The queue itself refused (missing, not allowed, unreachable): say so once, not per record.
         raise SendFailed(
@@ -114,13 +110,17 @@ async def send_records(
     return len(messages) - len(failures), len(failures)
 
 
-def _outgoing(body: str, step: StepResult | None, fifo: bool) -> OutgoingMessage:
-    if not fifo:
-        return OutgoingMessage(body=body)
-    if step is None:
-        import hashlib
+def _verdict(body: bytes) -> str | None:
+    try:
+        parse(body)
+    except InvalidMessage as exc:
+        return f"{exc.field}: {exc.rule}"
+    return None
 
-        return OutgoingMessage(
-            body=body, group_id="relay", deduplication_id=hashlib.sha256(body.encode()).hexdigest()
-        )
-    return OutgoingMessage(body=body, group_id=step.execution_id, deduplication_id=step.dedup_id())
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -18,7 +18,14 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.aws import new_session
-from relay.batches import MAX_BATCH_BYTES, payload_size, plan_batches
+from relay.batches import MAX_BATCH_BYTES, payload_size
+from relay.outgoing import BatchSend
+
+# Re-exported: the worker, replay and the demo send and classify through this adapter.
+from relay.outgoing import OutgoingMessage as OutgoingMessage
+from relay.outgoing import SendFailure as SendFailure
+from relay.outgoing import error_code as error_code
+from relay.outgoing import is_fifo as is_fifo
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -62,46 +69,7 @@ async def open_sqs(
         yield client
 
 
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore error, or the exception's type name."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-    return type(exc).__name__
-
-
 # --- sending -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message to send: a body, its String attributes, and FIFO ids where the queue is FIFO."""
-
-    body: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    group_id: str | None = None
-    deduplication_id: str | None = None
-    delay_s: int | None = None
-
-    def message_attributes(self) -> dict[str, dict[str, str]]:
-        """The attributes in SQS's MessageAttributes shape."""
-        return {
-            name: {"DataType": "String", "StringValue": value}
-            for name, value in self.attributes.items()
-        }
-
-    def size(self) -> int:
-        """Bytes SQS counts against the 1 MiB request limit."""
-        return payload_size(self.body, self.message_attributes())
-
-
-@dataclass(frozen=True, slots=True)
-class SendFailure:
-    """A message SQS did not accept, with SQS's reason."""
-
-    index: int
-    code: str
-    message: str
-    sender_fault: bool
 
 
 async def send_messages(
@@ -117,58 +85,26 @@ async def send_messages(
     Entries SQS reports as failed through no fault of the sender are retried a few times with
     a short backoff; sender faults (a body too large, a bad attribute) are final at once.
     """
-    final: list[SendFailure] = []
-    retryable: list[SendFailure] = []
-    pending = list(range(len(messages)))
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-        failed = [
-            failure
-            for batch in plan_batches(pending, lambda i: messages[i].size())
-            for failure in await _send_batch(client, queue_url, messages, batch)
-        ]
-        final += [f for f in failed if f.sender_fault]
-        retryable = [f for f in failed if not f.sender_fault]
-        pending = [f.index for f in retryable]
-        if not pending:
-            break
-    return sorted(final + retryable, key=lambda f: f.index)
+    job = BatchSend(messages, attempts=attempts, backoff_s=backoff_s)
+    await run_batch_send(client, queue_url, job)
+    return job.failures()
 
 
-async def _send_batch(
-    client: SQSClient, queue_url: str, messages: Sequence[OutgoingMessage], batch: list[int]
-) -> list[SendFailure]:
-    entries: list[Any] = []
-    for index in batch:
-        message = messages[index]
-        entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.body}
-        if message.attributes:
-            entry["MessageAttributes"] = message.message_attributes()
-        if message.group_id is not None:
-            entry["MessageGroupId"] = message.group_id
-        if message.deduplication_id is not None:
-            entry["MessageDeduplicationId"] = message.deduplication_id
-        if message.delay_s is not None:
-            entry["DelaySeconds"] = message.delay_s
-        entries.append(entry)
-    try:
-        response = await client.send_message_batch(QueueUrl=queue_url, Entries=entries)
-    except (ClientError, BotoCoreError) as exc:
-        sender_fault = isinstance(exc, ClientError) and _is_sender_fault(exc)
-        return [SendFailure(i, error_code(exc), str(exc), sender_fault) for i in batch]
-    return [
-        SendFailure(
-            int(item["Id"]), item.get("Code", ""), item.get("Message", ""), item["SenderFault"]
-        )
-        for item in response.get("Failed", [])
-    ]
-
-
-def _is_sender_fault(exc: ClientError) -> bool:
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
-    throttled = error_code(exc) in ("RequestThrottled", "ThrottlingException")
-    return 400 <= status < 500 and not throttled
+async def run_batch_send(client: SQSClient, queue_url: str, job: BatchSend) -> None:
+    """Makes the calls of a `BatchSend` on aiobotocore (the sync twin is in `relay.producer`)."""
+    for delay_s, requests in job.rounds():
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        for request in requests:
+            try:
+                response = await client.send_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=request.entries,  # type: ignore[arg-type]
+                )
+            except (ClientError, BotoCoreError) as exc:
+                job.record_error(request, exc)
+            else:
+                job.record_response(request, response)
 
 
 # --- receiving -----------------------------------------------------------------------------
@@ -437,8 +373,3 @@ def dead_letter_copy(message: ReceivedMessage, facts: DeadLetter, *, fifo: bool)
 
 def _attributes_size(attributes: Mapping[str, str]) -> int:
     return sum(len(n.encode()) + len("String") + len(v.encode()) for n, v in attributes.items())
-
-
-def is_fifo(queue_url: str) -> bool:
-    """FIFO queues' names end in `.fifo`."""
-    return queue_url.endswith(".fifo")

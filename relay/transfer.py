@@ -5,6 +5,7 @@ drives every retry here, by the classification table in `relay.outcomes`.
 """
 
 import contextlib
+import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -56,6 +59,108 @@ async def open_transfer(
     )
     async with session.create_client("transfer", config=config) as client:
         yield client
+
+
+_TARGET = "TransferService.SendWorkflowStepState"
+_JSON_11 = "application/x-amz-json-1.1"
+
+
+class LeanTransferClient:
+    """`send_workflow_step_state` alone, at a fraction of aiobotocore's CPU per call.
+
+    botocore still does what must be right: the credential chain (refreshing credentials are
+    re-read on every call), endpoint resolution (`AWS_ENDPOINT_URL_TRANSFER`, regional, FIPS)
+    and the SigV4 signer. Only serialisation, transport (one shared aiohttp session) and error
+    parsing are replaced; errors come back as the same `ClientError` shape botocore raises, so
+    `TransferSender` cannot tell the two clients apart.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        region: str,
+        credentials: Any,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        self._url = endpoint_url.rstrip("/") + "/"
+        self._region = region
+        self._credentials = credentials
+        self._http = http
+
+    async def send_workflow_step_state(self, **params: str) -> dict[str, Any]:
+        """Same arguments, result and errors as the aiobotocore client's method."""
+        body = json.dumps(params, separators=(",", ":")).encode()
+        frozen = await self._credentials.get_frozen_credentials()
+        request = AWSRequest(
+            method="POST",
+            url=self._url,
+            data=body,
+            headers={"Content-Type": _JSON_11, "X-Amz-Target": _TARGET},
+        )
+        SigV4Auth(frozen, "transfer", self._region).add_auth(request)
+        async with self._http.post(self._url, data=body, headers=dict(request.headers)) as response:
+            payload = await response.read()
+            metadata = {
+                "HTTPStatusCode": response.status,
+                "RequestId": response.headers.get("x-amzn-RequestId", ""),
+            }
+            if response.status == 200:
+                return {"ResponseMetadata": metadata}
+            raise _client_error(response.status, response.reason or "", payload, metadata)
+
+
+def _client_error(
+    status: int, reason: str, payload: bytes, metadata: dict[str, Any]
+) -> ClientError:
+    """The ClientError botocore's JSON 1.1 parser would raise for this answer."""
+    try:
+        document = json.loads(payload) if payload else {}
+    except ValueError:
+        document = {}
+    if not isinstance(document, dict) or "__type" not in document:
+        # Not a service error body (a load balancer's 502): botocore names it by status.
+        bare: Any = {
+            "Error": {"Code": str(status), "Message": reason},
+            "ResponseMetadata": metadata,
+        }
+        return ClientError(bare, "SendWorkflowStepState")
+    code = str(document["__type"]).rsplit("#", 1)[-1]
+    message = str(document.get("message", document.get("Message", "")))
+    modeled = {k: v for k, v in document.items() if k not in ("__type", "message")}
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": metadata,
+        **modeled,
+    }
+    return ClientError(response, "SendWorkflowStepState")
+
+
+@contextlib.asynccontextmanager
+async def open_lean_transfer(
+    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+) -> AsyncIterator[LeanTransferClient]:
+    """A `LeanTransferClient` with the endpoint, region and credentials botocore resolves."""
+    session = session or new_session()
+    async with open_transfer(
+        session, max_pool_connections=1, call_timeout_s=call_timeout_s
+    ) as resolver:
+        credentials = await session.get_credentials()
+        if credentials is None:
+            raise NoCredentialsError()
+        timeout = aiohttp.ClientTimeout(total=call_timeout_s, connect=min(call_timeout_s, 5.0))
+        connector = aiohttp.TCPConnector(limit=max_pool_connections)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            yield LeanTransferClient(
+                endpoint_url=resolver.meta.endpoint_url,
+                region=resolver.meta.region_name,
+                credentials=credentials,
+                http=http,
+            )
+
+
+CallbackClient = TransferClient | LeanTransferClient
+"""Either client: `TransferSender` needs only `send_workflow_step_state`."""
 
 
 class CallbackError(RelayError):
@@ -168,7 +273,7 @@ class TransferSender:
     """Sends callbacks on one shared client, retrying per the policy."""
 
     def __init__(
-        self, client: TransferClient, policy: RetryPolicy, pacer: Pacer | None = None
+        self, client: "CallbackClient", policy: RetryPolicy, pacer: Pacer | None = None
     ) -> None:
         self.client = client
         self.policy = policy

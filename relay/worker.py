@@ -8,6 +8,7 @@ dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
 import asyncio
 import collections
 import contextlib
+import math
 import random
 import signal
 import time
@@ -22,7 +23,7 @@ from relay.aws import new_session
 from relay.config import RunConfig
 from relay.errors import ConfigError
 from relay.http import create_app, serve_http
-from relay.limits import Circuits, DeliveredMemory, StepKey, TokenBucket
+from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Action, Outcome, Reason
@@ -40,20 +41,24 @@ from relay.sqs import (
     send_messages,
 )
 from relay.transfer import (
+    CallbackClient,
     CallbackError,
     CallbackFailed,
     RetryPolicy,
     TransferSender,
+    open_lean_transfer,
     open_transfer,
 )
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_transfer import TransferClient
 else:
-    SQSClient = TransferClient = Any
+    SQSClient = Any
 
 log = get_logger("relay.worker")
+
+_LEASE_AHEAD_S = 2.0
+"""Under a send rate, hold about this many seconds of sending in flight."""
 
 _ATTEMPT_MEMORY = 10_000
 """Message ids whose callback attempts are remembered across receives (relay-attempts)."""
@@ -79,23 +84,26 @@ class Finish:
 
 
 class _CallPacer:
-    """Rate cap before each call; metrics after it."""
+    """The send rate before each call; what the answer teaches it, and the metrics, after."""
 
-    def __init__(self, metrics: Metrics, bucket: TokenBucket) -> None:
+    def __init__(self, metrics: Metrics, rate: AdaptiveRate) -> None:
         self.metrics = metrics
-        self.bucket = bucket
+        self.rate = rate
 
     async def before_call(self, step: StepResult) -> None:
-        await self.bucket.take()
+        await self.rate.acquire()
 
     def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
-        result = "ok" if error is None else error.code
-        self.metrics.attempts.labels(result=result).inc()
-        self.metrics.callback_latency.labels(result="ok" if error is None else "error").observe(
-            duration_s
-        )
-        if error is not None and error.rule.throttle:
+        if error is None:
+            self.rate.accepted()
+            self.metrics.attempts.labels(result="ok").inc()
+            self.metrics.callback_latency.labels(result="ok").observe(duration_s)
+            return
+        self.metrics.attempts.labels(result=error.code).inc()
+        self.metrics.callback_latency.labels(result="error").observe(duration_s)
+        if error.rule.throttle:
             self.metrics.throttles.inc()
+            self.rate.throttled()
 
 
 class Worker:
@@ -106,7 +114,7 @@ class Worker:
         config: RunConfig,
         *,
         sqs: SQSClient,
-        transfer: TransferClient,
+        transfer: CallbackClient,
         dlq_url: str,
         metrics: Metrics | None = None,
     ) -> None:
@@ -122,10 +130,8 @@ class Worker:
             release_base_s=config.release_base_s,
             release_cap_s=config.release_cap_s,
         )
-        self.sender = TransferSender(
-            transfer, self.policy, _CallPacer(self.metrics, TokenBucket(config.max_rps, burst=1))
-        )
-        self.metrics.send_rate.set(config.max_rps)
+        self.rate = AdaptiveRate(config.max_rps, enabled=config.adaptive_rate)
+        self.sender = TransferSender(transfer, self.policy, _CallPacer(self.metrics, self.rate))
         self.ops = QueueOps(sqs, config.queue_url)
         self.dead_letters: Coalescer[Any] = Coalescer("dead-letter", self._send_dead_letters)
         self._dlq_fifo = is_fifo(dlq_url)
@@ -147,6 +153,7 @@ class Worker:
         self.metrics.in_flight.set_function(lambda: len(self._in_flight))
         self.metrics.open_circuits.set_function(lambda: len(self.circuits))
         self.metrics.oldest_in_flight.set_function(self._oldest_in_flight_age)
+        self.metrics.send_rate.set_function(lambda: self.rate.rate)
         self.counts: collections.Counter[str] = collections.Counter()
 
     def _oldest_in_flight_age(self) -> float:
@@ -254,12 +261,23 @@ class Worker:
 
     async def _reserve(self) -> int:
         """Waits for free slots and reserves up to 10, so nothing waits invisible for a slot."""
-        while self._free <= 0:
+        while (room := self._room()) <= 0:
             self._slot_freed.clear()
-            await self._slot_freed.wait()
-        count = min(10, self._free)
+            # Bounded wait: a rising send rate makes room without freeing a slot.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), 1.0)
+        count = min(10, room)
         self._free -= count
         return count
+
+    def _room(self) -> int:
+        """Slots a poll may fill now: free ones, and under a send rate only about two seconds'
+        worth in all, so messages are not leased only to wait for the rate."""
+        room = self._free
+        if (rate := self.rate.rate) > 0:
+            in_use = self.config.max_in_flight - self._free
+            room = min(room, max(1, math.ceil(rate * _LEASE_AHEAD_S)) - in_use)
+        return room
 
     def _release_slots(self, count: int) -> None:
         self._free += count
@@ -659,13 +677,6 @@ class Worker:
                 self.stop("queue empty")
 
 
-def _workflow(message: ReceivedMessage) -> str | None:
-    try:
-        return parse(message.body).workflow_id
-    except InvalidMessage:
-        return None
-
-
 async def queue_counts(sqs: SQSClient, queue_url: str) -> dict[str, int]:
     """Visible, in-flight and delayed message counts of a queue."""
     response = await sqs.get_queue_attributes(
@@ -751,7 +762,7 @@ async def open_worker(
     session = session or new_session()
     async with (
         open_sqs(session, max_pool_connections=config.pollers + 20) as sqs,
-        open_transfer(
+        (open_lean_transfer if config.lean_sender else open_transfer)(
             session,
             max_pool_connections=config.max_in_flight,
             call_timeout_s=config.call_timeout_s,

@@ -1,0 +1,168 @@
+"""Messages to send and the SendMessageBatch exchange, without I/O.
+
+One place turns messages into batch requests (through `relay.batches.plan_batches`), reads
+SQS's answers, and decides which entries go again. Its drivers make the calls: the async one
+in `relay.sqs` (the worker's dead-letter copies, replay) and the sync one in `relay.producer`
+(step processors, `relay send`). Only botocore's exception types are imported here, so the
+producer stays free of aiobotocore.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from relay.batches import payload_size, plan_batches
+
+NO_ANSWER: Final = "NoAnswer"
+"""The code of an entry SQS's answer did not mention, so it cannot count as sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message to send: a body, its String attributes, and FIFO ids where the queue is FIFO."""
+
+    body: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    group_id: str | None = None
+    deduplication_id: str | None = None
+    delay_s: int | None = None
+
+    def message_attributes(self) -> dict[str, dict[str, str]]:
+        """The attributes in SQS's MessageAttributes shape."""
+        return {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in self.attributes.items()
+        }
+
+    def size(self) -> int:
+        """Bytes SQS counts against the 1 MiB request limit."""
+        return payload_size(self.body, self.message_attributes())
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        """This message as one SendMessageBatch entry."""
+        entry: dict[str, Any] = {"Id": entry_id, "MessageBody": self.body}
+        if self.attributes:
+            entry["MessageAttributes"] = self.message_attributes()
+        if self.group_id is not None:
+            entry["MessageGroupId"] = self.group_id
+        if self.deduplication_id is not None:
+            entry["MessageDeduplicationId"] = self.deduplication_id
+        if self.delay_s is not None:
+            entry["DelaySeconds"] = self.delay_s
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailure:
+    """A message SQS did not accept, with SQS's reason."""
+
+    index: int
+    code: str
+    message: str
+    sender_fault: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One SendMessageBatch call: the indexes of the messages it carries, and its entries."""
+
+    indexes: tuple[int, ...]
+    entries: list[dict[str, Any]]
+
+
+class BatchSend:
+    """Many messages sent with SendMessageBatch; the caller makes the calls, this keeps account.
+
+    `rounds()` yields the delay to wait and the requests to make; the caller hands each answer
+    back with `record_response` or `record_error`. Entries SQS failed through no fault of the
+    sender go again in the next round, up to `attempts` rounds; sender faults (a body too
+    large, a delay out of range, a missing queue) are final at once. In the end every message
+    is in `message_ids` or in `failures()`, never in both and never in neither.
+    """
+
+    def __init__(
+        self, messages: Sequence[OutgoingMessage], *, attempts: int = 4, backoff_s: float = 0.2
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.messages = messages
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.message_ids: dict[int, str] = {}
+        self._failed: dict[int, SendFailure] = {}
+
+    def rounds(self) -> Iterator[tuple[float, list[BatchRequest]]]:
+        """Yields (seconds to wait first, requests) per round until all are sent or final."""
+        pending = list(range(len(self.messages)))
+        for attempt in range(self.attempts):
+            if not pending:
+                return
+            for index in pending:
+                # Until an answer names it, an entry is not sent: a lost answer is a failure.
+                self._failed[index] = SendFailure(index, NO_ANSWER, "SQS did not answer", False)
+            batches = plan_batches(pending, lambda i: self.messages[i].size())
+            delay_s = self.backoff_s * 2 ** (attempt - 1) if attempt else 0.0
+            yield delay_s, [self._request(batch) for batch in batches]
+            pending = sorted(i for i, f in self._failed.items() if not f.sender_fault)
+
+    def record_response(self, request: BatchRequest, response: Mapping[str, Any]) -> None:
+        """Takes in SQS's answer to one request: message ids, and the entries it failed."""
+        for item in response.get("Successful", []):
+            index = self._index(request, item.get("Id"))
+            if index is not None:
+                self.message_ids[index] = str(item["MessageId"])
+                self._failed.pop(index, None)
+        for item in response.get("Failed", []):
+            index = self._index(request, item.get("Id"))
+            if index is not None:
+                self._failed[index] = SendFailure(
+                    index,
+                    str(item.get("Code", "")),
+                    str(item.get("Message", "")),
+                    bool(item.get("SenderFault", False)),
+                )
+
+    def record_error(self, request: BatchRequest, exc: BotoCoreError | ClientError) -> None:
+        """Takes in a request that failed as a whole: each of its entries failed for that."""
+        code, fault = error_code(exc), is_sender_fault(exc)
+        for index in request.indexes:
+            self._failed[index] = SendFailure(index, code, str(exc), fault)
+
+    def failures(self) -> list[SendFailure]:
+        """Every message not sent, by index, with the last reason SQS gave."""
+        return sorted(self._failed.values(), key=lambda failure: failure.index)
+
+    def _request(self, batch: list[int]) -> BatchRequest:
+        return BatchRequest(tuple(batch), [self.messages[i].entry(str(i)) for i in batch])
+
+    @staticmethod
+    def _index(request: BatchRequest, entry_id: Any) -> int | None:
+        # An id this request did not carry cannot mark anything sent.
+        index = int(entry_id) if isinstance(entry_id, str) and entry_id.isdigit() else None
+        return index if index in request.indexes else None
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore error, or the exception's type name."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+    return type(exc).__name__
+
+
+def is_sender_fault(exc: BaseException) -> bool:
+    """Whether a failed request would fail the same way again (4xx but throttling, a bad call)."""
+    if isinstance(exc, ParamValidationError):
+        return True
+    if not isinstance(exc, ClientError):
+        # Connection errors, timeouts, credentials not yet fetched: worth another round.
+        return False
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+    throttled = error_code(exc) in ("RequestThrottled", "ThrottlingException")
+    return 400 <= status < 500 and not throttled
+
+
+def is_fifo(queue_url: str) -> bool:
+    """FIFO queues' names end in `.fifo`."""
+    return queue_url.endswith(".fifo")

@@ -1,0 +1,116 @@
+"""The pure limits: token bucket, adaptive send rate, circuits, duplicate memory."""
+
+import pytest
+
+from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, TokenBucket
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate(
+    allowed_rps: float,
+    burst: int,
+    *,
+    adaptive: bool,
+    seconds: float = 60.0,
+    offered_rps: float = 2000.0,
+) -> tuple[int, int]:
+    """Drives an AdaptiveRate against a service token bucket in simulated time, with callers
+    that always have work (offered_rps); returns (accepted, throttled)."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.0, enabled=adaptive, clock=clock)
+    service = TokenBucket(allowed_rps, burst=burst, clock=clock)
+    step = 1.0 / offered_rps
+    accepted = throttled = 0
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.now += step
+        if rate.try_acquire() > 0:
+            continue
+        if service.try_take() == 0:
+            accepted += 1
+            rate.accepted()
+        else:
+            throttled += 1
+            rate.throttled()
+    return accepted, throttled
+
+
+@pytest.mark.parametrize(("allowed", "burst"), [(200, 50), (50, 10), (1000, 100)])
+def test_adaptive_rate_finds_the_allowed_rate(allowed: float, burst: int) -> None:
+    """Against a service allowing N calls/s, goodput reaches 95 % of N and at most 5 % of calls
+    are throttled."""
+    accepted, throttled = simulate(allowed, burst, adaptive=True)
+    goodput = accepted / 60.0
+    assert goodput >= 0.95 * allowed
+    assert throttled <= 0.05 * (accepted + throttled)
+
+
+def test_without_adaptation_most_calls_are_throttled() -> None:
+    """The comparison: callers that never slow down get most of their calls throttled."""
+    accepted, throttled = simulate(200, 50, adaptive=False)
+    assert throttled > accepted
+
+
+def test_max_rps_stays_a_ceiling() -> None:
+    """The adapted rate never climbs above --max-rps."""
+    clock = FakeClock()
+    rate = AdaptiveRate(50.0, clock=clock)
+    rate.throttled()
+    for _ in range(1000):
+        clock.now += 1.0
+        rate.try_acquire()
+    assert rate.rate == 50.0
+
+
+def test_throttles_of_one_burst_count_once() -> None:
+    """Throttles arriving right after a decrease (calls already in flight) do not lower the
+    rate again."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.0, clock=clock)
+    for _ in range(100):
+        clock.now += 0.01
+        rate.accepted()
+    rate.throttled()
+    first = rate.rate
+    clock.now += 0.01
+    rate.throttled()
+    assert rate.rate == first
+    assert 90 <= first <= 100
+
+
+def test_circuit_opens_probes_once_and_closes() -> None:
+    """A denied workflow is held for the cooldown, then lets exactly one probe through."""
+    clock = FakeClock()
+    circuits = Circuits(10.0, clock=clock)
+    circuits.denied("w-a")
+    assert not circuits.allow("w-a")
+    assert circuits.allow("w-b")
+    clock.now += 10.0
+    assert circuits.allow("w-a")
+    assert not circuits.allow("w-a")
+    circuits.answered("w-a")
+    assert circuits.allow("w-a")
+    assert len(circuits) == 0
+
+
+def test_delivered_memory_is_bounded_and_expires() -> None:
+    """The memory keeps at most `size` entries and forgets each after `ttl_s`."""
+    clock = FakeClock()
+    memory = DeliveredMemory(3, 5.0, clock=clock)
+    for i in range(10):
+        memory.remember(("w", "e", str(i)), "SUCCESS")
+    assert len(memory) == 3
+    assert memory.status_of(("w", "e", "9")) == "SUCCESS"
+    assert memory.status_of(("w", "e", "0")) is None
+    clock.now += 5.0
+    assert memory.status_of(("w", "e", "9")) is None
+    assert len(memory) == 0
