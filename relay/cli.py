@@ -233,13 +233,16 @@ def healthcheck(url: str | None, timeout: float) -> int:
 
 
 @cli.command()
-@click.option("--messages", default=2000, show_default=True, help="Step results to send.")
+@click.option("--messages", default=1000, show_default=True, help="Step results to send.")
 @click.option(
-    "--rate", default=150.0, show_default=True, help="Offered messages per second (in bursts)."
+    "--rate",
+    default=60.0,
+    show_default=True,
+    help="Messages per second offered on average, in bursts of twice that.",
 )
 @click.option(
     "--throttle-rps",
-    default=120.0,
+    default=45.0,
     show_default=True,
     help="Calls per second the emulator allows (0 = no throttling).",
 )
@@ -262,7 +265,8 @@ def demo(
 
     Sends a realistic mix (three shapes, malformed ones, unknown executions) while the worker
     consumes it against a throttling, sometimes failing emulator; ends with outcomes by reason,
-    the DLQ by reason and an accounting line. Exit 0 when every message is accounted for.
+    the DLQ by reason and an accounting line. Exit 0 when every message sent is accounted
+    for, 1 otherwise.
     """
     from relay.demo import DemoConfig, run_demo
 

@@ -90,6 +90,8 @@ class AdaptiveRate:
         self.bucket = TokenBucket(ceiling, burst=1, clock=clock)
         self._accepted: collections.deque[float] = collections.deque()
         self._adapted = False
+        self._binding = False
+        """Whether callers waited for the rate since it last grew: only then is more worth trying."""
         self._last_decrease = self._last_growth = clock()
         self._lock = asyncio.Lock()
 
@@ -102,7 +104,10 @@ class AdaptiveRate:
         """Takes the right to call now and returns 0, or returns the seconds to wait first."""
         if self._adapted:
             self._creep_up()
-        return self.bucket.try_take()
+        wait_s = self.bucket.try_take()
+        if wait_s > 0:
+            self._binding = True
+        return wait_s
 
     async def acquire(self) -> None:
         """Waits until the next call may go out; callers are served in arrival order."""
@@ -150,6 +155,11 @@ class AdaptiveRate:
         elapsed = now - self._last_growth
         if elapsed < 1.0:
             return
+        if not self._binding:
+            # Demand is below the rate: growing it would report a rate nobody sends at.
+            self._last_growth = now
+            return
+        self._binding = False
         grown = self.bucket.rate * (1 + self.increase) ** elapsed
         if self.ceiling > 0 and grown >= self.ceiling:
             grown = self.ceiling

@@ -140,6 +140,8 @@ class Worker:
         self._stop_reason = ""
         self._draining = False
         self._receive_failures = 0
+        # By receipt handle: one message id can be held twice if a lease lapsed and SQS handed
+        # the message out again, and each receive must be finished on its own.
         self._in_flight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._free = config.max_in_flight
@@ -329,7 +331,7 @@ class Worker:
     async def _give_back(self, messages: list[ReceivedMessage], outcome: Outcome) -> None:
         """Returns messages untouched, visible at once; each frees the slot it held."""
         for message in messages:
-            self._in_flight.pop(message.message_id, None)
+            self._in_flight.pop(message.receipt_handle, None)
             self._release_slots(1)
             try:
                 await self.ops.change_visibility(message.receipt_handle, 0)
@@ -342,7 +344,7 @@ class Worker:
         now = time.monotonic()
         for message in messages:
             self.metrics.received.inc()
-            self._in_flight[message.message_id] = InFlight(message, now)
+            self._in_flight[message.receipt_handle] = InFlight(message, now)
         if self._fifo:
             chains: dict[str | None, list[ReceivedMessage]] = {}
             for message in messages:
@@ -378,7 +380,7 @@ class Worker:
         except Exception as exc:  # a bug must not kill the worker; the message comes back
             log.exception("message failed unexpectedly", message_id=message.message_id)
             step, finish = None, Finish(Outcome.RELEASED, error=f"{type(exc).__name__}: {exc}")
-        held = self._in_flight.pop(message.message_id, None)
+        held = self._in_flight.pop(message.receipt_handle, None)
         if held is not None:
             self._release_slots(1)
             self._record(message, finish, step, time.monotonic() - started)
@@ -650,7 +652,7 @@ class Worker:
                 return_exceptions=True,
             )
             for held, result in zip(due, results, strict=True):
-                if held.message.message_id not in self._in_flight:
+                if held.message.receipt_handle not in self._in_flight:
                     continue  # finished meanwhile: its receipt handle is gone, no error
                 if isinstance(result, BaseException):
                     self.metrics.visibility_errors.inc()

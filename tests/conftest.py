@@ -5,7 +5,6 @@ clients. The AWS settings reach relay the way they do in production: the standar
 environment variables.
 """
 
-import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,26 +12,24 @@ from dataclasses import dataclass
 
 import pytest
 from aiobotocore.session import get_session
-from moto.server import ThreadedMotoServer
 
+from relay.demo import serve_moto_sqs
 from relay.emulator import EmulatorState, run_emulator
 from tests.support import SQSClient
 
 REGION = "us-east-1"
 
 
-# moto's server logs every request through werkzeug; the tests' own output matters more.
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    """moto's SQS server on a random loopback port, for the whole session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """moto's SQS server on a random loopback port, for the whole session.
+
+    The demo's server, not ThreadedMotoServer: moto's backend is not thread-safe, and its
+    threaded server lets two deletes resurrect a message or two receives hand out the same
+    one. The demo's serialises the calls that would race (see `relay.demo.SerialCalls`).
+    """
+    with serve_moto_sqs() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

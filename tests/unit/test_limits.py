@@ -67,8 +67,25 @@ def test_max_rps_stays_a_ceiling() -> None:
     rate.throttled()
     for _ in range(1000):
         clock.now += 1.0
-        rate.try_acquire()
+        while rate.try_acquire() == 0:  # callers always waiting: the rate binds
+            pass
     assert rate.rate == 50.0
+
+
+def test_rate_does_not_grow_without_demand() -> None:
+    """When callers never wait for the rate, it stays where it is instead of climbing to a
+    figure nobody sends at."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.0, clock=clock)
+    for _ in range(100):
+        clock.now += 0.05
+        rate.accepted()
+    rate.throttled()
+    adapted = rate.rate
+    for _ in range(100):
+        clock.now += 1.0
+        assert rate.try_acquire() == 0  # one call a second, far below the rate
+    assert rate.rate == adapted
 
 
 def test_throttles_of_one_burst_count_once() -> None:

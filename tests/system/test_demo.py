@@ -1,0 +1,48 @@
+"""`relay demo` as a process: the whole local pipeline runs, and every message is accounted for."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+_ACCOUNTING = re.compile(
+    r"accounting: sent (\d+) = delivered (\d+) \+ dead-lettered (\d+) \+ still queued (\d+)  ok"
+)
+# A row of rich's table; its rules are box-drawing characters, or ASCII on a plain console.
+_TABLE_ROW = re.compile(
+    r"^[│|]\s*(delivered|dead_lettered)\s*[│|]\s*(\S+)\s*[│|]\s*(\d+)\s*[│|]$", re.MULTILINE
+)
+
+
+def test_demo_accounts_for_every_message_and_prints_the_next_step() -> None:
+    """300 messages: exit 0, an outcome table, a balanced accounting line, the replay command."""
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "demo", "--messages", "300", "--seed", "7"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+
+    rows = {(outcome, reason): int(n) for outcome, reason, n in _TABLE_ROW.findall(output)}
+    assert rows.get(("delivered", "-"), 0) > 0, output
+    assert rows.get(("dead_lettered", "validation"), 0) > 0, output
+    assert rows.get(("dead_lettered", "not_found"), 0) > 0, output
+
+    accounting = _ACCOUNTING.search(output)
+    assert accounting is not None, output
+    sent, delivered, dead_lettered, still_queued = map(int, accounting.groups())
+    assert sent == 300
+    assert sent == delivered + dead_lettered + still_queued
+    assert delivered == rows[("delivered", "-")]
+
+    assert re.search(
+        r"relay replay --dlq-url http://127\.0\.0\.1:\d+/\S+ --reason not_found", output
+    )
