@@ -91,7 +91,7 @@ class AdaptiveRate:
         self._accepted: collections.deque[float] = collections.deque()
         self._adapted = False
         self._binding = False
-        """Whether callers waited for the rate since it last grew: only then is more worth trying."""
+        # Whether callers waited for the rate since it last grew: only then try for more.
         self._last_decrease = self._last_growth = clock()
         self._lock = asyncio.Lock()
 
