@@ -46,6 +46,14 @@ RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
     OptionSpec("--max-in-flight", int, 64, "Callbacks in progress at once.", minimum=1),
     OptionSpec("--pollers", int, 4, "Concurrent long polls on the queue.", minimum=1),
     OptionSpec(
+        "--wait-time",
+        int,
+        20,
+        "Seconds one long poll waits for messages (SQS's maximum, 20, costs least).",
+        minimum=0,
+        maximum=20,
+    ),
+    OptionSpec(
         "--max-receives",
         int,
         10,
@@ -180,7 +188,6 @@ class RunConfig:
     log_format: LogFormat = "json"
     log_level: str = "INFO"
     wait_time_s: int = 20
-    """Long-poll wait; 20 is SQS's maximum. Tests shorten it."""
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 
@@ -205,8 +212,6 @@ class RunConfig:
             raise ConfigError(
                 f"--log-level must be DEBUG, INFO, WARNING or ERROR: {self.log_level}"
             )
-        if not 0 <= self.wait_time_s <= 20:
-            raise ConfigError("wait time must be between 0 and 20 seconds")
 
     @classmethod
     def build(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> "RunConfig":
@@ -246,6 +251,7 @@ _DURATIONS: Final = frozenset(
         "breaker_cooldown",
         "callback_deadline",
         "dedupe_ttl",
+        "wait_time",
     }
 )
 

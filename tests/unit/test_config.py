@@ -95,8 +95,8 @@ def test_a_duration_or_rate_that_is_not_a_finite_number_is_a_config_error(
         ({"retry_budget_s": 60.0}, "--retry-budget .* must be shorter than --visibility-timeout"),
         ({"log_format": "xml"}, "--log-format must be json or text"),
         ({"log_level": "LOUD"}, "--log-level must be DEBUG, INFO, WARNING or ERROR"),
-        ({"wait_time_s": 21}, "wait time must be between 0 and 20 seconds"),
-        ({"wait_time_s": -1}, "wait time must be between 0 and 20 seconds"),
+        ({"wait_time_s": 21}, "--wait-time must be at most 20, not 21"),
+        ({"wait_time_s": -1}, "--wait-time must be at least 0, not -1"),
     ],
 )
 def test_cross_field_and_choice_checks_raise_config_error(

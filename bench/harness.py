@@ -1,0 +1,466 @@
+"""One run: a fresh queue pair, the messages, the emulator primed, one contender until the queue
+drains (or the run's timeout), and everything it measured.
+"""
+
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from bench.endpoints import REPO, Endpoints, all_loopback, listening_addresses
+from bench.metrics import CallStats, CpuTrace, reduce_calls
+from bench.processes import Child, Children
+from bench.workloads import Contender, Workload
+from relay.emulator.client import EmulatorAdmin
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+else:
+    SQSClient = Any
+
+SAMPLE_EVERY_S: Final = 0.25
+QUEUE_CHECK_EVERY_S: Final = 0.5
+RELAY_EXIT_WAIT_S: Final = 30.0
+"""relay leaves by itself after two empty readings a second apart; past this, it is stopped."""
+QUEUE_VISIBILITY_S: Final = 30
+MAX_RECEIVE_COUNT: Final = 20
+"""The redrive policy's maxReceiveCount, above relay's --max-receives (10)."""
+FILL_CONCURRENCY: Final = 16
+REGISTER_CHUNK: Final = 2_000
+"""Steps per admin call: the emulator accepts bodies up to 1 MiB (aiohttp's default)."""
+WORKFLOWS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A run's messages: bodies in send order, their tokens (None: malformed), valid steps."""
+
+    bodies: list[str]
+    tokens: list[str | None]
+    steps: list[dict[str, str]]
+
+    @property
+    def malformed(self) -> int:
+        """How many bodies are malformed on purpose."""
+        return sum(1 for token in self.tokens if token is None)
+
+
+def plan_messages(count: int, malformed_rate: float, tag: str, seed: int) -> Plan:
+    """Canonical step results (9 in 10 SUCCESS), one unique token each; every 1/rate-th body
+    is malformed (not JSON, not an object, or a field missing), in a fixed rotation."""
+    rng = random.Random(seed)
+    workflows = ["w-" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=17))]
+    workflows += [
+        "w-" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=17))
+        for _ in range(WORKFLOWS - 1)
+    ]
+    every = round(1 / malformed_rate) if malformed_rate > 0 else 0
+    bodies: list[str] = []
+    tokens: list[str | None] = []
+    steps: list[dict[str, str]] = []
+    broken = 0
+    for i in range(count):
+        step = {
+            "WorkflowId": workflows[i % WORKFLOWS],
+            "ExecutionId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "Token": f"{tag}_{i}",
+            "Status": "FAILURE" if i % 10 == 9 else "SUCCESS",
+        }
+        if every and i % every == every // 2:
+            kind = broken % 3
+            broken += 1
+            if kind == 0:
+                bodies.append("step done: " + step["Token"])
+            elif kind == 1:
+                bodies.append(json.dumps([step["WorkflowId"], step["Token"]]))
+            else:
+                bodies.append(json.dumps({k: v for k, v in step.items() if k != "Token"}))
+            tokens.append(None)
+            continue
+        bodies.append(json.dumps(step))
+        tokens.append(step["Token"])
+        steps.append(step)
+    return Plan(bodies=bodies, tokens=tokens, steps=steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """A run's source queue and its DLQ."""
+
+    url: str
+    dlq_url: str
+
+
+async def create_queue_pair(sqs: SQSClient, name: str) -> Queues:
+    """A queue with a redrive policy to its own DLQ."""
+    dlq = await sqs.create_queue(QueueName=f"{name}-dlq")
+    dlq_url = dlq["QueueUrl"]
+    attributes = await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    redrive = {
+        "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    }
+    queue = await sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(QUEUE_VISIBILITY_S),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )
+    return Queues(url=queue["QueueUrl"], dlq_url=dlq_url)
+
+
+async def delete_queue_pair(sqs: SQSClient, queues: Queues) -> None:
+    """Drop both queues (fauxqs keeps everything in memory)."""
+    for url in (queues.url, queues.dlq_url):
+        try:
+            await sqs.delete_queue(QueueUrl=url)
+        except Exception as exc:  # cleanup must not hide the run's own outcome
+            print(f"bench: could not delete {url}: {exc}", file=sys.stderr)
+
+
+async def queue_depth(sqs: SQSClient, url: str) -> int:
+    """Visible + in flight + delayed."""
+    response = await sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )
+    return sum(int(value) for value in response.get("Attributes", {}).values())
+
+
+async def fill(sqs: SQSClient, url: str, plan: Plan) -> dict[str, float]:
+    """SendMessageBatch, 10 a call, `FILL_CONCURRENCY` calls at once; token → time sent."""
+    sent_at: dict[str, float] = {}
+    batches = [range(i, min(i + 10, len(plan.bodies))) for i in range(0, len(plan.bodies), 10)]
+    pending = iter(batches)
+
+    async def sender() -> None:
+        for batch in pending:
+            entries: Sequence[Any] = [{"Id": str(i), "MessageBody": plan.bodies[i]} for i in batch]
+            started = time.time()
+            response = await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"SendMessageBatch failed entries: {response['Failed'][:3]}")
+            for i in batch:
+                if (token := plan.tokens[i]) is not None:
+                    sent_at[token] = started
+
+    await asyncio.gather(*(sender() for _ in range(FILL_CONCURRENCY)))
+    return sent_at
+
+
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """What every run shares: endpoints, clients, the children's environment, the log folder."""
+
+    endpoints: Endpoints
+    sqs: SQSClient
+    admin: EmulatorAdmin
+    env: Mapping[str, str]
+    logs: Path
+    children: Children
+
+
+def contender_argv(
+    contender: Contender, workload: Workload, queues: Queues | None, steps_file: Path | None
+) -> list[str]:
+    """The command line of one process of this contender."""
+    python = sys.executable
+    deadline = str(int(workload.timeout_s + 30))
+    if contender.kind == "relay":
+        assert queues is not None
+        return [
+            *contender.wrapper, python, "-m", "relay", "run",
+            "--queue-url", queues.url, "--dlq-url", queues.dlq_url,
+            "--exit-when-empty", "--http-port", "0", "--log-level", "WARNING",
+            *contender.args,
+        ]  # fmt: skip
+    if contender.kind == "floor":
+        assert steps_file is not None
+        module, target = "bench.contenders.floor", ["--steps", str(steps_file)]
+    else:
+        assert queues is not None
+        module, target = f"bench.contenders.{contender.kind}", ["--queue-url", queues.url]
+    return [python, "-m", module, *target, "--deadline-s", deadline, *contender.args]
+
+
+async def run_contender(
+    bench: Bench, workload: Workload, contender: Contender, round_index: int
+) -> dict[str, Any]:
+    """One run of one contender on one workload; its results as JSON-ready values."""
+    count = contender.message_count(workload.messages)
+    tag = f"r{uuid.uuid4().hex[:8]}"
+    plan = plan_messages(count, workload.malformed_rate, tag, seed=round_index)
+    admin, sqs = bench.admin, bench.sqs
+    await admin.reset()
+    await admin.set_faults(**workload.faults())
+    for i in range(0, len(plan.steps), REGISTER_CHUNK):
+        chunk = plan.steps[i : i + REGISTER_CHUNK]
+        await admin.register((s["WorkflowId"], s["ExecutionId"], s["Token"]) for s in chunk)
+    queues: Queues | None = None
+    steps_file: Path | None = None
+    fill_s = 0.0
+    sent_at: dict[str, float] = {}
+    run_name = f"bench-{workload.name.lower()}-{contender.name}-{tag}"
+    try:
+        if contender.kind == "floor":
+            steps_file = bench.logs / f"{run_name}-steps.jsonl"
+            steps_file.write_text("".join(json.dumps(s) + "\n" for s in plan.steps))
+            messages_sent = len(plan.steps)
+        else:
+            queues = await create_queue_pair(sqs, run_name)
+            started = time.monotonic()
+            sent_at = await fill(sqs, queues.url, plan)
+            fill_s = time.monotonic() - started
+            messages_sent = count
+        argv = contender_argv(contender, workload, queues, steps_file)
+        measured = await _run_processes(bench, workload, contender, argv, queues, run_name)
+        if contender.kind == "floor":
+            sent_at = {s["Token"]: measured.launched_at for s in plan.steps}
+        calls, _ = await admin.calls(0)
+        dlq = await queue_depth(sqs, queues.dlq_url) if queues else 0
+        remaining = await queue_depth(sqs, queues.url) if queues else 0
+    finally:
+        if queues is not None:
+            await delete_queue_pair(sqs, queues)
+        if steps_file is not None:
+            steps_file.unlink(missing_ok=True)
+    stats = reduce_calls(calls, sent_at)
+    return _result(
+        workload=workload,
+        contender=contender,
+        round_index=round_index,
+        messages_sent=messages_sent,
+        malformed_sent=plan.malformed if contender.kind != "floor" else 0,
+        fill_s=fill_s,
+        stats=stats,
+        measured=measured,
+        dlq=dlq,
+        remaining=remaining,
+        argv=argv,
+    )
+
+
+@dataclass(slots=True)
+class Measured:
+    """What the harness saw of the contender's processes."""
+
+    launched_at: float
+    ended_at: float
+    drained_at: float | None
+    timed_out: bool
+    exit_codes: list[int]
+    cpu_total_s: float
+    peak_rss_bytes: list[int]
+    traces: list[CpuTrace]
+    sqs_trace: CpuTrace
+    emulator_trace: CpuTrace
+    summaries: list[dict[str, int]]
+    listening: list[str]
+    log_tails: list[str]
+
+
+async def _run_processes(
+    bench: Bench,
+    workload: Workload,
+    contender: Contender,
+    argv: list[str],
+    queues: Queues | None,
+    run_name: str,
+) -> Measured:
+    """Start the contender's processes, sample them, end them once the work is done."""
+    sqs_trace, emulator_trace = CpuTrace(), CpuTrace()
+    now = time.time()
+    sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
+    emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+    launched_at = time.time()
+    processes: list[Child] = [
+        bench.children.start(
+            f"{contender.name}-{i}",
+            argv,
+            env=bench.env,
+            cwd=REPO,
+            log_path=bench.logs / f"{run_name}-{i}.log",
+        )
+        for i in range(contender.processes)
+    ]
+    traces = [CpuTrace() for _ in processes]
+    deadline = time.monotonic() + workload.timeout_s
+    drained_at: float | None = None
+    empty_readings = 0
+    next_queue_check = 0.0
+    listening: set[str] = set()
+    checked_listeners = False
+    timed_out = False
+    try:
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            now = time.time()
+            for child, trace in zip(processes, traces, strict=True):
+                if child.ended is None and (ended := child.poll()) is not None:
+                    trace.add(ended.ended_at, ended.cpu_s)
+                elif child.ended is None:
+                    trace.add(now, child.sample())
+            sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
+            emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+            if not checked_listeners and now - launched_at > 3.0:
+                checked_listeners = True
+                for child in processes:
+                    listening.update(listening_addresses(child.pid))
+                if not all_loopback(sorted(listening)):
+                    raise RuntimeError(f"{contender.name} listens beyond loopback: {listening}")
+            if all(child.ended is not None for child in processes):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            if queues is None or time.monotonic() < next_queue_check:
+                continue
+            next_queue_check = time.monotonic() + QUEUE_CHECK_EVERY_S
+            empty_readings = (
+                empty_readings + 1 if await queue_depth(bench.sqs, queues.url) == 0 else 0
+            )
+            if empty_readings >= 2 and drained_at is None:
+                drained_at = time.time()
+            if drained_at is None:
+                continue
+            if contender.kind != "relay":
+                break  # they run until told: the queue is empty, tell them
+            if time.time() - drained_at > RELAY_EXIT_WAIT_S:
+                break
+    finally:
+        for child in processes:
+            child.terminate()
+        for child, trace in zip(processes, traces, strict=True):
+            if child.ended is None:
+                ended = await asyncio.to_thread(child.stop, 10.0)
+                trace.add(ended.ended_at, ended.cpu_s)
+    now = time.time()
+    sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
+    emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+    ends = [child.ended for child in processes if child.ended is not None]
+    return Measured(
+        launched_at=launched_at,
+        ended_at=max(e.ended_at for e in ends),
+        drained_at=drained_at,
+        timed_out=timed_out,
+        exit_codes=[e.exit_code for e in ends],
+        cpu_total_s=sum(e.cpu_s for e in ends),
+        peak_rss_bytes=[child.peak_rss_bytes for child in processes],
+        traces=traces,
+        sqs_trace=sqs_trace,
+        emulator_trace=emulator_trace,
+        summaries=[_summary(child) for child in processes],
+        listening=sorted(listening),
+        log_tails=[child.log_tail(5) for child in processes],
+    )
+
+
+def _summary(child: Child) -> dict[str, int]:
+    """The contender's own counts (its last `{"summary": ...}` line), if it printed one."""
+    try:
+        lines = child.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        if line.startswith('{"summary"'):
+            try:
+                return {k: int(v) for k, v in json.loads(line)["summary"].items()}
+            except (ValueError, KeyError, TypeError):
+                return {}
+    return {}
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _result(
+    *,
+    workload: Workload,
+    contender: Contender,
+    round_index: int,
+    messages_sent: int,
+    malformed_sent: int,
+    fill_s: float,
+    stats: CallStats,
+    measured: Measured,
+    dlq: int,
+    remaining: int,
+    argv: list[str],
+) -> dict[str, Any]:
+    delivered = stats.delivered_tokens
+    window = stats.window_s
+    cpu_active: float | None = None
+    sqs_util = emulator_util = None
+    if stats.first_received_at is not None and stats.last_success_at is not None:
+        start, end = stats.first_received_at, stats.last_success_at
+        parts = [trace.between(start, end) for trace in measured.traces]
+        cpu_active = sum(p for p in parts if p is not None)
+        if window:
+            sqs_cpu = measured.sqs_trace.between(start, end)
+            emulator_cpu = measured.emulator_trace.between(start, end)
+            sqs_util = None if sqs_cpu is None else sqs_cpu / window
+            emulator_util = None if emulator_cpu is None else emulator_cpu / window
+    discarded = sum(s.get("discarded", 0) for s in measured.summaries)
+    per_1k = 1000 / delivered if delivered else None
+    accounted = delivered + dlq + discarded
+    return {
+        "workload": workload.name,
+        "contender": contender.name,
+        "kind": contender.kind,
+        "processes": contender.processes,
+        "round": round_index,
+        "messages": messages_sent,
+        "malformed": malformed_sent,
+        "delivered": delivered,
+        "rate_per_s": _rounded(stats.rate_per_s, 1),
+        "window_s": _rounded(window, 2),
+        "e2e_p50_s": _rounded(stats.e2e_p50_s),
+        "e2e_p99_s": _rounded(stats.e2e_p99_s),
+        "service_p50_ms": _rounded(stats.service_p50_ms, 1),
+        "cpu_per_1k_active_s": _rounded(
+            cpu_active * per_1k if cpu_active is not None and per_1k else None
+        ),
+        "cpu_per_1k_total_s": _rounded(measured.cpu_total_s * per_1k if per_1k else None),
+        "cpu_active_s": _rounded(cpu_active),
+        "cpu_util": _rounded(cpu_active / window if cpu_active is not None and window else None, 2),
+        "cpu_total_s": _rounded(measured.cpu_total_s),
+        "peak_rss_mb": round(max(measured.peak_rss_bytes) / 2**20, 1),
+        "peak_rss_mb_each": [round(b / 2**20, 1) for b in measured.peak_rss_bytes],
+        "calls": stats.calls,
+        "successes": stats.successes,
+        "throttled": stats.throttled,
+        "throttled_share": _rounded(stats.throttled / stats.calls if stats.calls else None, 4),
+        "server_errors": stats.server_errors,
+        "other_errors": stats.other_errors,
+        "duplicates": stats.duplicates,
+        "calls_per_delivered": _rounded(stats.calls / delivered if delivered else None),
+        "dlq": dlq,
+        "discarded": discarded,
+        "remaining": remaining,
+        "accounted": accounted == messages_sent and remaining == 0,
+        "fill_s": round(fill_s, 2),
+        "wall_s": round(measured.ended_at - measured.launched_at, 2),
+        "drained_s": _rounded(
+            measured.drained_at - measured.launched_at if measured.drained_at else None, 2
+        ),
+        "timed_out": measured.timed_out,
+        "exit_codes": measured.exit_codes,
+        "sqs_server_cpu_util": _rounded(sqs_util, 2),
+        "emulator_cpu_util": _rounded(emulator_util, 2),
+        "contender_summary": measured.summaries,
+        "listening": measured.listening,
+        "argv": argv,
+        "log_tail": measured.log_tails if any(measured.exit_codes) or measured.timed_out else [],
+    }

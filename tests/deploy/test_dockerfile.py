@@ -1,0 +1,116 @@
+"""deploy/Dockerfile builds relay from the lock and runs it the way the template expects:
+non-root, exec-form `relay run`, health through `relay healthcheck`."""
+
+import json
+from typing import Any
+
+import pytest
+
+from relay.config import RUN_OPTIONS
+from tests.deploy.support import ROOT, Instruction, dockerfile_stages, dockerignored, resources
+
+HTTP_PORT = next(spec.default for spec in RUN_OPTIONS if spec.flag == "--http-port")
+
+
+def _args(stage: list[Instruction], keyword: str) -> list[str]:
+    return [instruction.args for instruction in stage if instruction.keyword == keyword]
+
+
+def _copy_sources(instruction: Instruction) -> list[str]:
+    words = [word for word in instruction.args.split() if not word.startswith("--")]
+    return words[:-1]
+
+
+def test_image_is_multi_stage_on_slim_python_311() -> None:
+    """The image has a builder stage and a runtime stage, both on a slim Python 3.11 base."""
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    for stage in stages:
+        assert stage[0].args.split()[0].startswith("python:3.11-slim")
+
+
+def test_final_stage_runs_as_a_non_root_user(
+    final_stage: list[Instruction], template: dict[str, Any]
+) -> None:
+    """The running image's last USER is a fixed non-root UID, the one the task definition
+    names."""
+    users = _args(final_stage, "USER")
+    assert users
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit()
+    assert int(uid) != 0
+    (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert container["User"] == users[-1]
+
+
+def test_entry_point_is_exec_form_relay_run(final_stage: list[Instruction]) -> None:
+    """ENTRYPOINT and CMD are exec form and together run `relay run`, so SIGTERM reaches relay."""
+    (entrypoint,) = [i for i in final_stage if i.keyword == "ENTRYPOINT"]
+    commands = [i for i in final_stage if i.keyword == "CMD"]
+    argv = entrypoint.exec_form()
+    assert argv is not None
+    for command in commands:
+        cmd = command.exec_form()
+        assert cmd is not None
+        argv = argv + cmd
+    assert argv == ["relay", "run"]
+
+
+def test_builder_installs_runtime_dependencies_from_the_lock() -> None:
+    """A build stage installs relay with `pip install -c constraints.txt .`, without the dev
+    extra, and the runtime stage only copies the built venv."""
+    *builders, final = dockerfile_stages()
+    installs = [run for stage in builders for run in _args(stage, "RUN") if "pip install" in run]
+    assert installs
+    for run in installs:
+        assert "-c constraints.txt" in run
+        assert "[dev]" not in run
+        assert run.split("pip install", 1)[1].split("&&")[0].split()[-1] == "."
+    for copy in (i for i in final if i.keyword == "COPY"):
+        assert copy.args.startswith("--from=")
+
+
+def test_tmp_is_a_volume_the_task_mounts(
+    final_stage: list[Instruction], template: dict[str, Any]
+) -> None:
+    """/tmp is a VOLUME, so Fargate's bind mount there keeps the image's world-writable mode,
+    and the task definition mounts a volume at exactly that path."""
+    volumes = [path for args in _args(final_stage, "VOLUME") for path in json.loads(args)]
+    assert volumes == ["/tmp"]
+    (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert [mount["ContainerPath"] for mount in container["MountPoints"]] == volumes
+
+
+def test_final_stage_environment_and_health(final_stage: list[Instruction]) -> None:
+    """The runtime writes no bytecode, logs unbuffered, exposes relay's HTTP port and checks its
+    health with `relay healthcheck`."""
+    env = " ".join(_args(final_stage, "ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "PYTHONUNBUFFERED=1" in env
+    assert _args(final_stage, "EXPOSE") == [str(HTTP_PORT)]
+    (healthcheck,) = _args(final_stage, "HEALTHCHECK")
+    assert healthcheck.split(" CMD ", 1)[1] == '["relay", "healthcheck"]'
+
+
+def test_copied_paths_exist_and_reach_the_build_context() -> None:
+    """Every path the Dockerfile copies from the context exists and .dockerignore lets it in."""
+    sources = [
+        source
+        for stage in dockerfile_stages()
+        for instruction in stage
+        if instruction.keyword == "COPY" and "--from=" not in instruction.args
+        for source in _copy_sources(instruction)
+    ]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not dockerignored(source), source
+    assert not dockerignored("relay/cli.py")
+
+
+@pytest.mark.parametrize("path", [".git", ".venv", ".venv-checks", "tests", "relay/__pycache__"])
+def test_dockerignore_keeps_the_rest_out(path: str) -> None:
+    """Virtualenvs, git history, tests and bytecode stay out of the build context."""
+    assert dockerignored(path)
