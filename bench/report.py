@@ -180,6 +180,24 @@ def targets(
         1.5,
         False,
     )
+    add(
+        "W1 relay (lean sender) CPU/msg / lean floor CPU/call <= 2 (active window)",
+        _ratio(
+            field("W1", "relay", "cpu_per_1k_active_s"),
+            field("W1", "floor-lean", "cpu_per_1k_active_s"),
+        ),
+        2,
+        False,
+    )
+    add(
+        "W1 lean sender: aiobotocore floor CPU/call / lean floor CPU/call >= 2",
+        _ratio(
+            field("W1", "floor", "cpu_per_1k_active_s"),
+            field("W1", "floor-lean", "cpu_per_1k_active_s"),
+        ),
+        2,
+        True,
+    )
     bucket = throttles.get("W2")
     successes, window = field("W2", "relay", "successes"), field("W2", "relay", "window_s")
     allowed = None

@@ -95,14 +95,24 @@ THREADPOOL_STANDARD = Contender(
     args=("--threads", "32", "--retry-mode", "standard"),
     note="as threadpool, with botocore's standard retry mode",
 )
-RELAY = Contender(name="relay", kind="relay", note="relay run, defaults")
-# The adaptive rate does not exist yet: until it does, this runs the same flags as RELAY.
-# Add the flag that turns adaptation off here, e.g. args=("--adaptive-rate", "off").
+FLOOR_LEAN = Contender(
+    name="floor-lean",
+    kind="floor",
+    args=("--concurrency", str(RELAY_MAX_IN_FLIGHT), "--lean"),
+    note="the floor through relay's lean sender (botocore signer, shared aiohttp session)",
+)
+RELAY = Contender(name="relay", kind="relay", note="relay run, defaults (lean sender)")
+RELAY_AIOBOTOCORE = Contender(
+    name="relay-aiobotocore",
+    kind="relay",
+    args=("--no-lean-sender",),
+    note="relay run --no-lean-sender: callbacks through the aiobotocore client",
+)
 RELAY_FIXED_BACKOFF = Contender(
     name="relay-fixed",
     kind="relay",
-    args=(),
-    note="relay with fixed backoff (no adaptive rate; same as relay until it lands)",
+    args=("--no-adaptive-rate",),
+    note="relay without the adaptive rate: per-call backoff only",
 )
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -112,7 +122,7 @@ WORKLOADS: tuple[Workload, ...] = (
         # The issue asks 10,000; 6,000 keeps `make bench` (with its set-up) under 10 minutes on
         # a busy 2-core machine. `--workloads W1 --messages 10000` runs the issue's size.
         messages=6_000,
-        contenders=(FLOOR, NAIVE, THREADPOOL, RELAY),
+        contenders=(FLOOR, FLOOR_LEAN, NAIVE, THREADPOOL, RELAY, RELAY_AIOBOTOCORE),
     ),
     Workload(
         name="W2",

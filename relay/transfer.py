@@ -6,7 +6,9 @@ drives every retry here, by the classification table in `relay.outcomes`.
 
 import contextlib
 import json
+import os
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -149,8 +151,12 @@ async def open_lean_transfer(
         if credentials is None:
             raise NoCredentialsError()
         timeout = aiohttp.ClientTimeout(total=call_timeout_s, connect=min(call_timeout_s, 5.0))
-        connector = aiohttp.TCPConnector(limit=max_pool_connections)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        # As botocore does: AWS_CA_BUNDLE for a private CA, HTTP(S)_PROXY and NO_PROXY honoured.
+        ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trust_env=True
+        ) as http:
             yield LeanTransferClient(
                 endpoint_url=resolver.meta.endpoint_url,
                 region=resolver.meta.region_name,

@@ -1,4 +1,5 @@
-"""The floor: aiobotocore `send_workflow_step_state` in a tight concurrent loop, no SQS at all.
+"""The floor: aiobotocore `send_workflow_step_state` in a tight concurrent loop, no SQS at all
+(`--lean`: the same calls through relay's lean sender, the floor for `relay --lean-sender`).
 
 What this machine can do at most with the SDK relay uses: `--concurrency` calls at once on one
 client, botocore's retries off, the steps read from a JSON Lines file. A throttled or 5xx call
@@ -20,6 +21,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.contenders.common import Tally, finish, setup
+from relay.transfer import open_lean_transfer
 
 RETRYABLE = frozenset(
     {"ThrottlingException", "ServiceUnavailableException", "InternalServiceError"}
@@ -39,6 +41,7 @@ async def call_all(
     max_attempts: int,
     deadline: float,
     tally: Tally,
+    lean: bool = False,
 ) -> None:
     """`concurrency` loops share one iterator of steps and one client."""
     config = AioConfig(
@@ -47,7 +50,12 @@ async def call_all(
         connect_timeout=5,
         read_timeout=10,
     )
-    async with get_session().create_client("transfer", config=config) as client:
+    opened: Any = (
+        open_lean_transfer(max_pool_connections=concurrency, call_timeout_s=10)
+        if lean
+        else get_session().create_client("transfer", config=config)
+    )
+    async with opened as client:
 
         async def loop() -> None:
             for step in steps:
@@ -56,7 +64,7 @@ async def call_all(
                         return
                     tally.add("calls")
                     try:
-                        await client.send_workflow_step_state(**step)  # type: ignore[arg-type]
+                        await client.send_workflow_step_state(**step)
                     except ClientError as exc:
                         response: Any = exc.response
                         code = str(response.get("Error", {}).get("Code", ""))
@@ -84,6 +92,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--max-attempts", type=int, default=100)
     parser.add_argument("--deadline-s", type=float, default=600.0)
+    parser.add_argument(
+        "--lean", action="store_true", help="relay's lean sender instead of aiobotocore"
+    )
     options = parser.parse_args()
     tally = Tally()
     setup(tally)
@@ -95,6 +106,7 @@ def main() -> None:
             max_attempts=options.max_attempts,
             deadline=time.monotonic() + options.deadline_s,
             tally=tally,
+            lean=options.lean,
         )
     )
     finish(tally)

@@ -103,17 +103,18 @@ async def test_an_unreachable_endpoint_is_a_connection_error_on_both(
     assert plain[3] == lean[3]
 
 
-async def test_the_worker_delivers_through_the_lean_sender(
-    sqs: SQSClient, queues: Queues, emulator: Emulator
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiobotocore"])
+async def test_the_worker_delivers_through_either_client(
+    sqs: SQSClient, queues: Queues, emulator: Emulator, lean: bool
 ) -> None:
-    """With --lean-sender the whole pipeline works: deliveries, dead letters, every message
+    """With either client the whole pipeline works: deliveries, dead letters, every message
     accounted for."""
     steps = make_steps(20, seed=75)
     emulator.state.register_many(s.step_key for s in steps[:15])
     emulator.state.set_faults(Faults(error_rate=0.2, error_kinds=(FailureKind.BAD_GATEWAY,)))
     await send_bodies(sqs, queues.url, [s.to_body() for s in steps] + ["not json"])
 
-    worker = await run_to_empty(fast_config(queues.url, lean_sender=True, max_receives=100))
+    worker = await run_to_empty(fast_config(queues.url, lean_sender=lean, max_receives=100))
 
     dead = await drain(sqs, queues.dlq_url)
     assert sorted(m.attributes["relay-reason"] for m in dead) == ["not_found"] * 5 + ["validation"]
