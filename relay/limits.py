@@ -6,10 +6,12 @@ Pure asyncio and arithmetic; no AWS here.
 
 import asyncio
 import collections
+import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 
 class TokenBucket:
@@ -175,7 +177,9 @@ class DeliveredMemory:
     """A bounded, expiring memory of the step results this process delivered.
 
     Every entry lives `ttl_s`, so insertion order is expiry order: the oldest entry is always
-    at the front, and both eviction rules pop from there.
+    at the front, and both eviction rules pop from there. An entry is a 128-bit digest of the
+    step and one float (its expiry, negative for FAILURE): about 170 bytes, where the step's own
+    strings would cost over 400, so the default 100,000 entries stay under 20 MB.
     """
 
     def __init__(
@@ -184,9 +188,7 @@ class DeliveredMemory:
         self.size = size
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: collections.OrderedDict[StepKey, tuple[str, float]] = (
-            collections.OrderedDict()
-        )
+        self._entries: collections.OrderedDict[bytes, float] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -194,25 +196,38 @@ class DeliveredMemory:
     def status_of(self, key: StepKey) -> str | None:
         """The status delivered for this step, if remembered and not expired."""
         self._expire()
-        entry = self._entries.get(key)
-        return None if entry is None else entry[0]
+        signed = self._entries.get(_digest(key))
+        if signed is None:
+            return None
+        return _SUCCESS if signed > 0 else _FAILURE
 
     def remember(self, key: StepKey, status: str) -> None:
         """Records a delivered step result, evicting the oldest past the size bound."""
         if self.size <= 0:
             return
-        self._entries.pop(key, None)
-        self._entries[key] = (status, self._clock() + self.ttl_s)
+        digest = _digest(key)
+        expires = self._clock() + self.ttl_s
+        self._entries.pop(digest, None)
+        self._entries[digest] = expires if status == _SUCCESS else -expires
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
     def _expire(self) -> None:
         now = self._clock()
         while self._entries:
-            _, (_, expires) = next(iter(self._entries.items()))
-            if expires > now:
+            signed = next(iter(self._entries.values()))
+            if abs(signed) > now:
                 return
             self._entries.popitem(last=False)
+
+
+_SUCCESS: Final = "SUCCESS"
+_FAILURE: Final = "FAILURE"
+
+
+def _digest(key: StepKey) -> bytes:
+    # 128 bits: a collision (which would skip a callback) is ~1e-29 likely at 100,000 entries.
+    return hashlib.blake2b("\x00".join(key).encode(), digest_size=16).digest()
 
 
 @dataclass(slots=True)
