@@ -154,12 +154,12 @@ def _shaped_body(rng: random.Random, step: StepResult) -> tuple[str, str]:
     if draw < 0.5:
         return "canonical", step.to_body()
     if draw < 0.8:
-        return "event", _event_body(step)
-    inner = step.to_body() if rng.random() < 0.5 else _event_body(step)
-    return "sns", _sns_body(rng, inner)
+        return "event", event_body(step)
+    inner = step.to_body() if rng.random() < 0.5 else event_body(step)
+    return "sns", sns_body(inner, rng)
 
 
-def _event_body(step: StepResult) -> str:
+def event_body(step: StepResult) -> str:
     """Shape 2: the event Transfer Family hands a custom step, forwarded with a status."""
     return json.dumps(
         {
@@ -185,12 +185,12 @@ def _event_body(step: StepResult) -> str:
     )
 
 
-def _sns_body(rng: random.Random, inner: str) -> str:
+def sns_body(inner: str, rng: random.Random | None = None) -> str:
     """Shape 3: an SNS notification envelope, as SNS delivers without raw message delivery."""
     return json.dumps(
         {
             "Type": "Notification",
-            "MessageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "MessageId": str(uuid.UUID(int=(rng or random).getrandbits(128), version=4)),
             "TopicArn": f"arn:aws:sns:{REGION}:123456789012:step-results",
             "Message": inner,
             "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),

@@ -620,25 +620,41 @@ def dlq_stats(config: StatsConfig) -> DlqStats:
 
 async def _dlq_stats(config: StatsConfig) -> DlqStats:
     stats = DlqStats(dlq_url=config.scan.dlq_url)
-    stopper = Stopper()
-    async with open_sqs(max_pool_connections=RECEIVERS + 16) as sqs:
-        await check_queue(sqs, config.scan.dlq_url, "DLQ")
-        with handling_signals(stopper):
-            reader = DlqReader(sqs, config.scan, stopper)
 
-            async def take(message: DeadMessage) -> None:
-                stats.add(message)
-                await reader.give_back(message.message_id)
+    async def take(message: DeadMessage) -> None:
+        stats.add(message)
 
-            def snapshot() -> Snapshot:
-                return stats.messages, None, f"{stats.messages} read"
+    def snapshot() -> Snapshot:
+        return stats.messages, None, f"{stats.messages} read"
 
-            async with reader.holding(), Reporter("dlq stats", snapshot):
-                await reader.scan(take)
+    reader = await _read_through(config.scan, "dlq stats", take, snapshot)
     stats.stopped_by = reader.stopped_by
     stats.read_error = reader.read_error
     stats.release_errors = reader.release_errors
     return stats
+
+
+async def _read_through(
+    scan: ScanConfig,
+    label: str,
+    take: Callable[[DeadMessage], Awaitable[None]],
+    snapshot: Callable[[], Snapshot],
+) -> "DlqReader":
+    """Reads the whole DLQ once, hands each message to `take`, then makes it visible again:
+    what `dlq stats` and `dlq export` share (neither changes the DLQ)."""
+    stopper = Stopper()
+    async with open_sqs(max_pool_connections=RECEIVERS + 16) as sqs:
+        await check_queue(sqs, scan.dlq_url, "DLQ")
+        with handling_signals(stopper):
+            reader = DlqReader(sqs, scan, stopper)
+
+            async def take_and_give_back(message: DeadMessage) -> None:
+                await take(message)
+                await reader.give_back(message.message_id)
+
+            async with reader.holding(), Reporter(label, snapshot):
+                await reader.scan(take_and_give_back)
+    return reader
 
 
 def _print_stats(stats: DlqStats, top: int) -> None:
@@ -743,24 +759,17 @@ def dlq_export(config: ExportConfig) -> ExportSummary:
 
 async def _dlq_export(config: ExportConfig, out: IO[str]) -> ExportSummary:
     summary = ExportSummary(dlq_url=config.scan.dlq_url, out=config.out)
-    stopper = Stopper()
-    async with open_sqs(max_pool_connections=RECEIVERS + 16) as sqs:
-        await check_queue(sqs, config.scan.dlq_url, "DLQ")
-        with handling_signals(stopper):
-            reader = DlqReader(sqs, config.scan, stopper)
 
-            async def take(message: DeadMessage) -> None:
-                # ASCII only: every line splitter agrees where a line ends (some split at U+2028).
-                out.write(json.dumps(message.to_record()) + "\n")
-                summary.written += 1
-                summary.by_reason[message.reason] += 1
-                await reader.give_back(message.message_id)
+    async def take(message: DeadMessage) -> None:
+        # ASCII only: every line splitter agrees where a line ends (some split at U+2028).
+        out.write(json.dumps(message.to_record()) + "\n")
+        summary.written += 1
+        summary.by_reason[message.reason] += 1
 
-            def snapshot() -> Snapshot:
-                return summary.written, None, f"{summary.written} written"
+    def snapshot() -> Snapshot:
+        return summary.written, None, f"{summary.written} written"
 
-            async with reader.holding(), Reporter("dlq export", snapshot):
-                await reader.scan(take)
+    reader = await _read_through(config.scan, "dlq export", take, snapshot)
     summary.stopped_by = reader.stopped_by
     summary.read_error = reader.read_error
     summary.release_errors = reader.release_errors

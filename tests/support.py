@@ -1,7 +1,6 @@
 """Test helpers: step results, sending bodies, reading queues back, accounting for messages."""
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -10,7 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from relay.batches import plan_batches
+from relay.demo import event_body as event_body  # the demo and the tests build shapes alike
+from relay.demo import sns_body as sns_body
 from relay.message import Status, StepResult
+from relay.worker import queue_counts
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -45,37 +47,6 @@ def make_steps(
         )
         for i in range(count)
     ]
-
-
-def event_body(step: StepResult) -> str:
-    """Shape 2: the custom-step event plus a status."""
-    return json.dumps(
-        {
-            "token": step.token,
-            "serviceMetadata": {
-                "executionDetails": {
-                    "workflowId": step.workflow_id,
-                    "executionId": step.execution_id,
-                },
-                "transferDetails": {"sessionId": "36688ff5d2deda8c", "userName": "myuser"},
-            },
-            "fileLocation": {"domain": "S3", "bucket": "bucket", "key": "path/to/key"},
-            "status": step.status.value,
-        }
-    )
-
-
-def sns_body(inner: str) -> str:
-    """Shape 3: an SNS notification envelope around another body."""
-    return json.dumps(
-        {
-            "Type": "Notification",
-            "MessageId": str(uuid.uuid4()),
-            "TopicArn": "arn:aws:sns:us-east-1:123456789012:relay",
-            "Message": inner,
-            "Timestamp": "2026-11-27T00:00:00.000Z",
-        }
-    )
 
 
 async def send_bodies(sqs: SQSClient, queue_url: str, bodies: Sequence[str]) -> list[str]:
@@ -139,19 +110,11 @@ async def drain(sqs: SQSClient, queue_url: str, *, limit: int = 10_000) -> list[
 
 async def queue_depth(sqs: SQSClient, queue_url: str) -> dict[str, int]:
     """Visible, not visible and delayed counts."""
-    response = await sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )
-    attributes = response["Attributes"]
+    counts = await queue_counts(sqs, queue_url)
     return {
-        "visible": int(attributes["ApproximateNumberOfMessages"]),
-        "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-        "delayed": int(attributes["ApproximateNumberOfMessagesDelayed"]),
+        "visible": counts["ApproximateNumberOfMessages"],
+        "in_flight": counts["ApproximateNumberOfMessagesNotVisible"],
+        "delayed": counts["ApproximateNumberOfMessagesDelayed"],
     }
 
 
