@@ -10,6 +10,8 @@ from collections import Counter
 from types import FrameType
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 FIELDS: Final = ("WorkflowId", "ExecutionId", "Token", "Status")
 PERMANENT_ERRORS: Final = frozenset(
     {"InvalidRequestException", "ResourceNotFoundException", "AccessDeniedException"}
@@ -62,3 +64,35 @@ def finish(tally: Tally) -> None:
     print(tally.summary(), flush=True)
     sys.stdout.flush()
     os._exit(0)
+
+
+def handle_one(sqs: Any, transfer: Any, queue_url: str, message: Any, tally: Tally) -> None:
+    """The naive consumer's handling of one message (the thread pool runs the same):
+    call, then delete; malformed or permanently refused ones are logged and deleted; anything
+    else is left for SQS to redeliver."""
+    receipt = message["ReceiptHandle"]
+    try:
+        step = parse_step(message["Body"])
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("malformed message %s: %r; deleting", message["MessageId"], exc)
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+        tally.add("discarded")
+        return
+    try:
+        transfer.send_workflow_step_state(**step)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in PERMANENT_ERRORS:
+            log.warning("callback refused (%s); deleting", code)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+            tally.add("discarded")
+        else:
+            log.warning("callback failed (%s); SQS will redeliver", code)
+            tally.add("left")
+        return
+    except BotoCoreError as exc:
+        log.warning("callback failed (%s); SQS will redeliver", exc)
+        tally.add("left")
+        return
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+    tally.add("delivered")

@@ -9,9 +9,8 @@ import argparse
 import time
 
 import boto3  # type: ignore[import-untyped]  # boto3 ships no type hints
-from botocore.exceptions import BotoCoreError, ClientError
 
-from bench.contenders.common import PERMANENT_ERRORS, Tally, finish, log, parse_step, setup
+from bench.contenders.common import Tally, finish, handle_one, setup
 
 
 def main() -> None:
@@ -31,32 +30,7 @@ def main() -> None:
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20
         )
         for message in response.get("Messages", []):
-            receipt = message["ReceiptHandle"]
-            try:
-                step = parse_step(message["Body"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("malformed message %s: %r; deleting", message["MessageId"], exc)
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
-                tally.add("discarded")
-                continue
-            try:
-                transfer.send_workflow_step_state(**step)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in PERMANENT_ERRORS:
-                    log.warning("callback refused (%s); deleting", code)
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
-                    tally.add("discarded")
-                else:
-                    log.warning("callback failed (%s); SQS will redeliver", code)
-                    tally.add("left")
-                continue
-            except BotoCoreError as exc:
-                log.warning("callback failed (%s); SQS will redeliver", exc)
-                tally.add("left")
-                continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
-            tally.add("delivered")
+            handle_one(sqs, transfer, queue_url, message, tally)
     finish(tally)
 
 
