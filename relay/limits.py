@@ -25,7 +25,6 @@ class TokenBucket:
         self._clock = clock
         self._tokens = self.burst
         self._updated = clock()
-        self._lock = asyncio.Lock()
 
     def set_rate(self, rate: float) -> None:
         """Changes the rate from now on; tokens already earned are kept."""
@@ -49,15 +48,6 @@ class TokenBucket:
             self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self.rate
-
-    async def take(self) -> None:
-        """Waits for a token; callers are served in arrival order."""
-        if self.rate <= 0:
-            return
-        async with self._lock:
-            # The sleep is exactly the time until the next token; no event would come sooner.
-            while (wait_s := self.try_take()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(wait_s)
 
 
 class AdaptiveRate:
