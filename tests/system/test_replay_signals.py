@@ -1,13 +1,10 @@
 """`relay replay` as a process: SIGINT drains and loses nothing, SIGKILL loses nothing either."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,35 +15,18 @@ from relay.sqs import iso_utc
 from tests.conftest import Emulator, Queues
 from tests.integration.worker_support import register
 from tests.support import SQSClient, delivered_keys, drain, eventually, make_steps, queue_depth
+from tests.system.conftest import relay_subprocess, wait_exit
 
 pytestmark = pytest.mark.slow
 
 
 def replay_process(*args: str, emulator: Emulator | None = None) -> subprocess.Popen[bytes]:
     """Starts `python -m relay replay ARGS`, its AWS chain pointed at loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "COPILOT_"))}
-    if emulator is not None:
-        env["AWS_ENDPOINT_URL_TRANSFER"] = emulator.url
-    command = [sys.executable, "-m", "relay", "replay", "--receive-wait", "0", "--json", *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test started; any still running at the end is killed."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-async def wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """The exit code, polled without blocking the event loop (the emulator runs on it)."""
-    await eventually(lambda: process.poll() is not None, timeout_s=timeout_s, what="process exit")
-    assert process.returncode is not None
-    return process.returncode
+    return relay_subprocess(
+        "replay",
+        *("--receive-wait", "0", "--json", *args),
+        transfer_url=emulator.url if emulator is not None else None,
+    )
 
 
 def summary_of(process: subprocess.Popen[bytes]) -> Any:

@@ -1,12 +1,9 @@
 """`relay run` as a process: SIGTERM drains and exits 0, SIGKILL loses nothing after a restart."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,43 +12,18 @@ from relay.message import StepResult
 from tests.conftest import Emulator, Queues
 from tests.integration.worker_support import fast_config, register, run_to_empty
 from tests.support import SQSClient, drain, eventually, make_steps, queue_depth, send_bodies
+from tests.system.conftest import relay_subprocess, wait_exit
 
 pytestmark = pytest.mark.slow
 
 
 def relay_process(queues: Queues, emulator: Emulator, *args: str) -> subprocess.Popen[bytes]:
     """Starts `python -m relay run` on the test queue, its AWS chain pointed at loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "COPILOT_"))}
-    env["AWS_ENDPOINT_URL_TRANSFER"] = emulator.url
-    command = [
-        sys.executable, "-m", "relay", "run",
-        "--queue-url", queues.url,
-        "--http-port", "0",
-        "--log-format", "json",
-        "--backoff-base", "0.01",
-        "--backoff-cap", "0.05",
-        *args,
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test started; any still running at the end is killed."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-async def wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """The process's exit code, polled without blocking the event loop (the emulator runs on it)."""
-    await eventually(lambda: process.poll() is not None, timeout_s=timeout_s, what="process exit")
-    code = process.returncode
-    assert code is not None
-    return code
+    return relay_subprocess(
+        *("run", "--queue-url", queues.url, "--http-port", "0", "--log-format", "json"),
+        *("--backoff-base", "0.01", "--backoff-cap", "0.05", *args),
+        transfer_url=emulator.url,
+    )
 
 
 async def test_sigterm_finishes_fast_callbacks_and_returns_slow_ones_at_once(
