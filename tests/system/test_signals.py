@@ -90,24 +90,23 @@ async def test_sigkill_mid_flight_then_restart_loses_nothing(
         lambda: sum(c.http_status == 200 for c in emulator.state.calls) >= 5,
         what="some callbacks delivered",
     )
-    killed_at = time.time()
     process.kill()
     await wait_exit(process, timeout_s=10)
 
     emulator.state.set_faults(Faults())
     worker = await run_to_empty(fast_config(queues.url), timeout_s=60)
 
+    # Every step answered exactly once, across both processes: nothing lost, nothing twice.
     _assert_each_step_answered_once(emulator, steps)
-    first_run = sum(
-        c.http_status == 200 and c.received_at < killed_at for c in emulator.state.calls
-    )
-    assert first_run < 30, "the kill came too late to prove anything"
-    # The restart delivered exactly what the killed process had not; a callback that landed
-    # but whose delete was lost comes back as "step already completed".
-    assert worker.counts["delivered"] == 30 - first_run
+    restarted = worker.counts["delivered"]
+    answered_by_killed = 30 - restarted
+    assert answered_by_killed >= 5
+    assert restarted > 0, "the kill came too late to prove anything"
+    # A callback the killed process landed but did not delete comes back as "step already
+    # completed" and is dead-lettered; nothing else may reach the DLQ.
     dead = await drain(sqs, queues.dlq_url)
     assert all(m.attributes["relay-reason"] == "invalid_request" for m in dead)
-    assert len(dead) <= first_run
+    assert len(dead) <= answered_by_killed
     assert await _depth(sqs, queues.url) == 0
 
 
