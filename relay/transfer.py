@@ -226,8 +226,6 @@ class Delivery:
     """A callback Transfer Family accepted."""
 
     attempts: int
-    latency_s: float
-    """Duration of the successful call alone."""
 
 
 class Pacer(Protocol):
@@ -303,27 +301,24 @@ class TransferSender:
         self.client = client
         self.policy = policy
         self.pacer: Pacer = pacer or NoPacing()
+        # Built once; each send copies it (tenacity's own pattern), so its strategies are
+        # not rebuilt per message.
+        self._retrying = policy.retrying()
 
-    async def send(self, step: StepResult, *, budget_s: float | None = None) -> Delivery:
+    async def send(self, step: StepResult) -> Delivery:
         """Delivers one callback or raises `CallbackFailed` with the last error and attempts."""
-        policy = self.policy
-        retrying = policy.retrying()
-        if budget_s is not None and budget_s < policy.budget_s:
-            retrying = retrying.copy(
-                stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(max(0, budget_s))
-            )
         attempts = 0
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying.copy():
                 with attempt:
                     attempts += 1
-                    latency = await self.call(step)
+                    await self.call(step)
         except CallbackError as error:
             raise CallbackFailed(error, attempts) from None
-        return Delivery(attempts=attempts, latency_s=latency)
+        return Delivery(attempts=attempts)
 
-    async def call(self, step: StepResult) -> float:
-        """One attempt; returns its duration or raises a classified `CallbackError`."""
+    async def call(self, step: StepResult) -> None:
+        """One attempt; raises a classified `CallbackError` when it fails."""
         await self.pacer.before_call(step)
         started = time.monotonic()
         error: CallbackError | None = None
@@ -344,7 +339,6 @@ class TransferSender:
         self.pacer.after_call(step, error, duration)
         if error is not None:
             raise error
-        return duration
 
 
 def _from_client_error(exc: ClientError) -> CallbackError:
