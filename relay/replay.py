@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
@@ -628,10 +628,21 @@ async def _dlq_stats(config: StatsConfig) -> DlqStats:
         return stats.messages, None, f"{stats.messages} read"
 
     reader = await _read_through(config.scan, "dlq stats", take, snapshot)
-    stats.stopped_by = reader.stopped_by
-    stats.read_error = reader.read_error
-    stats.release_errors = reader.release_errors
+    _take_ending(stats, reader)
     return stats
+
+
+class _Ending(Protocol):
+    stopped_by: str
+    read_error: str | None
+    release_errors: int
+
+
+def _take_ending(summary: _Ending, reader: "DlqReader") -> None:
+    """How the read ended, onto a summary (stats, export and replay report it alike)."""
+    summary.stopped_by = reader.stopped_by
+    summary.read_error = reader.read_error
+    summary.release_errors = reader.release_errors
 
 
 async def _read_through(
@@ -770,9 +781,7 @@ async def _dlq_export(config: ExportConfig, out: IO[str]) -> ExportSummary:
         return summary.written, None, f"{summary.written} written"
 
     reader = await _read_through(config.scan, "dlq export", take, snapshot)
-    summary.stopped_by = reader.stopped_by
-    summary.read_error = reader.read_error
-    summary.release_errors = reader.release_errors
+    _take_ending(summary, reader)
     return summary
 
 
@@ -1127,9 +1136,7 @@ async def _replay(config: ReplayConfig, records: list[DeadMessage] | None) -> Re
         await replayer.run(read)
     summary.interrupted = stopper.stop.is_set()
     if reader is not None:
-        summary.stopped_by = reader.stopped_by
-        summary.read_error = reader.read_error
-        summary.release_errors = reader.release_errors
+        _take_ending(summary, reader)
     else:
         summary.stopped_by = f"signal ({stopper.reason})" if summary.interrupted else "end of file"
     summary.duration_s = time.monotonic() - started
