@@ -18,6 +18,7 @@ from bench.metrics import CallStats, CpuTrace, reduce_calls
 from bench.processes import Child, Children
 from bench.workloads import Contender, Workload
 from relay.emulator.client import EmulatorAdmin
+from relay.sqs import create_queue_pair as make_queue_pair
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -99,21 +100,10 @@ class Queues:
 
 async def create_queue_pair(sqs: SQSClient, name: str) -> Queues:
     """A queue with a redrive policy to its own DLQ."""
-    dlq = await sqs.create_queue(QueueName=f"{name}-dlq")
-    dlq_url = dlq["QueueUrl"]
-    attributes = await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
-    redrive = {
-        "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
-        "maxReceiveCount": MAX_RECEIVE_COUNT,
-    }
-    queue = await sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(QUEUE_VISIBILITY_S),
-            "RedrivePolicy": json.dumps(redrive),
-        },
+    pair = await make_queue_pair(
+        sqs, name, max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout_s=QUEUE_VISIBILITY_S
     )
-    return Queues(url=queue["QueueUrl"], dlq_url=dlq_url)
+    return Queues(url=pair.url, dlq_url=pair.dlq_url)
 
 
 async def delete_queue_pair(sqs: SQSClient, queues: Queues) -> None:

@@ -39,7 +39,14 @@ from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, Status, StepResult, parse
 from relay.observability import configure_logging
 from relay.outcomes import Outcome
-from relay.sqs import OutgoingMessage, QueueOps, open_sqs, receive_messages, send_messages
+from relay.sqs import (
+    OutgoingMessage,
+    QueueOps,
+    create_queue_pair,
+    open_sqs,
+    receive_messages,
+    send_messages,
+)
 from relay.worker import Worker, open_worker, queue_counts
 
 if TYPE_CHECKING:
@@ -360,19 +367,8 @@ class Queues:
 
 async def create_queues(sqs: SQSClient, max_receive_count: int) -> Queues:
     """A queue and its DLQ, with a redrive policy SQS applies only if relay could not."""
-    dlq = await sqs.create_queue(QueueName=f"{QUEUE_NAME}-dlq")
-    attributes = await sqs.get_queue_attributes(
-        QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
-    )
-    redrive = {
-        "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
-        "maxReceiveCount": str(max_receive_count),
-    }
-    queue = await sqs.create_queue(
-        QueueName=QUEUE_NAME,
-        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "30"},
-    )
-    return Queues(url=queue["QueueUrl"], dlq_url=dlq["QueueUrl"])
+    pair = await create_queue_pair(sqs, QUEUE_NAME, max_receive_count=max_receive_count)
+    return Queues(url=pair.url, dlq_url=pair.dlq_url)
 
 
 def worker_config(queues: Queues, config: DemoConfig) -> RunConfig:

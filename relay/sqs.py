@@ -7,6 +7,7 @@ Nothing here knows about callbacks; the worker decides, this module carries it o
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,44 @@ async def open_sqs(
         "sqs", config=sqs_config(max_pool_connections=max_pool_connections)
     ) as client:
         yield client
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePair:
+    """A source queue and its DLQ."""
+
+    url: str
+    dlq_url: str
+
+
+async def create_queue_pair(
+    client: SQSClient,
+    name: str,
+    *,
+    max_receive_count: int,
+    visibility_timeout_s: int = 30,
+    fifo: bool = False,
+) -> QueuePair:
+    """Creates a queue and its DLQ with a redrive policy between them (the demo, the
+    benchmark and the tests; production queues come from the CloudFormation template)."""
+    suffix = ".fifo" if fifo else ""
+    fifo_attributes: dict[Any, str] = {"FifoQueue": "true"} if fifo else {}
+    dlq = await client.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)
+    dlq_url = dlq["QueueUrl"]
+    attributes = await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    redrive = {
+        "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
+        "maxReceiveCount": str(max_receive_count),
+    }
+    queue = await client.create_queue(
+        QueueName=f"{name}{suffix}",
+        Attributes={
+            **fifo_attributes,
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": str(visibility_timeout_s),
+        },
+    )
+    return QueuePair(url=queue["QueueUrl"], dlq_url=dlq_url)
 
 
 # --- sending -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from aiobotocore.session import get_session
 
 from relay.demo import serve_moto_sqs
 from relay.emulator import EmulatorState, run_emulator
+from relay.sqs import create_queue_pair as make_queue_pair
 from tests.support import SQSClient
 
 REGION = "us-east-1"
@@ -74,22 +75,10 @@ async def create_queue_pair(
 ) -> Queues:
     """Creates a fresh queue and DLQ with a redrive policy between them."""
     name = f"relay-{uuid.uuid4().hex[:12]}"
-    suffix = ".fifo" if fifo else ""
-    fifo_attributes = {"FifoQueue": "true"} if fifo else {}
-    dlq = await sqs.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)
-    dlq_arn = (
-        await sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"])
-    )["Attributes"]["QueueArn"]
-    redrive = f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"100"}}'
-    queue = await sqs.create_queue(
-        QueueName=f"{name}{suffix}",
-        Attributes={
-            **fifo_attributes,
-            "RedrivePolicy": redrive,
-            "VisibilityTimeout": str(visibility_timeout_s),
-        },
+    pair = await make_queue_pair(
+        sqs, name, max_receive_count=100, visibility_timeout_s=visibility_timeout_s, fifo=fifo
     )
-    return Queues(url=queue["QueueUrl"], dlq_url=dlq["QueueUrl"], name=name)
+    return Queues(url=pair.url, dlq_url=pair.dlq_url, name=name)
 
 
 @pytest.fixture
