@@ -18,6 +18,8 @@ from bench.metrics import CallStats, CpuTrace, reduce_calls
 from bench.processes import Child, Children
 from bench.workloads import Contender, Workload
 from relay.emulator.client import EmulatorAdmin
+from relay.lifecycle import EmptyReadings
+from relay.sqs import QueuePair, queue_total
 from relay.sqs import create_queue_pair as make_queue_pair
 
 if TYPE_CHECKING:
@@ -90,23 +92,14 @@ def plan_messages(count: int, malformed_rate: float, tag: str, seed: int) -> Pla
     return Plan(bodies=bodies, tokens=tokens, steps=steps)
 
 
-@dataclass(frozen=True, slots=True)
-class Queues:
-    """A run's source queue and its DLQ."""
-
-    url: str
-    dlq_url: str
-
-
-async def create_queue_pair(sqs: SQSClient, name: str) -> Queues:
+async def create_queue_pair(sqs: SQSClient, name: str) -> QueuePair:
     """A queue with a redrive policy to its own DLQ."""
-    pair = await make_queue_pair(
+    return await make_queue_pair(
         sqs, name, max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout_s=QUEUE_VISIBILITY_S
     )
-    return Queues(url=pair.url, dlq_url=pair.dlq_url)
 
 
-async def delete_queue_pair(sqs: SQSClient, queues: Queues) -> None:
+async def delete_queue_pair(sqs: SQSClient, queues: QueuePair) -> None:
     """Drop both queues (fauxqs keeps everything in memory)."""
     for url in (queues.url, queues.dlq_url):
         try:
@@ -117,15 +110,7 @@ async def delete_queue_pair(sqs: SQSClient, queues: Queues) -> None:
 
 async def queue_depth(sqs: SQSClient, url: str) -> int:
     """Visible + in flight + delayed."""
-    response = await sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )
-    return sum(int(value) for value in response.get("Attributes", {}).values())
+    return await queue_total(sqs, url)
 
 
 async def fill(sqs: SQSClient, url: str, plan: Plan) -> dict[str, float]:
@@ -162,7 +147,7 @@ class Bench:
 
 
 def contender_argv(
-    contender: Contender, workload: Workload, queues: Queues | None, steps_file: Path | None
+    contender: Contender, workload: Workload, queues: QueuePair | None, steps_file: Path | None
 ) -> list[str]:
     """The command line of one process of this contender."""
     python = sys.executable
@@ -197,7 +182,7 @@ async def run_contender(
     for i in range(0, len(plan.steps), REGISTER_CHUNK):
         chunk = plan.steps[i : i + REGISTER_CHUNK]
         await admin.register((s["WorkflowId"], s["ExecutionId"], s["Token"]) for s in chunk)
-    queues: Queues | None = None
+    queues: QueuePair | None = None
     steps_file: Path | None = None
     fill_s = 0.0
     sent_at: dict[str, float] = {}
@@ -265,7 +250,7 @@ async def _run_processes(
     workload: Workload,
     contender: Contender,
     argv: list[str],
-    queues: Queues | None,
+    queues: QueuePair | None,
     run_name: str,
 ) -> Measured:
     """Start the contender's processes, sample them, end them once the work is done."""
@@ -287,7 +272,7 @@ async def _run_processes(
     traces = [CpuTrace() for _ in processes]
     deadline = time.monotonic() + workload.timeout_s
     drained_at: float | None = None
-    empty_readings = 0
+    empty = EmptyReadings()
     next_queue_check = 0.0
     listening: set[str] = set()
     checked_listeners = False
@@ -317,10 +302,7 @@ async def _run_processes(
             if queues is None or time.monotonic() < next_queue_check:
                 continue
             next_queue_check = time.monotonic() + QUEUE_CHECK_EVERY_S
-            empty_readings = (
-                empty_readings + 1 if await queue_depth(bench.sqs, queues.url) == 0 else 0
-            )
-            if empty_readings >= 2 and drained_at is None:
+            if empty.saw(await queue_depth(bench.sqs, queues.url)) and drained_at is None:
                 drained_at = time.time()
             if drained_at is None:
                 continue

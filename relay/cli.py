@@ -356,9 +356,15 @@ def dlq_stats_command(
         scan_timeout_s=scan_timeout,
     )
     config = StatsConfig(scan=scan, top=top, json_output=json_output)
-    from relay.replay import dlq_stats
+    from relay.dlq.stats import dlq_stats
+    from relay.terminal import print_json, print_stats, show_progress
 
-    return EXIT_OK if dlq_stats(config).complete else EXIT_FAILURES
+    stats = asyncio.run(dlq_stats(config, show_progress))
+    if json_output:
+        print_json(stats.to_json(top))
+    else:
+        print_stats(stats, top)
+    return EXIT_OK if stats.complete else EXIT_FAILURES
 
 
 @dlq.command("export")
@@ -393,9 +399,16 @@ def dlq_export_command(
         scan_timeout_s=scan_timeout,
     )
     config = ExportConfig(scan=scan, out=out, json_output=json_output)
-    from relay.replay import dlq_export
+    from relay.dlq.export import dlq_export, open_export
+    from relay.terminal import print_export, print_json, show_progress
 
-    return EXIT_OK if dlq_export(config).complete else EXIT_FAILURES
+    with open_export(config.out) as file:
+        summary = asyncio.run(dlq_export(config, file, show_progress))
+    if json_output:
+        print_json(summary.to_json())
+    else:
+        print_export(summary)
+    return EXIT_OK if summary.complete else EXIT_FAILURES
 
 
 @cli.command()
@@ -498,9 +511,18 @@ def replay(**options: Any) -> int:
         top=options["top"],
         json_output=options["json_output"],
     )
-    from relay.replay import run_replay
+    from relay.dlq.export import read_export
+    from relay.dlq.replay import replay as run_replay
+    from relay.terminal import print_json, print_replay, show_progress
 
-    return EXIT_OK if run_replay(config).ok else EXIT_FAILURES
+    # A bad export file is bad usage: said before anything is read or sent.
+    records = read_export(config.from_file) if config.from_file is not None else None
+    summary = asyncio.run(run_replay(config, records, show_progress))
+    if config.json_output:
+        print_json(summary.to_json())
+    else:
+        print_replay(summary, config.top)
+    return EXIT_OK if summary.ok else EXIT_FAILURES
 
 
 # --- entry point ---------------------------------------------------------------------------

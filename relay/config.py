@@ -1,16 +1,19 @@
-"""Settings for each command: frozen dataclasses, defaults, range checks, `RELAY_*` names.
+"""Settings for each command: frozen dataclasses, each default written once on its field, range
+checks, `RELAY_*` names.
 
-`RUN_OPTIONS` is the one table of `relay run`'s options: the CLI builds its flags from it, the
-README's configuration table is written from it, and `RunConfig` holds the values.
+`relay run`'s options are `RunConfig`'s fields that carry a help text (`option(...)`): the CLI
+builds its flags from them (`RUN_OPTIONS`) and the README's configuration table is checked
+against them, so a default lives in exactly one place.
 """
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Final, Literal
 
+from relay.dead_letter import UNANNOTATED
 from relay.errors import ConfigError
-from relay.outcomes import Reason
+from relay.outcomes import Limits, Reason
 
 LogFormat = Literal["json", "text"]
 
@@ -20,9 +23,24 @@ def env_name(option: str) -> str:
     return "RELAY_" + option.lstrip("-").replace("-", "_").upper()
 
 
+def option(
+    default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None
+) -> Any:
+    """A `relay run` option: a field with its default, help text and range."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum})
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default written on a config dataclass's field (for CLI options that show it)."""
+    for item in fields(cls):
+        if item.name == name and item.default is not MISSING:
+            return item.default
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
-    """One `relay run` option: flag, type, default and help text."""
+    """One `relay run` option: flag, type, default and help text, read off its field."""
 
     flag: str
     type: type
@@ -41,120 +59,17 @@ class OptionSpec:
         """The environment variable that sets it."""
         return env_name(self.flag)
 
-
-RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = (
-    OptionSpec("--max-in-flight", int, 64, "Callbacks in progress at once.", minimum=1),
-    OptionSpec("--pollers", int, 4, "Concurrent long polls on the queue.", minimum=1),
-    OptionSpec(
-        "--wait-time",
-        int,
-        20,
-        "Seconds one long poll waits for messages (SQS's maximum, 20, costs least).",
-        minimum=0,
-        maximum=20,
-    ),
-    OptionSpec(
-        "--max-receives",
-        int,
-        10,
-        "A retryable failure on this receive count or later is dead-lettered as retries_exhausted.",
-        minimum=1,
-    ),
-    OptionSpec(
-        "--visibility-timeout",
-        int,
-        60,
-        "Seconds a received message stays invisible; a heartbeat extends it while in flight.",
-        minimum=5,
-        maximum=43_200,  # SQS refuses a longer visibility timeout (12 hours).
-    ),
-    OptionSpec(
-        "--retry-budget",
-        float,
-        20.0,
-        "Seconds one receive may spend retrying its callback before releasing it.",
-        minimum=0.1,
-    ),
-    OptionSpec(
-        "--max-attempts", int, 5, "Callback attempts per receive before releasing.", minimum=1
-    ),
-    OptionSpec("--call-timeout", float, 10.0, "Seconds one callback call may take.", minimum=0.1),
-    OptionSpec(
-        "--backoff-base", float, 0.2, "First retry delay in seconds (then doubling).", minimum=0
-    ),
-    OptionSpec("--backoff-cap", float, 5.0, "Longest in-process retry delay.", minimum=0),
-    OptionSpec(
-        "--release-base",
-        float,
-        5.0,
-        "Visibility delay of a released message on its first receive (then doubling).",
-        minimum=0,
-    ),
-    OptionSpec(
-        "--release-cap", float, 300.0, "Longest visibility delay of a released message.", minimum=0
-    ),
-    OptionSpec(
-        "--shutdown-grace",
-        float,
-        25.0,
-        "Seconds in-flight callbacks may finish after SIGTERM (ECS waits 30 by default).",
-        minimum=0,
-    ),
-    OptionSpec("--max-rps", float, 0.0, "Cap on callbacks per second (0 = no cap).", minimum=0),
-    OptionSpec(
-        "--lean-sender",
-        bool,
-        True,
-        "Send callbacks with botocore's signer on a shared aiohttp session: the same "
-        "credentials, endpoint and errors at half the CPU per call (--no-lean-sender: the "
-        "aiobotocore client).",
-    ),
-    OptionSpec(
-        "--adaptive-rate",
-        bool,
-        True,
-        "When throttled, slow to the rate Transfer Family accepts, then probe upwards "
-        "(--no-adaptive-rate: only back off per call).",
-    ),
-    OptionSpec(
-        "--breaker-cooldown",
-        float,
-        300.0,
-        "Seconds a workflow that answered AccessDenied is left alone before a probe.",
-        minimum=0,
-    ),
-    OptionSpec(
-        "--callback-deadline",
-        float,
-        1800.0,
-        "Seconds after sending past which a retryable failure is dead-lettered as expired.",
-        minimum=0,
-    ),
-    OptionSpec(
-        "--dedupe-size", int, 100_000, "Step results remembered to skip duplicates.", minimum=0
-    ),
-    OptionSpec(
-        "--dedupe-ttl", float, 3600.0, "Seconds a delivered step result is remembered.", minimum=0
-    ),
-    OptionSpec("--http-host", str, "0.0.0.0", "Address of the health and metrics server."),
-    OptionSpec(
-        "--http-port",
-        int,
-        8080,
-        "Port of /healthz and /metrics (0 = no server).",
-        minimum=0,
-        maximum=65_535,
-    ),
-    OptionSpec(
-        "--unhealthy-after",
-        int,
-        5,
-        "Consecutive receive failures after which /healthz answers 503.",
-        minimum=1,
-    ),
-    OptionSpec("--log-format", str, "json", "json (one object per line) or text."),
-    OptionSpec("--log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR."),
-)
+    @classmethod
+    def of(cls, item: "Field[Any]") -> "OptionSpec":
+        """The option a `RunConfig` field declares."""
+        return cls(
+            flag="--" + item.name.removesuffix("_s").replace("_", "-"),
+            type=type(item.default),
+            default=item.default,
+            help=item.metadata["help"],
+            minimum=item.metadata["minimum"],
+            maximum=item.metadata["maximum"],
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -164,31 +79,82 @@ class RunConfig:
     queue_url: str
     dlq_url: str | None = None
     exit_when_empty: bool = False
-    max_in_flight: int = 64
-    pollers: int = 4
-    max_receives: int = 10
-    visibility_timeout_s: int = 60
-    retry_budget_s: float = 20.0
-    max_attempts: int = 5
-    call_timeout_s: float = 10.0
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 5.0
-    release_base_s: float = 5.0
-    release_cap_s: float = 300.0
-    shutdown_grace_s: float = 25.0
-    max_rps: float = 0.0
-    adaptive_rate: bool = True
-    lean_sender: bool = True
-    breaker_cooldown_s: float = 300.0
-    callback_deadline_s: float = 1800.0
-    dedupe_size: int = 100_000
-    dedupe_ttl_s: float = 3600.0
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    unhealthy_after: int = 5
-    log_format: LogFormat = "json"
-    log_level: str = "INFO"
-    wait_time_s: int = 20
+    max_in_flight: int = option(64, "Callbacks in progress at once.", minimum=1)
+    pollers: int = option(4, "Concurrent long polls on the queue.", minimum=1)
+    wait_time_s: int = option(
+        20,
+        "Seconds one long poll waits for messages (SQS's maximum, 20, costs least).",
+        minimum=0,
+        maximum=20,
+    )
+    max_receives: int = option(
+        10,
+        "A retryable failure on this receive count or later is dead-lettered as retries_exhausted.",
+        minimum=1,
+    )
+    visibility_timeout_s: int = option(
+        60,
+        "Seconds a received message stays invisible; a heartbeat extends it while in flight.",
+        minimum=5,
+        maximum=43_200,  # SQS refuses a longer visibility timeout (12 hours).
+    )
+    retry_budget_s: float = option(
+        20.0,
+        "Seconds one receive may spend retrying its callback before releasing it.",
+        minimum=0.1,
+    )
+    max_attempts: int = option(5, "Callback attempts per receive before releasing.", minimum=1)
+    call_timeout_s: float = option(10.0, "Seconds one callback call may take.", minimum=0.1)
+    backoff_base_s: float = option(0.2, "First retry delay in seconds (then doubling).", minimum=0)
+    backoff_cap_s: float = option(5.0, "Longest in-process retry delay.", minimum=0)
+    release_base_s: float = option(
+        5.0,
+        "Visibility delay of a released message on its first receive (then doubling).",
+        minimum=0,
+    )
+    release_cap_s: float = option(
+        300.0, "Longest visibility delay of a released message.", minimum=0
+    )
+    shutdown_grace_s: float = option(
+        25.0,
+        "Seconds in-flight callbacks may finish after SIGTERM (ECS waits 30 by default).",
+        minimum=0,
+    )
+    max_rps: float = option(0.0, "Cap on callbacks per second (0 = no cap).", minimum=0)
+    lean_sender: bool = option(
+        True,
+        "Send callbacks with botocore's signer on a shared aiohttp session: the same "
+        "credentials, endpoint and errors at half the CPU per call (--no-lean-sender: the "
+        "aiobotocore client).",
+    )
+    adaptive_rate: bool = option(
+        True,
+        "When throttled, slow to the rate Transfer Family accepts, then probe upwards "
+        "(--no-adaptive-rate: only back off per call).",
+    )
+    breaker_cooldown_s: float = option(
+        300.0,
+        "Seconds a workflow that answered AccessDenied is left alone before a probe.",
+        minimum=0,
+    )
+    callback_deadline_s: float = option(
+        1800.0,
+        "Seconds after sending past which a retryable failure is dead-lettered as expired.",
+        minimum=0,
+    )
+    dedupe_size: int = option(100_000, "Step results remembered to skip duplicates.", minimum=0)
+    dedupe_ttl_s: float = option(
+        3600.0, "Seconds a delivered step result is remembered.", minimum=0
+    )
+    http_host: str = option("0.0.0.0", "Address of the health and metrics server.")
+    http_port: int = option(
+        8080, "Port of /healthz and /metrics (0 = no server).", minimum=0, maximum=65_535
+    )
+    unhealthy_after: int = option(
+        5, "Consecutive receive failures after which /healthz answers 503.", minimum=1
+    )
+    log_format: LogFormat = option("json", "json (one object per line) or text.")
+    log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR.")
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 
@@ -214,6 +180,16 @@ class RunConfig:
                 f"--log-level must be DEBUG, INFO, WARNING or ERROR: {self.log_level}"
             )
 
+    def limits(self) -> Limits:
+        """The settings the rules of `relay.outcomes.decide` read."""
+        return Limits(
+            max_receives=self.max_receives,
+            callback_deadline_s=self.callback_deadline_s,
+            breaker_cooldown_s=self.breaker_cooldown_s,
+            release_base_s=self.release_base_s,
+            release_cap_s=self.release_cap_s,
+        )
+
     @classmethod
     def build(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> "RunConfig":
         """From CLI option values by field name; the queue URL may come from Copilot."""
@@ -231,36 +207,22 @@ class RunConfig:
         return cls(**values)
 
 
+RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = tuple(
+    OptionSpec.of(item) for item in fields(RunConfig) if "help" in item.metadata
+)
+"""`relay run`'s options, in the order `--help` and the README list them."""
+
+
 def field_for(flag: str) -> str:
     """The `RunConfig` field for a flag: durations gain `_s`."""
     name = flag.lstrip("-").replace("-", "_")
-    if name in _DURATIONS:
-        return name + "_s"
-    return name
+    return name + "_s" if name + "_s" in _RUN_FIELDS else name
 
 
-_DURATIONS: Final = frozenset(
-    {
-        "visibility_timeout",
-        "retry_budget",
-        "call_timeout",
-        "backoff_base",
-        "backoff_cap",
-        "release_base",
-        "release_cap",
-        "shutdown_grace",
-        "breaker_cooldown",
-        "callback_deadline",
-        "dedupe_ttl",
-        "wait_time",
-    }
-)
+_RUN_FIELDS: Final = frozenset(item.name for item in fields(RunConfig))
 
 
 # --- dlq stats, dlq export, replay -------------------------------------------------------------
-
-UNANNOTATED: Final = "unannotated"
-"""The reason of a DLQ message without `relay-*` attributes (moved by SQS's own redrive)."""
 
 REPLAY_REASONS: Final = frozenset({reason.value for reason in Reason} | {UNANNOTATED})
 """What `--reason` accepts: DESIGN §4's reasons, and `unannotated`."""

@@ -1,30 +1,23 @@
-"""The local stack for `make run` (DESIGN §8): moto's SQS server, the Transfer Family emulator, a
-producer and the worker, with live progress and a summary that accounts for every message.
+"""`make run` (DESIGN §8): the story told on the local stack (`relay.local`) — a producer and
+the worker against moto's SQS and the Transfer Family emulator, with live progress and a
+summary that accounts for every message.
 
-Everything listens on 127.0.0.1 only. The demo owns its process, so it points the standard AWS
-chain (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_TRANSFER`, fake credentials) at loopback the
-way a deployment points it at AWS. moto runs in a child process; the emulator, the producer and
-the worker share this one's event loop.
+The demo owns its process, so it points the standard AWS chain at loopback the way a deployment
+points it at AWS. moto runs in a child process; the emulator, the producer and the worker share
+this one's event loop.
 """
 
 import asyncio
 import collections
 import contextlib
-import io
 import json
-import logging
 import math
-import multiprocessing
-import os
 import random
-import signal
 import sys
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console, Group, RenderableType
@@ -33,29 +26,39 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from relay.config import UNANNOTATED, RunConfig
-from relay.emulator import EmulatorState, Faults, run_emulator
-from relay.errors import ConfigError, RelayError
-from relay.message import InvalidMessage, Status, StepResult, parse
+from relay.config import RunConfig
+from relay.dead_letter import DeadMessage
+from relay.emulator import EmulatorState, Faults
+from relay.errors import ConfigError
+from relay.lifecycle import EmptyReadings, Shutdown, handling_signals, wait_any
+from relay.local import (
+    HOST,
+    aws_environment,
+    local_emulator,
+    moto_process,
+    point_aws_at,
+    require_moto,
+)
+from relay.message import Status, StepResult, event_body, sns_body, step_or_none
 from relay.observability import configure_logging
 from relay.outcomes import Outcome
 from relay.sqs import (
+    BatchedQueue,
     OutgoingMessage,
-    QueueOps,
+    QueuePair,
     create_queue_pair,
     open_sqs,
+    queue_total,
     receive_messages,
     send_messages,
 )
-from relay.worker import Worker, open_worker, queue_counts
+from relay.worker import Worker, open_worker
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 else:
     SQSClient = Any
 
-HOST: Final = "127.0.0.1"
-REGION: Final = "us-east-1"
 QUEUE_NAME: Final = "relay-demo"
 BATCH: Final = 10
 """Messages per SendMessageBatch, SQS's maximum."""
@@ -166,47 +169,6 @@ def _shaped_body(rng: random.Random, step: StepResult) -> tuple[str, str]:
     return "sns", sns_body(inner, rng)
 
 
-def event_body(step: StepResult) -> str:
-    """Shape 2: the event Transfer Family hands a custom step, forwarded with a status."""
-    return json.dumps(
-        {
-            "token": step.token,
-            "serviceMetadata": {
-                "executionDetails": {
-                    "workflowId": step.workflow_id,
-                    "executionId": step.execution_id,
-                },
-                "transferDetails": {
-                    "sessionId": step.execution_id.replace("-", "")[:16],
-                    "userName": "partner-upload",
-                    "serverId": "s-" + step.workflow_id[2:19],
-                },
-            },
-            "fileLocation": {
-                "domain": "S3",
-                "bucket": "incoming-files",
-                "key": f"partner-upload/{step.execution_id[:8]}.csv",
-            },
-            "status": step.status.value,
-        }
-    )
-
-
-def sns_body(inner: str, rng: random.Random | None = None) -> str:
-    """Shape 3: an SNS notification envelope, as SNS delivers without raw message delivery."""
-    return json.dumps(
-        {
-            "Type": "Notification",
-            "MessageId": str(uuid.UUID(int=(rng or random).getrandbits(128), version=4)),
-            "TopicArn": f"arn:aws:sns:{REGION}:123456789012:step-results",
-            "Message": inner,
-            "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "SignatureVersion": "1",
-            "Signature": "EXAMPLE",
-        }
-    )
-
-
 def _malformed_body(rng: random.Random, workflows: list[str]) -> str:
     """One of the mistakes producers make; each is dead-lettered with reason validation."""
     good = json.loads(_step(rng, rng.choice(workflows)).to_body())
@@ -226,152 +188,10 @@ def _malformed_body(rng: random.Random, workflows: list[str]) -> str:
     return made if isinstance(made, str) else json.dumps(made)
 
 
-# --- the local endpoints -----------------------------------------------------------------------
+# --- the worker ---------------------------------------------------------------------------------
 
 
-class SerialCalls:
-    """WSGI middleware around moto's SQS app: calls that change queues run one at a time, and
-    so do receives from one queue.
-
-    moto's backend is not thread-safe and its server runs a thread per request: a delete
-    rebuilds the message list without a lock, so two concurrent DeleteMessageBatch calls can
-    bring a deleted message back and a send beside a delete can lose one; two concurrent
-    receives can hand out the same message. Receives get locks of their own so that a long
-    poll never holds up sends and deletes, nor reads of another queue.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._changes = threading.Lock()
-        self._receives: dict[str, threading.Lock] = {}
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """Runs one request under the lock for its kind."""
-        action = environ.get("HTTP_X_AMZ_TARGET", "") or environ.get("QUERY_STRING", "")
-        lock = self._changes
-        if action.endswith("ReceiveMessage"):
-            # dict.setdefault is atomic: two threads never get different locks for one queue.
-            lock = self._receives.setdefault(_queue_url(environ), threading.Lock())
-        with lock:
-            return self._app(environ, start_response)
-
-
-def _queue_url(environ: dict[str, Any]) -> str:
-    """The QueueUrl of a JSON-protocol request; the body is put back for the app to read."""
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    environ["wsgi.input"] = io.BytesIO(body)
-    try:
-        return str(json.loads(body).get("QueueUrl", ""))
-    except (ValueError, AttributeError):
-        return ""
-
-
-def _require_moto() -> None:
-    try:
-        import moto.moto_server.werkzeug_app  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "demo needs moto's server, from the dev extra: pip install -e '.[dev]' (make run does)"
-        ) from None
-
-
-@contextlib.contextmanager
-def serve_moto_sqs() -> Iterator[str]:
-    """moto's SQS server in this process, on a free loopback port; its URL."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
-
-    # werkzeug logs every request; the demo's own output matters more.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # SQS's own app: moto's dispatcher would scan its ~200 service packages on every request.
-    app = SerialCalls(create_backend_app("sqs"))
-    server = make_server(HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-sqs", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-
-
-def _serve_until_told(conn: Connection) -> None:
-    """The child process: serves SQS until the parent says stop or goes away."""
-    # Ctrl-C reaches the whole process group; when to stop is the parent's decision.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with serve_moto_sqs() as url:
-        conn.send(url)
-        with contextlib.suppress(EOFError, OSError):
-            conn.recv()
-
-
-@contextlib.contextmanager
-def moto_sqs(start_timeout_s: float = 30.0) -> Iterator[str]:
-    """moto's SQS server in a child process; its URL.
-
-    moto spends milliseconds of CPU on each call, more as a queue grows; in this process it
-    would share one core (the GIL) with the worker and the emulator.
-    """
-    _require_moto()
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.Process(
-        target=_serve_until_told, args=(child,), name="relay-demo-sqs", daemon=True
-    )
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(start_timeout_s):
-            raise RelayError(f"moto's SQS server did not start within {start_timeout_s:g}s")
-        yield str(parent.recv())
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send("stop")
-        parent.close()
-        process.join(5)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
-
-
-def aws_environment(sqs_url: str, transfer_url: str) -> dict[str, str]:
-    """The standard AWS chain's variables pointing at the local endpoints."""
-    return {
-        "AWS_ENDPOINT_URL_SQS": sqs_url,
-        "AWS_ENDPOINT_URL_TRANSFER": transfer_url,
-        "AWS_REGION": REGION,
-        # boto3 and this botocore read the region from here only.
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-
-
-def _point_aws_at(variables: dict[str, str]) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        os.environ.pop(name, None)
-    os.environ.update(variables)
-    # A profile or endpoint in the user's ~/.aws must not send the demo anywhere but loopback.
-    os.environ["AWS_CONFIG_FILE"] = os.devnull
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-
-
-@dataclass(frozen=True, slots=True)
-class Queues:
-    """The demo's queue and its DLQ."""
-
-    url: str
-    dlq_url: str
-
-
-async def create_queues(sqs: SQSClient, max_receive_count: int) -> Queues:
-    """A queue and its DLQ, with a redrive policy SQS applies only if relay could not."""
-    pair = await create_queue_pair(sqs, QUEUE_NAME, max_receive_count=max_receive_count)
-    return Queues(url=pair.url, dlq_url=pair.dlq_url)
-
-
-def worker_config(queues: Queues, config: DemoConfig) -> RunConfig:
+def worker_config(queues: QueuePair, config: DemoConfig) -> RunConfig:
     """Production logic with demo timings: released messages come back within seconds."""
     return RunConfig(
         queue_url=queues.url,
@@ -421,8 +241,9 @@ def finished_count(worker: Worker) -> int:
     return sum(worker.counts[outcome.value] for outcome in FINAL_OUTCOMES)
 
 
-def _gauge(worker: Worker, name: str) -> float:
-    return float(worker.metrics.registry.get_sample_value(name) or 0.0)
+def throttled_calls(worker: Worker) -> int:
+    """Callback attempts Transfer Family throttled."""
+    return round(worker.metrics.total(worker.metrics.throttles))
 
 
 def production_limit_s(config: DemoConfig) -> float:
@@ -476,8 +297,7 @@ async def produce(
 async def _wait_until(moment: float, stop: asyncio.Event) -> None:
     delay = moment - time.monotonic()
     if delay > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+        await wait_any(stop, timeout_s=delay)
 
 
 async def wait_drained(
@@ -485,7 +305,7 @@ async def wait_drained(
 ) -> None:
     """Returns once production ended and the queue and the worker hold nothing (or time is up)."""
     deadline: float | None = None
-    empty_readings = 0
+    empty = EmptyReadings()
     for _ in range(int((production_limit_s(config) + config.drain_timeout_s) / 0.2) + 1):
         await asyncio.sleep(0.2)
         if progress.interrupted:
@@ -495,26 +315,20 @@ async def wait_drained(
         deadline = deadline or time.monotonic() + config.drain_timeout_s
         if time.monotonic() > deadline:
             return
-        if _gauge(worker, "relay_in_flight"):
-            empty_readings = 0
-            continue
-        counts = await queue_counts(sqs, queue_url)
-        empty_readings = empty_readings + 1 if sum(counts.values()) == 0 else 0
-        # Two readings in a row: a message released a moment ago may not be counted yet.
-        if empty_readings >= 2:
+        total = None if worker.in_flight else await queue_total(sqs, queue_url)
+        if empty.saw(total):
             return
 
 
 async def run_pipeline(
-    sqs: SQSClient, queues: Queues, mix: Mix, config: DemoConfig, console: Console
+    sqs: SQSClient, queues: QueuePair, mix: Mix, config: DemoConfig, console: Console
 ) -> tuple[Worker, Progress]:
     """The producer and the worker together until every message is finished, with progress."""
     progress = Progress(total=len(mix.bodies))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     async with open_worker(worker_config(queues, config)) as worker:
 
-        def interrupt() -> None:
+        def interrupt(signal_name: str) -> None:
             # The first Ctrl-C stops producing and drains; a second abandons what is in flight.
             if progress.interrupted:
                 worker.stop("interrupted")
@@ -526,16 +340,15 @@ async def run_pipeline(
             produce(sqs, queues.url, mix.bodies, config, progress, worker, stop), name="producer"
         )
         drained = asyncio.create_task(wait_drained(sqs, queues.url, progress, worker, config))
-        loop.add_signal_handler(signal.SIGINT, interrupt)
         try:
-            async with show_progress(console, progress, worker):
-                await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
-                stop.set()
-                await asyncio.gather(producer, drained, return_exceptions=True)
-                worker.stop("demo finished")
-                await worker_task
+            with handling_signals(interrupt):
+                async with show_progress(console, progress, worker):
+                    await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
+                    stop.set()
+                    await asyncio.gather(producer, drained, return_exceptions=True)
+                    worker.stop("demo finished")
+                    await worker_task
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
             for task in (producer, drained, worker_task):
                 task.cancel()
     return worker, progress
@@ -614,8 +427,8 @@ def _plain_line(progress: Progress, worker: Worker, finished: int, per_s: float)
     return Text(
         f"{progress.elapsed_s:5.1f}s  sent {progress.sent}/{progress.total}  "
         f"finished {finished}  {per_s:.0f} msg/s  "
-        f"in flight {_gauge(worker, 'relay_in_flight'):.0f}  "
-        f"throttled {_gauge(worker, 'relay_throttles_total'):.0f}  {_outcome_text(worker)}"
+        f"in flight {worker.in_flight}  "
+        f"throttled {throttled_calls(worker)}  {_outcome_text(worker)}"
     )
 
 
@@ -627,11 +440,11 @@ def _panel(progress: Progress, worker: Worker, finished: int, per_s: float) -> R
     grid.add_row("sent", f"{progress.sent} / {progress.total}{producing}")
     grid.add_row("finished", ProgressBar(total=progress.total, completed=finished, width=40))
     grid.add_row("", f"{finished}  ·  {per_s:.0f} msg/s")
-    grid.add_row("in flight", f"{_gauge(worker, 'relay_in_flight'):.0f}")
-    send_rate = _gauge(worker, "relay_send_rate")
+    grid.add_row("in flight", str(worker.in_flight))
+    send_rate = worker.delivery.rate.rate
     grid.add_row(
         "throttled",
-        f"{_gauge(worker, 'relay_throttles_total'):.0f} calls"
+        f"{throttled_calls(worker)} calls"
         + (f"  ·  send rate now {send_rate:.0f}/s" if send_rate else ""),
     )
     grid.add_row("outcomes", _outcome_text(worker) or "-")
@@ -667,17 +480,16 @@ async def read_dead_letters(
         if not messages:
             break
         for message in messages:
-            # Messages moved by SQS's own redrive carry no relay-* attributes.
-            reason = message.attributes.get("relay-reason", UNANNOTATED)
-            by_reason[reason] += 1
-            example.setdefault(reason, message.attributes.get("relay-error-message", "")[:48])
-            with contextlib.suppress(InvalidMessage):
-                of_delivered += parse(message.body).step_key in delivered
+            dead = DeadMessage.from_received(message)
+            by_reason[dead.reason] += 1
+            example.setdefault(dead.reason, dead.error_message[:48])
+            step = step_or_none(message.body)
+            of_delivered += step is not None and step.step_key in delivered
             handles.append(message.receipt_handle)
-    ops = QueueOps(sqs, dlq_url)
-    await asyncio.gather(*(ops.change_visibility(h, 0) for h in handles), return_exceptions=True)
-    await ops.drain()
-    total = sum((await queue_counts(sqs, dlq_url)).values())
+    dlq = BatchedQueue(sqs, dlq_url)
+    await asyncio.gather(*(dlq.change_visibility(h, 0) for h in handles), return_exceptions=True)
+    await dlq.drain()
+    total = await queue_total(sqs, dlq_url)
     return DeadLetters(total=total, by_reason=by_reason, example=example, of_delivered=of_delivered)
 
 
@@ -727,7 +539,7 @@ def print_summary(
     emulator: EmulatorState,
     dead: DeadLetters,
     accounting: Accounting,
-    queues: Queues,
+    queues: QueuePair,
 ) -> None:
     """The outcome table, callback latency, the DLQ by reason, the next step, the accounting."""
     table = Table(title="outcomes by reason", title_justify="left")
@@ -756,9 +568,9 @@ def print_summary(
     answers = ", ".join(f"{code} {n}" for code, n in sorted(emulator.counts.items()))
     console.print(f"emulator answered: {answers}", soft_wrap=True)
     if emulator.faults.throttle_rps:
-        send_rate = _gauge(worker, "relay_send_rate")
+        send_rate = worker.delivery.rate.rate
         console.print(
-            f"throttled {_gauge(worker, 'relay_throttles_total'):.0f} calls (the emulator allows "
+            f"throttled {throttled_calls(worker)} calls (the emulator allows "
             f"{emulator.faults.throttle_rps:g}/s); the worker's send rate "
             + (f"adapted, now {send_rate:.0f}/s" if send_rate else "never needed to adapt"),
             soft_wrap=True,
@@ -785,23 +597,16 @@ def print_summary(
     )
 
 
-async def keep_endpoints_up(console: Console, variables: dict[str, str], queues: Queues) -> None:
+async def keep_endpoints_up(console: Console, variables: dict[str, str], queues: QueuePair) -> None:
     """Prints how to reach the endpoints and waits for Ctrl-C (or SIGTERM)."""
     exports = " ".join(f"{name}={value}" for name, value in variables.items())
     console.print("\nthe endpoints stay up; in another shell:")
     console.print(f"  export {exports}", soft_wrap=True)
     console.print(f"  queue: {queues.url}\n  DLQ:   {queues.dlq_url}", soft_wrap=True)
     console.print("Ctrl-C to stop.")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
+    shutdown = Shutdown()
+    with handling_signals(shutdown):
+        await shutdown.requested.wait()
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -809,7 +614,7 @@ async def keep_endpoints_up(console: Console, variables: dict[str, str], queues:
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     """`relay demo`: 0 when every message sent is accounted for, 1 otherwise, 130 on Ctrl-C."""
-    _require_moto()
+    require_moto()
     # No markup: error texts such as "must match w-[a-z0-9]{17}" are printed as they are.
     return asyncio.run(_demo(config, console or Console(highlight=False, markup=False)))
 
@@ -825,13 +630,16 @@ async def _demo(config: DemoConfig, console: Console) -> int:
         throttle_burst=max(1, math.ceil(config.throttle_rps / 2)),
         error_rate=config.error_rate,
     )
-    with moto_sqs() as sqs_url:
-        async with run_emulator(HOST, 0, faults=faults, seed=config.seed) as emulator:
-            variables = aws_environment(sqs_url, emulator.url)
-            _point_aws_at(variables)
+    with moto_process("sqs") as sqs_url:
+        async with local_emulator(faults=faults, seed=config.seed) as emulator:
+            variables = aws_environment(sqs_url=sqs_url, transfer_url=emulator.url)
+            point_aws_at(variables)
             emulator.state.register_many(mix.waiting)
             async with open_sqs() as sqs:
-                queues = await create_queues(sqs, max_receive_count=config.max_receives + 5)
+                # A redrive policy SQS applies only if relay could not.
+                queues = await create_queue_pair(
+                    sqs, QUEUE_NAME, max_receive_count=config.max_receives + 5
+                )
                 kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(mix.kinds.items()))
                 throttle = (
                     f"allows {config.throttle_rps:g} calls/s, " if config.throttle_rps else ""
@@ -850,7 +658,7 @@ async def _demo(config: DemoConfig, console: Console) -> int:
                     sent=progress.sent,
                     delivered=len(delivered),
                     dead_lettered=dead.total - dead.of_delivered,
-                    still_queued=sum((await queue_counts(sqs, queues.url)).values()),
+                    still_queued=await queue_total(sqs, queues.url),
                 )
                 print_summary(console, worker, progress, emulator.state, dead, accounting, queues)
                 if progress.interrupted:

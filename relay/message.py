@@ -12,7 +12,10 @@ producer can find it) and the rule it broke. No other exception escapes `parse`.
 
 import hashlib
 import json
+import random
 import re
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -128,6 +131,58 @@ def parse(body: str | bytes) -> StepResult:
             raise InvalidMessage("Message", "SNS Message must be a JSON string")
         return _from_document(_load_object(inner, "Message"), prefix="Message.")
     return _from_document(document, prefix="")
+
+
+def step_or_none(body: str | bytes) -> StepResult | None:
+    """The step result a body carries, or None when it is not one."""
+    try:
+        return parse(body)
+    except InvalidMessage:
+        return None
+
+
+# --- writing the other two shapes (producers, the demo, the tests) ----------------------------
+
+
+def event_body(step: StepResult) -> str:
+    """Shape 2: the event Transfer Family hands a custom step, forwarded with a status."""
+    return json.dumps(
+        {
+            "token": step.token,
+            "serviceMetadata": {
+                "executionDetails": {
+                    "workflowId": step.workflow_id,
+                    "executionId": step.execution_id,
+                },
+                "transferDetails": {
+                    "sessionId": step.execution_id.replace("-", "")[:16],
+                    "userName": "partner-upload",
+                    "serverId": "s-" + step.workflow_id[2:19],
+                },
+            },
+            "fileLocation": {
+                "domain": "S3",
+                "bucket": "incoming-files",
+                "key": f"partner-upload/{step.execution_id[:8]}.csv",
+            },
+            "status": step.status.value,
+        }
+    )
+
+
+def sns_body(inner: str, rng: random.Random | None = None, region: str = "us-east-1") -> str:
+    """Shape 3: an SNS notification envelope, as SNS delivers without raw message delivery."""
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.UUID(int=(rng or random).getrandbits(128), version=4)),
+            "TopicArn": f"arn:aws:sns:{region}:123456789012:step-results",
+            "Message": inner,
+            "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+        }
+    )
 
 
 def _load_object(text: str, field: str) -> dict[str, Any]:

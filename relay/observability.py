@@ -90,6 +90,16 @@ class Metrics:
         """Counts one finished message."""
         self.messages.labels(outcome=outcome.value, reason=reason or "").inc()
 
+    @staticmethod
+    def total(metric: Counter) -> float:
+        """A counter's total over all its labels."""
+        return sum(
+            sample.value
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+
     def outcome_counts(self) -> dict[tuple[str, str], int]:
         """The outcome counter as a plain dict, for tests and summaries."""
         counts: dict[tuple[str, str], int] = {}

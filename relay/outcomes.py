@@ -1,7 +1,9 @@
-"""Outcomes, reasons, and the one error-classification table of DESIGN §1.
+"""Outcomes, reasons, the error-classification table of DESIGN §1, and `decide`: the rules of
+DESIGN §1 and §3 as one pure function from a message's situation to a verdict.
 
 The table is data: the worker, the replay command and the README all read `CLASSIFICATION`,
-so the decision for an error code is written down exactly once.
+so the decision for an error code is written down exactly once. `decide` does no I/O; one
+message's path (`relay.delivery`) gathers the situation, asks it, and carries the verdict out.
 """
 
 from dataclasses import dataclass
@@ -113,3 +115,164 @@ def classify(code: str, http_status: int | None = None) -> Rule:
     if http_status is not None and http_status >= 500:
         return _RETRY
     return _UNEXPECTED
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+
+class QueueAction(StrEnum):
+    """What happens to a message on its queue (DESIGN §3's last column)."""
+
+    DELETE = "delete"
+    DEAD_LETTER = "dead_letter"
+    """Copy to the DLQ, then delete."""
+    RELEASE = "release"
+    """Leave it; its visibility is set to the verdict's delay, so SQS hands it out again."""
+
+
+QUEUE_ACTIONS: Final[dict[Outcome, QueueAction]] = {
+    Outcome.DELIVERED: QueueAction.DELETE,
+    Outcome.DUPLICATE: QueueAction.DELETE,
+    Outcome.CONFLICT: QueueAction.DEAD_LETTER,
+    Outcome.DEAD_LETTERED: QueueAction.DEAD_LETTER,
+    Outcome.RELEASED: QueueAction.RELEASE,
+    Outcome.ABANDONED: QueueAction.RELEASE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How a message ends: its outcome, and for a dead-letter its reason, code and text (the
+    copy's `relay-*` attributes), for a release the delay before SQS hands it out again."""
+
+    outcome: Outcome
+    reason: Reason | None = None
+    code: str = ""
+    text: str = ""
+    delay_s: float | None = None
+
+    @property
+    def action(self) -> QueueAction:
+        """What to do on the queue."""
+        return QUEUE_ACTIONS[self.outcome]
+
+    @property
+    def error(self) -> str:
+        """The error for the log line: `code: text`, or the text alone."""
+        return f"{self.code}: {self.text}" if self.code else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailure:
+    """The last error of a callback that did not succeed."""
+
+    code: str
+    message: str
+    http_status: int | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def rule(self) -> Rule:
+        """Its rule in the classification table."""
+        return classify(self.code, self.http_status)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """The settings the rules read: `relay run`'s options of the same names (their defaults
+    live on `relay.config.RunConfig`)."""
+
+    max_receives: int
+    callback_deadline_s: float
+    breaker_cooldown_s: float
+    release_base_s: float
+    release_cap_s: float
+
+    def release_delay_s(
+        self, receive_count: int, retry_after_s: float | None = None, jitter: float = 1.0
+    ) -> float:
+        """Visibility delay of a released message: doubling per receive, capped, with jitter
+        (0..1) over its upper half; never under RetryAfterSeconds."""
+        ceiling = min(self.release_cap_s, self.release_base_s * 2.0 ** max(0, receive_count - 1))
+        delay = ceiling / 2 * (1 + min(1.0, max(0.0, jitter)))
+        return max(delay, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Situation:
+    """Everything the rules need to know about one message, at one point of its path."""
+
+    receive_count: int
+    """`ApproximateReceiveCount`, this receive included."""
+    age_s: float = 0.0
+    """Seconds since the producer sent it."""
+    invalid: str | None = None
+    """Why the body is not a step result (the parser's error), if it is not."""
+    status: str | None = None
+    """The status this message reports."""
+    workflow_id: str = ""
+    delivered_status: str | None = None
+    """The status the delivered-memory says this step was answered with, if any."""
+    copy_ended: Verdict | None = None
+    """How a copy of this step that was in flight ended, when it did not deliver."""
+    circuit_wait_s: float | None = None
+    """The workflow's circuit is open (no call): seconds until its probe is due (0: probing)."""
+    called: bool = False
+    """The callback was sent this receive; `failure` is its last error, None if it succeeded."""
+    failure: CallFailure | None = None
+    jitter: float = 1.0
+    """A random draw in 0..1 that spreads release delays."""
+
+
+def decide(situation: Situation, limits: Limits) -> Verdict | None:
+    """DESIGN §1 and §3: the verdict for a message, or None when the callback should be sent."""
+    s = situation
+    at_limit = s.receive_count >= limits.max_receives
+    if s.invalid is not None:
+        return Verdict(Outcome.DEAD_LETTERED, Reason.VALIDATION, "ValidationError", s.invalid)
+    if s.delivered_status is not None:
+        if s.delivered_status == s.status:
+            return Verdict(Outcome.DUPLICATE)
+        text = (
+            f"step already delivered with status {s.delivered_status}; this message says {s.status}"
+        )
+        return Verdict(Outcome.CONFLICT, Reason.CONFLICT, "Conflict", text)
+    if s.copy_ended is not None:
+        first = s.copy_ended
+        if first.action is QueueAction.DEAD_LETTER:
+            # The copy in flight was dead-lettered: this one ends the same way, without a call.
+            return Verdict(Outcome.DEAD_LETTERED, first.reason, first.code, first.text)
+        delay = limits.release_delay_s(s.receive_count, jitter=s.jitter)
+        return Verdict(Outcome.RELEASED, text="a copy in flight did not deliver", delay_s=delay)
+    if s.circuit_wait_s is not None:
+        if at_limit:
+            text = f"circuit open for workflow {s.workflow_id} after AccessDeniedException"
+            return Verdict(
+                Outcome.DEAD_LETTERED, Reason.ACCESS_DENIED, "AccessDeniedException", text
+            )
+        # While the probe is out, come back soon rather than a full cooldown later.
+        wait = s.circuit_wait_s
+        delay = wait if wait > 0 else limits.release_delay_s(s.receive_count, jitter=s.jitter)
+        return Verdict(Outcome.RELEASED, text="circuit open", delay_s=delay)
+    if not s.called:
+        return None
+    if s.failure is None:
+        return Verdict(Outcome.DELIVERED)
+    return _after_failure(s, s.failure, limits, at_limit)
+
+
+def _after_failure(s: Situation, failure: CallFailure, limits: Limits, at_limit: bool) -> Verdict:
+    rule = failure.rule
+    code, message = failure.code, failure.message
+    if rule.action is Action.CIRCUIT:
+        if at_limit:
+            return Verdict(Outcome.DEAD_LETTERED, Reason.ACCESS_DENIED, code, message)
+        return Verdict(Outcome.RELEASED, code=code, text=message, delay_s=limits.breaker_cooldown_s)
+    if rule.action is Action.DEAD_LETTER and rule.reason is not None:
+        return Verdict(Outcome.DEAD_LETTERED, rule.reason, code, message)
+    if at_limit:
+        return Verdict(Outcome.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED, code, message)
+    if s.age_s > limits.callback_deadline_s:
+        return Verdict(Outcome.DEAD_LETTERED, Reason.EXPIRED, code, message)
+    delay = limits.release_delay_s(s.receive_count, failure.retry_after_s, s.jitter)
+    return Verdict(Outcome.RELEASED, code=code, text=message, delay_s=delay)

@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, Status, StepResult, parse, short_token
-from relay.outgoing import BatchSend, OutgoingMessage, is_fifo
+from relay.sqs.outgoing import BatchSend, OutgoingMessage, is_fifo
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient as AsyncSQSClient

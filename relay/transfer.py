@@ -7,7 +7,6 @@ drives every retry here, by the classification table in `relay.outcomes`.
 import contextlib
 import json
 import os
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -32,7 +31,7 @@ from tenacity import (
 from relay.aws import new_session
 from relay.errors import RelayError
 from relay.message import StepResult
-from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Rule, classify
+from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, CallFailure, Rule
 
 if TYPE_CHECKING:
     from types_aiobotocore_transfer import TransferClient
@@ -204,7 +203,8 @@ class CallbackError(RelayError):
         self.message = message
         self.http_status = http_status
         self.retry_after_s = retry_after_s
-        self.rule: Rule = classify(code, http_status)
+        self.failure = CallFailure(code, message, http_status, retry_after_s)
+        self.rule: Rule = self.failure.rule
 
     @property
     def retryable(self) -> bool:
@@ -252,12 +252,10 @@ class NoPacing:
 class RetryPolicy:
     """Exponential backoff with full jitter, capped, bounded by attempts and a time budget."""
 
-    max_attempts: int = 5
-    budget_s: float = 20.0
-    base_s: float = 0.2
-    cap_s: float = 5.0
-    release_base_s: float = 5.0
-    release_cap_s: float = 300.0
+    max_attempts: int
+    budget_s: float
+    base_s: float
+    cap_s: float
 
     def retrying(self) -> AsyncRetrying:
         """The tenacity controller for one receive's attempts."""
@@ -269,12 +267,6 @@ class RetryPolicy:
             retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
             reraise=True,
         )
-
-    def release_delay_s(self, receive_count: int, retry_after_s: float | None = None) -> float:
-        """Visibility delay for a released message: doubling per receive, full jitter, capped."""
-        ceiling = min(self.release_cap_s, self.release_base_s * 2 ** max(0, receive_count - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after_s or 0.0)
 
 
 class _honour_retry_after:

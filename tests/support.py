@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from relay.batches import plan_batches
-from relay.demo import event_body as event_body  # the demo and the tests build shapes alike
-from relay.demo import sns_body as sns_body
 from relay.message import Status, StepResult
-from relay.worker import queue_counts
+from relay.message import event_body as event_body  # the demo and the tests build shapes alike
+from relay.message import sns_body as sns_body
+from relay.sqs import queue_counts
+from relay.sqs.batches import plan_batches
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -23,7 +23,7 @@ from tests.support import SQSClient, drain, make_steps, send_bodies, total_depth
 @contextlib.asynccontextmanager
 async def both_senders() -> AsyncIterator[dict[str, TransferSender]]:
     """A sender on each client, against the same endpoint."""
-    policy = RetryPolicy(max_attempts=1)
+    policy = RetryPolicy(max_attempts=1, budget_s=5.0, base_s=0.0, cap_s=0.0)
     async with (
         open_transfer(max_pool_connections=4, call_timeout_s=5) as plain,
         open_lean_transfer(max_pool_connections=4, call_timeout_s=5) as lean,

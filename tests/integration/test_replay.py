@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from relay.batches import plan_batches
 from relay.cli import main, replay
+from relay.dead_letter import iso_utc
 from relay.message import StepResult
-from relay.sqs import iso_utc
+from relay.sqs.batches import plan_batches
 from tests.conftest import Emulator, Queues, create_queue_pair
 from tests.integration.worker_support import fast_config, register, run_to_empty
 from tests.support import (

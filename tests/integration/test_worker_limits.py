@@ -219,6 +219,6 @@ async def test_duplicate_memory_stays_within_its_size(
 
     worker = await run_to_empty(fast_config(queues.url, dedupe_size=7))
 
-    assert len(worker.delivered) == 7
+    assert len(worker.delivery.delivered) == 7
     assert outcome_totals(worker) == {"delivered": 40}
     assert await total_depth(sqs, queues.url) == 0

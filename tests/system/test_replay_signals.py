@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from relay.dead_letter import iso_utc
 from relay.emulator import Faults
-from relay.sqs import iso_utc
 from tests.conftest import Emulator, Queues
 from tests.integration.worker_support import register
 from tests.support import SQSClient, delivered_keys, drain, eventually, make_steps, queue_depth

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, payload_size, plan_batches
+from relay.sqs.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, payload_size, plan_batches
 
 MiB = 1024 * 1024
 

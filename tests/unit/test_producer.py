@@ -12,9 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
 from relay.errors import ConfigError
-from relay.outgoing import NO_ANSWER, BatchRequest, BatchSend, OutgoingMessage
 from relay.producer import (
     QUEUE_URL_ENV,
     InvalidMessage,
@@ -27,6 +25,8 @@ from relay.producer import (
     message_for,
     shared_publisher,
 )
+from relay.sqs.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
+from relay.sqs.outgoing import NO_ANSWER, BatchRequest, BatchSend, OutgoingMessage
 from tests.support import make_steps
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/results"

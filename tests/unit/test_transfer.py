@@ -1,8 +1,8 @@
-"""Pure parts of the Transfer Family client: proxy choice and the retry policy's delays."""
+"""Pure parts of the Transfer Family client: proxy choice."""
 
 import pytest
 
-from relay.transfer import RetryPolicy, proxy_for
+from relay.transfer import proxy_for
 
 
 @pytest.mark.parametrize(
@@ -23,13 +23,3 @@ def test_proxy_follows_the_environment_like_botocore(
 ) -> None:
     """HTTPS_PROXY applies to the https endpoint unless NO_PROXY names its host or a parent."""
     assert proxy_for("https://transfer.eu-west-1.amazonaws.com", env) == expected
-
-
-def test_release_delay_doubles_per_receive_within_the_cap() -> None:
-    """A released message waits longer on each receive, never past the cap, never under
-    RetryAfterSeconds."""
-    policy = RetryPolicy(release_base_s=5.0, release_cap_s=60.0)
-    for receive_count, ceiling in [(1, 5.0), (2, 10.0), (3, 20.0), (4, 40.0), (9, 60.0)]:
-        delay = policy.release_delay_s(receive_count)
-        assert ceiling / 2 <= delay <= ceiling
-    assert policy.release_delay_s(1, retry_after_s=30.0) == 30.0

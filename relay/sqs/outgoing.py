@@ -1,19 +1,19 @@
 """Messages to send and the SendMessageBatch exchange, without I/O.
 
-One place turns messages into batch requests (through `relay.batches.plan_batches`), reads
+One place turns messages into batch requests (through `relay.sqs.batches.plan_batches`), reads
 SQS's answers, and decides which entries go again. Its drivers make the calls: the async one
-in `relay.sqs` (the worker's dead-letter copies, replay) and the sync one in `relay.producer`
-(step processors, `relay send`). Only botocore's exception types are imported here, so the
-producer stays free of aiobotocore.
+in `relay.sqs.batching` (the worker's dead-letter copies, replay) and the sync one in
+`relay.producer` (step processors, `relay send`). Only botocore's exception types are imported
+here, so the producer stays free of aiobotocore.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 
-from relay.batches import payload_size, plan_batches
+from relay.sqs.batches import payload_size, plan_batches
 
 NO_ANSWER: Final = "NoAnswer"
 """The code of an entry SQS's answer did not mention, so it cannot count as sent."""
@@ -124,7 +124,7 @@ class BatchSend:
                     bool(item.get("SenderFault", False)),
                 )
 
-    def record_error(self, request: BatchRequest, exc: BotoCoreError | ClientError) -> None:
+    def record_error(self, request: BatchRequest, exc: BaseException) -> None:
         """Takes in a request that failed as a whole: each of its entries failed for that."""
         code, fault = error_code(exc), is_sender_fault(exc)
         for index in request.indexes:

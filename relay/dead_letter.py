@@ -1,0 +1,167 @@
+"""Dead-letter copies (DESIGN §4) in one place: the `relay-*` attributes written on a copy, and
+read back from a DLQ message by the DLQ tools and the demo.
+
+A copy's body is the source body byte for byte, so SQS's own redrive works on it; the facts go
+in String attributes. Messages SQS's own redrive moved carry none of them (`unannotated`).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from relay.sqs import OutgoingMessage, ReceivedMessage
+from relay.sqs.batches import MAX_BATCH_BYTES
+
+RELAY_PREFIX: Final = "relay-"
+REASON: Final = "relay-reason"
+ERROR_CODE: Final = "relay-error-code"
+ERROR_MESSAGE: Final = "relay-error-message"
+ATTEMPTS: Final = "relay-attempts"
+SOURCE_QUEUE: Final = "relay-source-queue"
+SOURCE_MESSAGE_ID: Final = "relay-source-message-id"
+DEAD_LETTERED_AT: Final = "relay-dead-lettered-at"
+
+ERROR_MESSAGE_LIMIT: Final = 1024
+"""`relay-error-message` is cut to this many characters."""
+
+UNANNOTATED: Final = "unannotated"
+"""The reason of a DLQ message without `relay-*` attributes (moved by SQS's own redrive)."""
+
+
+def iso_utc(moment: datetime) -> str:
+    """UTC, ISO 8601 with `Z` and milliseconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str | None) -> float | None:
+    """ISO 8601 (`...Z` or with an offset; naive means UTC) → Unix seconds; None if unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The facts a dead-letter copy carries."""
+
+    reason: str
+    error_code: str
+    error_message: str
+    attempts: int
+    source_queue: str
+    source_message_id: str
+    dead_lettered_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def attributes(self) -> dict[str, str]:
+        """The `relay-*` attributes, in DESIGN §4's order."""
+        return {
+            REASON: self.reason,
+            ERROR_CODE: self.error_code,
+            ERROR_MESSAGE: self.error_message[:ERROR_MESSAGE_LIMIT] or "-",
+            ATTEMPTS: str(self.attempts),
+            SOURCE_QUEUE: self.source_queue,
+            SOURCE_MESSAGE_ID: self.source_message_id,
+            DEAD_LETTERED_AT: iso_utc(self.dead_lettered_at),
+        }
+
+
+def dead_letter_copy(
+    message: ReceivedMessage, facts: DeadLetter, *, fifo: bool, max_bytes: int = MAX_BATCH_BYTES
+) -> OutgoingMessage:
+    """The DLQ copy: the body byte for byte; attributes cut, never the body, to fit `max_bytes`
+    (the DLQ's `MaximumMessageSize`)."""
+    attributes = facts.attributes()
+    room = max_bytes - len(message.body.encode())
+    # Cut the free-text attribute first, then drop the least useful ones, until it fits.
+    for name in (ERROR_MESSAGE, SOURCE_QUEUE, DEAD_LETTERED_AT):
+        if _attributes_size(attributes) <= room:
+            break
+        if name == ERROR_MESSAGE:
+            spare = room - (_attributes_size(attributes) - len(attributes[name].encode()))
+            attributes[name] = attributes[name].encode()[: max(0, spare)].decode(errors="ignore")
+            if not attributes[name]:
+                del attributes[name]
+        else:
+            del attributes[name]
+    while attributes and _attributes_size(attributes) > room:
+        attributes.popitem()
+    group_id = message.group_id if fifo else None
+    return OutgoingMessage(
+        body=message.body,
+        attributes=attributes,
+        group_id=(group_id or "relay") if fifo else None,
+        deduplication_id=message.message_id if fifo else None,
+    )
+
+
+def _attributes_size(attributes: Mapping[str, str]) -> int:
+    return sum(len(n.encode()) + len("String") + len(v.encode()) for n, v in attributes.items())
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadMessage:
+    """A DLQ message as the DLQ tools see it, read from the queue or from an export file."""
+
+    message_id: str
+    body: str
+    attributes: Mapping[str, str]
+    sent_at_ms: int
+    group_id: str | None = None
+
+    @classmethod
+    def from_received(cls, message: ReceivedMessage) -> "DeadMessage":
+        """From a message received from the DLQ."""
+        return cls(
+            message_id=message.message_id,
+            body=message.body,
+            attributes=dict(message.attributes),
+            sent_at_ms=round(message.sent_at * 1000),
+            group_id=message.group_id,
+        )
+
+    @property
+    def reason(self) -> str:
+        """`relay-reason`, or `unannotated` for a message SQS's own redrive moved."""
+        return self.attributes.get(REASON) or UNANNOTATED
+
+    @property
+    def error_code(self) -> str | None:
+        """`relay-error-code`, when relay dead-lettered it."""
+        return self.attributes.get(ERROR_CODE)
+
+    @property
+    def error_message(self) -> str:
+        """`relay-error-message`, or empty."""
+        return self.attributes.get(ERROR_MESSAGE, "")
+
+    @property
+    def source_queue(self) -> str | None:
+        """`relay-source-queue`: where the worker read it."""
+        return self.attributes.get(SOURCE_QUEUE) or None
+
+    @property
+    def dead_lettered_at(self) -> float | None:
+        """Unix seconds of `relay-dead-lettered-at`; None when absent or unreadable."""
+        return parse_time(self.attributes.get(DEAD_LETTERED_AT))
+
+    def age_s(self, now: float) -> float:
+        """Seconds since it was dead-lettered (since it was sent, when that is unknown)."""
+        moment = self.dead_lettered_at
+        return now - (moment if moment is not None else self.sent_at_ms / 1000)
+
+    def forwarded_attributes(self) -> dict[str, str]:
+        """The attributes a replayed copy keeps: all but relay's own."""
+        return {k: v for k, v in self.attributes.items() if not k.startswith(RELAY_PREFIX)}

@@ -1,0 +1,362 @@
+"""One message's path, in one place: parse → copies → circuit → send → decide → act on the queue.
+
+The rules are `relay.outcomes.decide`; this module gathers what they need (the parse result,
+the delivered-memory, a copy already in flight, the circuit, the callback's answer), asks, and
+carries the verdict out on the queue. It is also where a message's ids are bound to the log
+context, once, and where its end is counted and logged.
+
+Invariant (DESIGN §3): a message is deleted only after its callback succeeded or its
+dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
+"""
+
+import asyncio
+import collections
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from structlog.contextvars import bind_contextvars, bound_contextvars
+
+from relay.config import RunConfig, default_of
+from relay.dead_letter import DeadLetter, dead_letter_copy
+from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
+from relay.message import InvalidMessage, StepResult, parse
+from relay.observability import Metrics, get_logger
+from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, decide
+from relay.sqs import BatchedQueue, ReceivedMessage, SqsError, is_fifo
+from relay.sqs.batches import MAX_BATCH_BYTES
+from relay.transfer import (
+    CallbackClient,
+    CallbackError,
+    CallbackFailed,
+    RetryPolicy,
+    TransferSender,
+)
+
+log = get_logger("relay.delivery")
+
+ATTEMPT_MEMORY: Final = 10_000
+"""Message ids whose callback attempts are remembered across receives (relay-attempts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    """How one message ended (after acting: a queue action SQS refused turns it into released),
+    with the callback attempts over all its receives and the step it carried."""
+
+    verdict: Verdict
+    attempts: int = 0
+    step: StepResult | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        """The outcome logged and counted."""
+        return self.verdict.outcome
+
+
+def released(error: str, attempts: int = 0, step: StepResult | None = None) -> MessageResult:
+    """A message left on the queue because something went wrong on the way."""
+    return MessageResult(Verdict(Outcome.RELEASED, text=error), attempts, step)
+
+
+def retry_policy(config: RunConfig | None = None) -> RetryPolicy:
+    """`relay run`'s in-process retry policy; its defaults when no config is given."""
+    values: dict[str, Any] = {
+        name: getattr(config, name) if config is not None else default_of(RunConfig, name)
+        for name in ("max_attempts", "retry_budget_s", "backoff_base_s", "backoff_cap_s")
+    }
+    return RetryPolicy(
+        max_attempts=values["max_attempts"],
+        budget_s=values["retry_budget_s"],
+        base_s=values["backoff_base_s"],
+        cap_s=values["backoff_cap_s"],
+    )
+
+
+class AdaptivePacer:
+    """The send rate before each call; what the answer teaches it, and the metrics, after."""
+
+    def __init__(self, metrics: Metrics, rate: AdaptiveRate) -> None:
+        self.metrics = metrics
+        self.rate = rate
+
+    async def before_call(self, step: StepResult) -> None:
+        await self.rate.acquire()
+
+    def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
+        if error is None:
+            self.rate.accepted()
+            self.metrics.attempts.labels(result="ok").inc()
+            self.metrics.callback_latency.labels(result="ok").observe(duration_s)
+            return
+        self.metrics.attempts.labels(result=error.code).inc()
+        self.metrics.callback_latency.labels(result="error").observe(duration_s)
+        if error.rule.throttle:
+            self.metrics.throttles.inc()
+            self.rate.throttled()
+
+
+class AttemptMemory:
+    """Callback attempts of released messages, by message id, so a dead-letter copy can say how
+    many were made over all receives (bounded; an id forgotten counts one per earlier receive)."""
+
+    def __init__(self, size: int = ATTEMPT_MEMORY) -> None:
+        self.size = size
+        self._attempts: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    def earlier(self, message: ReceivedMessage) -> int:
+        """Attempts made on earlier receives."""
+        return self._attempts.get(message.message_id, message.receive_count - 1)
+
+    def remember(self, message: ReceivedMessage, attempts: int) -> None:
+        """Records the attempts of a message released to come back."""
+        self._attempts[message.message_id] = attempts
+        self._attempts.move_to_end(message.message_id)
+        while len(self._attempts) > self.size:
+            self._attempts.popitem(last=False)
+
+    def forget(self, message: ReceivedMessage) -> None:
+        """The message is finished for good."""
+        self._attempts.pop(message.message_id, None)
+
+
+class Delivery:
+    """Takes one received message to its end; shared by every message of one worker."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        queue: BatchedQueue,
+        dlq: BatchedQueue,
+        transfer: CallbackClient,
+        metrics: Metrics,
+        dlq_max_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.dlq = dlq
+        self.dlq_max_bytes = dlq_max_bytes
+        self.metrics = metrics
+        self.limits = config.limits()
+        self.rate = AdaptiveRate(config.max_rps, enabled=config.adaptive_rate)
+        pacer = AdaptivePacer(metrics, self.rate)
+        self.sender = TransferSender(transfer, retry_policy(config), pacer)
+        self.circuits = Circuits(config.breaker_cooldown_s)
+        self.delivered = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
+        self.attempts = AttemptMemory()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._dlq_fifo = is_fifo(dlq.url)
+        # A copy of a step already in flight waits for it instead of racing it to the service.
+        self._copies: dict[StepKey, asyncio.Future[Verdict]] = {}
+
+    # --- the path ------------------------------------------------------------------------------
+
+    async def process(self, message: ReceivedMessage) -> MessageResult:
+        """Takes the message to its end and records it; never raises but for cancellation."""
+        started = time.monotonic()
+        with bound_contextvars(message_id=message.message_id, receive_count=message.receive_count):
+            try:
+                result = await self._handle(message)
+            except asyncio.CancelledError:
+                raise  # shutdown: the worker gives the message back
+            except Exception as exc:  # a bug must not kill the worker; the message comes back
+                log.exception("message failed unexpectedly")
+                result = released(f"{type(exc).__name__}: {exc}")
+            self.record(message, result, time.monotonic() - started)
+        return result
+
+    async def _handle(self, message: ReceivedMessage) -> MessageResult:
+        try:
+            step = parse(message.body)
+        except InvalidMessage as exc:
+            verdict = decide(self._situation(message, invalid=str(exc)), self.limits)
+            return await self._carry_out(message, verdict, 0, None)
+        bind_contextvars(
+            workflow_id=step.workflow_id,
+            execution_id=step.execution_id,
+            token=step.short_token,
+            status=step.status.value,
+        )
+        verdict = decide(self._situation(message, step), self.limits)
+        if verdict is not None:  # a copy of a step delivered before: duplicate or conflict
+            return await self._carry_out(message, verdict, 0, step)
+        first = self._copies.get(step.step_key)
+        if first is not None:
+            ended = await asyncio.shield(first)
+            situation = self._situation(message, step)
+            if situation.delivered_status is None:
+                situation = dataclasses.replace(situation, copy_ended=ended)
+            return await self._carry_out(message, decide(situation, self.limits), 0, step)
+        mine: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._copies[step.step_key] = mine
+        ending = Verdict(Outcome.ABANDONED)
+        try:
+            result = await self._deliver(message, step)
+            ending = result.verdict
+            return result
+        finally:
+            del self._copies[step.step_key]
+            mine.set_result(ending)
+
+    async def _deliver(self, message: ReceivedMessage, step: StepResult) -> MessageResult:
+        """The circuit, the call, and what its answer decides."""
+        before = self._situation(message, step)
+        workflow = step.workflow_id
+        if not self.circuits.allow(workflow):
+            situation = dataclasses.replace(before, circuit_wait_s=self.circuits.wait_s(workflow))
+            earlier = self.attempts.earlier(message)
+            return await self._carry_out(message, decide(situation, self.limits), earlier, step)
+        try:
+            sent = await self.sender.send(step)
+        except CallbackFailed as failed:
+            self.metrics.retries.inc(failed.attempts - 1)
+            self._learn(step, failed.error)
+            attempts = self.attempts.earlier(message) + failed.attempts
+            situation = dataclasses.replace(before, called=True, failure=failed.error.failure)
+            return await self._carry_out(message, decide(situation, self.limits), attempts, step)
+        self.metrics.retries.inc(sent.attempts - 1)
+        self.circuits.answered(workflow)
+        self.delivered.remember(step.step_key, step.status.value)
+        verdict = decide(dataclasses.replace(before, called=True), self.limits)
+        attempts = self.attempts.earlier(message) + sent.attempts
+        result = await self._carry_out(message, verdict, attempts, step)
+        if result.outcome is Outcome.DELIVERED:
+            self.metrics.end_to_end_latency.observe(max(0.0, time.time() - message.sent_at))
+        return result
+
+    def _learn(self, step: StepResult, error: CallbackError) -> None:
+        """What a failed call teaches the workflow's circuit."""
+        if error.rule.action is not Action.CIRCUIT:
+            self.circuits.answered(step.workflow_id)
+            return
+        if self.circuits.wait_s(step.workflow_id) == 0:
+            log.error(
+                "access denied: circuit opened for the workflow; check the task role",
+                cooldown_s=self.config.breaker_cooldown_s,
+            )
+        self.circuits.denied(step.workflow_id)
+
+    def _situation(
+        self, message: ReceivedMessage, step: StepResult | None = None, **facts: Any
+    ) -> Situation:
+        return Situation(
+            receive_count=message.receive_count,
+            age_s=time.time() - message.sent_at,
+            status=step.status.value if step is not None else None,
+            workflow_id=step.workflow_id if step is not None else "",
+            delivered_status=self.delivered.status_of(step.step_key) if step is not None else None,
+            jitter=random.random(),
+            **facts,
+        )
+
+    # --- acting on the queue -------------------------------------------------------------------
+
+    async def _carry_out(
+        self,
+        message: ReceivedMessage,
+        verdict: Verdict | None,
+        attempts: int,
+        step: StepResult | None,
+    ) -> MessageResult:
+        if verdict is None:  # the rules asked for a call where none can be made: a bug
+            raise RuntimeError("no verdict for a message that was not sent")
+        action = verdict.action
+        if action is QueueAction.RELEASE:
+            return await self._release(message, verdict, attempts, step)
+        if action is QueueAction.DEAD_LETTER:
+            return await self._dead_letter(message, verdict, attempts, step)
+        try:
+            await self.queue.delete(message.receipt_handle)
+        except SqsError as exc:
+            self.metrics.delete_errors.inc()
+            if verdict.outcome is Outcome.DELIVERED:
+                # Delivered, but SQS will hand it out again (as a duplicate); not done yet.
+                log.error("delete failed after delivery", error=str(exc)[:300])
+            return released(f"delete failed: {exc.code}", attempts, step)
+        self.attempts.forget(message)
+        return MessageResult(verdict, attempts, step)
+
+    async def _release(
+        self, message: ReceivedMessage, verdict: Verdict, attempts: int, step: StepResult | None
+    ) -> MessageResult:
+        self.attempts.remember(message, attempts)
+        try:
+            await self.queue.change_visibility(message.receipt_handle, verdict.delay_s or 0.0)
+        except SqsError:
+            self.metrics.visibility_errors.inc()  # it comes back when its lease lapses
+        return MessageResult(verdict, attempts, step)
+
+    async def _dead_letter(
+        self, message: ReceivedMessage, verdict: Verdict, attempts: int, step: StepResult | None
+    ) -> MessageResult:
+        reason = verdict.reason.value if verdict.reason is not None else ""
+        facts = DeadLetter(
+            reason=reason,
+            error_code=verdict.code,
+            error_message=verdict.text,
+            attempts=attempts,
+            source_queue=self.queue.url,
+            source_message_id=message.message_id,
+        )
+        copy = dead_letter_copy(message, facts, fifo=self._dlq_fifo, max_bytes=self.dlq_max_bytes)
+        try:
+            await self.dlq.send(copy)
+        except SqsError as exc:  # the message stays on the queue
+            self.metrics.dead_letter_errors.inc()
+            delay = self.limits.release_delay_s(message.receive_count, jitter=random.random())
+            log.error(
+                "dead-letter copy failed; message stays on the queue",
+                reason=reason,
+                error=str(exc)[:300],
+                retry_in_s=round(delay, 2),
+            )
+            try:
+                await self.queue.change_visibility(message.receipt_handle, delay)
+            except SqsError:
+                self.metrics.visibility_errors.inc()
+            self.attempts.remember(message, attempts)
+            return released(f"dead-letter failed: {exc.code}", attempts, step)
+        try:
+            await self.queue.delete(message.receipt_handle)
+        except SqsError as exc:
+            self.metrics.delete_errors.inc()
+            return released(f"delete failed after dead-letter: {exc.code}", attempts, step)
+        self.attempts.forget(message)
+        return MessageResult(verdict, attempts, step)
+
+    # --- the record ----------------------------------------------------------------------------
+
+    def record(
+        self, message: ReceivedMessage, result: MessageResult, duration_s: float | None = None
+    ) -> None:
+        """Counts one finished message and writes its log line."""
+        verdict, step = result.verdict, result.step
+        self.counts[verdict.outcome.value] += 1
+        reason = verdict.reason.value if verdict.reason is not None else None
+        self.metrics.finished(verdict.outcome, reason)
+        fields: dict[str, Any] = {
+            "outcome": verdict.outcome.value,
+            "message_id": message.message_id,
+            "receive_count": message.receive_count,
+            "attempts": result.attempts,
+        }
+        if reason:
+            fields["reason"] = reason
+        if step is not None:
+            fields.update(
+                workflow_id=step.workflow_id,
+                execution_id=step.execution_id,
+                token=step.short_token,
+                status=step.status.value,
+            )
+        if verdict.error:
+            fields["error"] = verdict.error[:300]
+        if verdict.delay_s is not None:
+            fields["retry_in_s"] = round(verdict.delay_s, 2)
+        if duration_s is not None:
+            fields["duration_ms"] = round(duration_s * 1000, 1)
+        level = "warning" if verdict.outcome is Outcome.DEAD_LETTERED else "info"
+        getattr(log, level)("message finished", **fields)

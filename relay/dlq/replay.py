@@ -1,0 +1,392 @@
+"""`relay replay`: selected DLQ messages (or an export file's) back onto a queue, or straight to
+Transfer Family, with bounded concurrency and rate.
+
+A DLQ message is deleted only after its replay succeeded: accepted by the destination queue,
+or answered 200 by Transfer Family. Any other end gives it back, visible at once.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from relay.config import ReplayConfig
+from relay.dead_letter import DeadMessage
+from relay.delivery import retry_policy
+from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
+from relay.lifecycle import Shutdown, drain, handling_signals, wait_any
+from relay.limits import TokenBucket
+from relay.message import InvalidMessage, parse, step_or_none
+from relay.outcomes import CallFailure, Limits, Reason, Situation, decide
+from relay.sqs import BatchedQueue, OutgoingMessage, SqsError, check_queue, is_fifo, open_sqs
+from relay.terminal import ProgressView, Snapshot, no_progress
+from relay.transfer import CallbackFailed, TransferSender, open_transfer
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+else:
+    SQSClient = Any
+
+PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
+"""Bodies waiting for their replay; past it, reading waits for the replays to catch up."""
+
+LAST_RECEIVE: Final = Limits(
+    max_receives=1,
+    callback_deadline_s=math.inf,
+    breaker_cooldown_s=0.0,
+    release_base_s=0.0,
+    release_cap_s=0.0,
+)
+"""A replay to Transfer Family has one go: its failure ends as the worker's last receive would."""
+
+
+def selects(
+    config: ReplayConfig, message: DeadMessage, workflow_id: str | None, now: float
+) -> bool:
+    """Whether the filters select this message: each given filter must match."""
+    filters = config.filters
+    if filters.reasons and message.reason not in filters.reasons:
+        return False
+    if filters.error_codes and message.error_code not in filters.error_codes:
+        return False
+    if filters.workflow_ids and workflow_id not in filters.workflow_ids:
+        return False
+    age = message.age_s(now)
+    if filters.older_than_s is not None and age < filters.older_than_s:
+        return False
+    return filters.newer_than_s is None or age <= filters.newer_than_s
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """What a replay did; `ok` when everything selected was replayed."""
+
+    source: str
+    destination: str
+    dry_run: bool
+    read: int = 0
+    selected: int = 0
+    replayed: int = 0
+    skipped_by_filter: int = 0
+    skipped_over_limit: int = 0
+    not_deleted: int = 0
+    """Replayed, but the DLQ copy could not be deleted: it will be replayed again next time."""
+    failed_by_reason: Counter[str] = field(default_factory=Counter)
+    failure_details: dict[str, str] = field(default_factory=dict)
+    """The first error text seen for each failure reason."""
+    selected_by_reason: Counter[str] = field(default_factory=Counter)
+    selected_by_workflow: Counter[str] = field(default_factory=Counter)
+    replayed_by_reason: Counter[str] = field(default_factory=Counter)
+    interrupted: bool = False
+    end: ReadEnd = field(default_factory=ReadEnd)
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        """Selected messages whose replay failed (they stay in the DLQ)."""
+        return sum(self.failed_by_reason.values())
+
+    @property
+    def abandoned(self) -> int:
+        """Selected messages not tried because the command was stopped (they stay in the DLQ)."""
+        return 0 if self.dry_run else self.selected - self.replayed - self.failed
+
+    @property
+    def ok(self) -> bool:
+        """Everything selected was replayed and taken off the DLQ."""
+        return not (self.failed or self.abandoned or self.not_deleted or self.end.read_error)
+
+    def fail(self, reason: str, detail: str) -> None:
+        """Counts one failed replay."""
+        self.failed_by_reason[reason] += 1
+        self.failure_details.setdefault(reason, detail[:300])
+
+    def progress(self) -> Snapshot:
+        """For the progress display."""
+        done = self.replayed + self.failed
+        line = (
+            f"{self.read} read, {self.selected} selected, {self.replayed} replayed, "
+            f"{self.failed} failed, {self.skipped_by_filter} skipped"
+        )
+        if self.dry_run:
+            return self.selected, None, line
+        return done, self.selected or None, line
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (`--json`): one object."""
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "read": self.read,
+            "selected": self.selected,
+            "replayed": self.replayed,
+            "skipped_by_filter": self.skipped_by_filter,
+            "skipped_over_limit": self.skipped_over_limit,
+            "failed": self.failed,
+            "failed_by_reason": dict(self.failed_by_reason.most_common()),
+            "failure_details": self.failure_details,
+            "abandoned": self.abandoned,
+            "not_deleted": self.not_deleted,
+            "selected_by_reason": dict(self.selected_by_reason.most_common()),
+            "selected_by_workflow": dict(self.selected_by_workflow.most_common()),
+            "replayed_by_reason": dict(self.replayed_by_reason.most_common()),
+            "interrupted": self.interrupted,
+            **self.end.to_json(),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+class Replayer:
+    """Replays selected messages with bounded concurrency and rate; finishes each one once."""
+
+    def __init__(
+        self,
+        config: ReplayConfig,
+        summary: ReplaySummary,
+        shutdown: Shutdown,
+        *,
+        sqs: SQSClient,
+        sender: TransferSender | None,
+        reader: DlqReader | None,
+    ) -> None:
+        self.config = config
+        self.summary = summary
+        self.shutdown = shutdown
+        self.sqs = sqs
+        self.sender = sender
+        self.reader = reader
+        self.bucket = TokenBucket(config.rate, burst=1)
+        self.started_at = time.time()
+        """Ages are measured from the command's start, so one run applies one cut-off."""
+        self._queue: asyncio.Queue[DeadMessage | None] = asyncio.Queue()
+        self._pending_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._destinations: dict[str, BatchedQueue] = {}
+        self._denied: set[str] = set()
+
+    def wants_more(self) -> bool:
+        """Whether reading should go on: fewer than `--max-messages` selected so far."""
+        return self.summary.selected < self.config.max_messages
+
+    async def run(self, read: Callable[[], Awaitable[None]]) -> None:
+        """Reads (offering each message), replays what was selected, drains on a stop."""
+        workers = [
+            asyncio.create_task(self._work(), name=f"replay-{i}")
+            for i in range(0 if self.config.dry_run else self.config.concurrency)
+        ]
+        try:
+            await read()
+        finally:
+            for _ in workers:
+                self._queue.put_nowait(None)  # one end marker each
+            await self._finish(workers)
+
+    async def _finish(self, workers: list[asyncio.Task[None]]) -> None:
+        """Waits for the replays; after a stop, in-flight ones get the grace, a second signal
+        or the grace's end cancels them (their messages are given back)."""
+        if workers:
+            finished = asyncio.Event()
+            waiter = asyncio.ensure_future(asyncio.wait(workers))
+            waiter.add_done_callback(lambda _: finished.set())
+            await wait_any(finished, self.shutdown.requested)
+            waiter.cancel()
+            await drain(
+                workers, grace_s=self.config.shutdown_grace_s, abandon=self.shutdown.abandon
+            )
+        await asyncio.gather(*(queue.drain() for queue in self._destinations.values()))
+
+    async def offer(self, message: DeadMessage) -> None:
+        """Takes one message read: a selected one queues for replay, the rest go back."""
+        summary = self.summary
+        summary.read += 1
+        step = step_or_none(message.body)
+        workflow_id = step.workflow_id if step is not None else None
+        if not selects(self.config, message, workflow_id, self.started_at):
+            summary.skipped_by_filter += 1
+            await self._give_back(message)
+            return
+        if not self.wants_more():
+            summary.skipped_over_limit += 1
+            await self._give_back(message)
+            return
+        summary.selected += 1
+        summary.selected_by_reason[message.reason] += 1
+        summary.selected_by_workflow[workflow_id or "-"] += 1
+        if self.config.dry_run:
+            await self._give_back(message)
+            return
+        # Bodies wait in memory; past a bound, reading waits for the replays to catch up.
+        # Bounded: each pass waits for room or a stop, and the workers keep making room.
+        while self._pending_bytes > PENDING_BYTES_LIMIT and not self.shutdown.is_requested:
+            self._room.clear()
+            await wait_any(self._room, self.shutdown.requested)
+        self._pending_bytes += len(message.body)
+        self._queue.put_nowait(message)
+
+    async def _work(self) -> None:
+        """One of `--concurrency` replayers: takes queued messages until its end marker."""
+        # Bounded: the queue holds what was read (at most `--max-messages` selected) and ends
+        # with one marker per worker.
+        while (message := await self._queue.get()) is not None:
+            self._pending_bytes -= len(message.body)
+            if self._pending_bytes <= PENDING_BYTES_LIMIT:
+                self._room.set()
+            # After a stop, nothing new starts: the rest goes back at once.
+            if self.shutdown.is_requested or not await self._token():
+                await self._give_back(message)
+                continue
+            failure = await self._replay(message)
+            if failure is None:
+                self.summary.replayed += 1
+                self.summary.replayed_by_reason[message.reason] += 1
+                if self.reader is not None and not await self.reader.delete(message.message_id):
+                    self.summary.not_deleted += 1
+            else:
+                self.summary.fail(*failure)
+                await self._give_back(message)
+
+    async def _token(self) -> bool:
+        """Waits for the rate limit's next token; False when a stop comes first."""
+        # Bounded: each pass takes a token or sleeps exactly until the next one is due.
+        while (wait_s := self.bucket.try_take()) > 0:
+            await wait_any(self.shutdown.requested, timeout_s=wait_s)
+            if self.shutdown.is_requested:
+                return False
+        return True
+
+    async def _give_back(self, message: DeadMessage) -> None:
+        if self.reader is not None:
+            await self.reader.give_back(message.message_id)
+
+    async def _replay(self, message: DeadMessage) -> tuple[str, str] | None:
+        """Replays one message; None when it succeeded, else (reason, detail)."""
+        if self.sender is not None:
+            return await self._to_transfer(message, self.sender)
+        return await self._to_queue(message)
+
+    async def _to_queue(self, message: DeadMessage) -> tuple[str, str] | None:
+        queue_url = self.config.queue_url or message.source_queue
+        if queue_url is None:
+            return "no_destination", "no relay-source-queue attribute: pass --queue-url"
+        destination = self._destinations.get(queue_url)
+        if destination is None:
+            destination = self._destinations[queue_url] = BatchedQueue(self.sqs, queue_url)
+        try:
+            await destination.send(requeued(message, queue_url))
+        except SqsError as exc:
+            return "send_failed", f"{queue_url}: {exc}"
+        return None
+
+    async def _to_transfer(
+        self, message: DeadMessage, sender: TransferSender
+    ) -> tuple[str, str] | None:
+        try:
+            step = parse(message.body)
+        except InvalidMessage as exc:
+            return Reason.VALIDATION.value, str(exc)
+        if step.workflow_id in self._denied:
+            # One AccessDenied is an IAM mistake: the workflow's other messages wait for the fix.
+            return "access_denied", f"workflow {step.workflow_id} answered AccessDeniedException"
+        try:
+            await sender.send(step)
+        except CallbackFailed as failed:
+            return self._failure(step.workflow_id, failed.error.failure, failed.attempts)
+        return None
+
+    def _failure(self, workflow_id: str, failure: CallFailure, attempts: int) -> tuple[str, str]:
+        """What the worker would dead-letter this answer as on its last receive."""
+        situation = Situation(receive_count=1, called=True, failure=failure)
+        verdict = decide(situation, LAST_RECEIVE)
+        reason = verdict.reason if verdict is not None else None
+        detail = f"{failure.code}: {failure.message}"
+        if reason is Reason.ACCESS_DENIED:
+            self._denied.add(workflow_id)
+        if reason is None or reason is Reason.RETRIES_EXHAUSTED:
+            return Reason.RETRIES_EXHAUSTED.value, f"{detail} after {attempts} attempt(s)"
+        return reason.value, detail
+
+
+def requeued(message: DeadMessage, queue_url: str) -> OutgoingMessage:
+    """The copy put back on a queue: the body verbatim, without relay's attributes."""
+    attributes = message.forwarded_attributes()
+    if not is_fifo(queue_url):
+        return OutgoingMessage(body=message.body, attributes=attributes)
+    step = step_or_none(message.body)
+    group_id = message.group_id or (step.execution_id if step is not None else None) or "relay"
+    # One id per DLQ message, the same on every run: a re-run after an interruption is
+    # deduplicated. Not the producer's id (a hash of the four fields), which would make SQS
+    # drop a replay sent within 5 minutes of the original.
+    dedup = "replay-" + hashlib.sha256(message.message_id.encode()).hexdigest()
+    return OutgoingMessage(
+        body=message.body, attributes=attributes, group_id=group_id, deduplication_id=dedup
+    )
+
+
+async def replay(
+    config: ReplayConfig,
+    records: list[DeadMessage] | None = None,
+    progress: ProgressView = no_progress,
+) -> ReplaySummary:
+    """Replays from the DLQ (`config.scan`) or the export file's `records`, to the end or a
+    signal; returns the summary."""
+    started = time.monotonic()
+    if config.to == "transfer":
+        destination = "transfer"
+    else:
+        destination = f"queue {config.queue_url or '(each relay-source-queue)'}"
+    source = config.from_file if config.scan is None else config.scan.dlq_url
+    summary = ReplaySummary(source=str(source), destination=destination, dry_run=config.dry_run)
+    shutdown = Shutdown()
+    reader: DlqReader | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        sqs = await stack.enter_async_context(
+            open_sqs(max_pool_connections=RECEIVERS + config.concurrency + 16)
+        )
+        sender: TransferSender | None = None
+        if config.to == "transfer" and not config.dry_run:
+            transfer = await stack.enter_async_context(
+                open_transfer(
+                    max_pool_connections=config.concurrency, call_timeout_s=config.call_timeout_s
+                )
+            )
+            sender = TransferSender(transfer, retry_policy())
+        if config.queue_url and not config.dry_run:
+            await check_queue(sqs, config.queue_url, "destination queue")
+        # Signals first: a Ctrl-C while held messages are given back must not cut that short.
+        stack.enter_context(handling_signals(shutdown))
+        if config.scan is not None:
+            await check_queue(sqs, config.scan.dlq_url, "DLQ")
+            reader = await stack.enter_async_context(
+                DlqReader(sqs, config.scan, shutdown).holding()
+            )
+        replayer = Replayer(config, summary, shutdown, sqs=sqs, sender=sender, reader=reader)
+        await stack.enter_async_context(progress("replay", summary.progress))
+
+        async def read() -> None:
+            if reader is not None:
+                await reader.scan(replayer.offer, more=replayer.wants_more)
+                return
+            # Bounded: one pass per record of the file.
+            for record in records or []:
+                if shutdown.is_requested or not replayer.wants_more():
+                    break
+                await replayer.offer(record)
+
+        await replayer.run(read)
+    summary.interrupted = shutdown.is_requested
+    if reader is not None:
+        summary.end = reader.end
+    else:
+        summary.end.stopped_by = (
+            f"signal ({shutdown.reason})" if summary.interrupted else "end of file"
+        )
+    summary.duration_s = time.monotonic() - started
+    return summary

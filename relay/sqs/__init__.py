@@ -1,0 +1,53 @@
+"""The SQS boundary: clients, queue pairs, counts, receiving, batched deletes, visibility
+changes and sends. Callers see one exception type, `SqsError`; botocore's stay in here.
+
+Nothing here loads aiobotocore at import (the producer uses `relay.sqs.outgoing`); only
+`open_sqs` does, when called.
+"""
+
+from relay.sqs.batching import (
+    MAX_VISIBILITY_S,
+    BatchedQueue,
+    Batcher,
+    EntryFailed,
+    run_batch_send,
+    send_messages,
+)
+from relay.sqs.client import SqsError, open_sqs, sqs_config
+from relay.sqs.outgoing import OutgoingMessage, SendFailure, is_fifo
+from relay.sqs.queues import (
+    QueuePair,
+    QueueSettings,
+    check_queue,
+    create_queue_pair,
+    queue_counts,
+    queue_name,
+    queue_total,
+    resolve_queue,
+)
+from relay.sqs.receive import ReceivedMessage, receive_messages
+
+__all__ = [
+    "MAX_VISIBILITY_S",
+    "BatchedQueue",
+    "Batcher",
+    "EntryFailed",
+    "OutgoingMessage",
+    "QueuePair",
+    "QueueSettings",
+    "ReceivedMessage",
+    "SendFailure",
+    "SqsError",
+    "check_queue",
+    "create_queue_pair",
+    "is_fifo",
+    "open_sqs",
+    "queue_counts",
+    "queue_name",
+    "queue_total",
+    "receive_messages",
+    "resolve_queue",
+    "run_batch_send",
+    "send_messages",
+    "sqs_config",
+]

@@ -1,0 +1,156 @@
+"""Queues as a whole: a queue and its DLQ, their settings and counts, and finding the DLQ."""
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from relay.errors import ConfigError
+from relay.sqs.client import sqs_errors
+from relay.sqs.outgoing import error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+else:
+    SQSClient = Any
+
+COUNT_ATTRIBUTES: Any = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+def queue_name(queue_url: str) -> str:
+    """The queue's name: the last part of its URL."""
+    return queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePair:
+    """A source queue and its DLQ."""
+
+    url: str
+    dlq_url: str
+
+    @property
+    def name(self) -> str:
+        """The source queue's name."""
+        return queue_name(self.url)
+
+
+async def create_queue_pair(
+    client: SQSClient,
+    name: str,
+    *,
+    max_receive_count: int,
+    visibility_timeout_s: int = 30,
+    fifo: bool = False,
+) -> QueuePair:
+    """Creates a queue and its DLQ with a redrive policy between them (the demo, the
+    benchmark and the tests; production queues come from the CloudFormation template)."""
+    suffix = ".fifo" if fifo else ""
+    fifo_attributes: dict[Any, str] = {"FifoQueue": "true"} if fifo else {}
+    with sqs_errors():
+        dlq = await client.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)
+        dlq_url = dlq["QueueUrl"]
+        attributes = await client.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["QueueArn"]
+        )
+        redrive = {
+            "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
+            "maxReceiveCount": str(max_receive_count),
+        }
+        queue = await client.create_queue(
+            QueueName=f"{name}{suffix}",
+            Attributes={
+                **fifo_attributes,
+                "RedrivePolicy": json.dumps(redrive),
+                "VisibilityTimeout": str(visibility_timeout_s),
+            },
+        )
+    return QueuePair(url=queue["QueueUrl"], dlq_url=dlq_url)
+
+
+async def queue_counts(client: SQSClient, queue_url: str) -> dict[str, int]:
+    """Visible, in-flight and delayed message counts of a queue; `SqsError` if unreadable."""
+    with sqs_errors():
+        response = await client.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=COUNT_ATTRIBUTES
+        )
+    return {name: int(value) for name, value in response.get("Attributes", {}).items()}
+
+
+async def queue_total(client: SQSClient, queue_url: str) -> int:
+    """Every message the queue holds: visible, in flight and delayed."""
+    return sum((await queue_counts(client, queue_url)).values())
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """What the worker needs to know of its queue at start-up."""
+
+    dlq_url: str
+    visibility_timeout_s: int
+    max_receive_count: int | None
+    """The redrive policy's `maxReceiveCount`, when there is one."""
+
+
+async def read_queue_attributes(client: SQSClient, queue_url: str, what: str) -> dict[str, str]:
+    """All of a queue's attributes; `ConfigError` (exit 2) when it is missing or unreachable."""
+    try:
+        response = await client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
+    except ClientError as exc:
+        raise ConfigError(f"{what} {queue_url}: {error_code(exc)}") from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"cannot reach SQS for {queue_url}: {exc}") from None
+    return {str(k): str(v) for k, v in response.get("Attributes", {}).items()}
+
+
+async def check_queue(client: SQSClient, queue_url: str, what: str) -> None:
+    """`ConfigError` (exit 2) unless the queue exists and answers."""
+    await read_queue_attributes(client, queue_url, what)
+
+
+async def resolve_queue(client: SQSClient, queue_url: str, dlq_url: str | None) -> QueueSettings:
+    """Checks the queue exists and finds its DLQ (`dlq_url`, else the redrive policy's)."""
+    attributes = await read_queue_attributes(client, queue_url, "queue")
+    redrive = _redrive_policy(attributes.get("RedrivePolicy"))
+    if dlq_url is None:
+        arn = redrive.get("deadLetterTargetArn")
+        if not arn:
+            raise ConfigError(
+                f"queue {queue_url} has no RedrivePolicy: pass --dlq-url (RELAY_DLQ_URL)"
+            )
+        dlq_url = await _url_for_arn(client, str(arn))
+    max_receive = redrive.get("maxReceiveCount")
+    return QueueSettings(
+        dlq_url=dlq_url,
+        visibility_timeout_s=int(attributes.get("VisibilityTimeout", "30")),
+        max_receive_count=int(max_receive) if max_receive is not None else None,
+    )
+
+
+def _redrive_policy(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        policy = json.loads(raw)
+    except ValueError:
+        return {}
+    return policy if isinstance(policy, dict) else {}
+
+
+async def _url_for_arn(client: SQSClient, arn: str) -> str:
+    parts = arn.split(":")
+    if len(parts) != 6:
+        raise ConfigError(f"RedrivePolicy names a malformed DLQ ARN: {arn}")
+    account, name = parts[4], parts[5]
+    try:
+        response = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+    except ClientError as exc:
+        raise ConfigError(f"DLQ {arn} from the RedrivePolicy: {error_code(exc)}") from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"cannot reach SQS for the DLQ {arn}: {exc}") from None
+    return response["QueueUrl"]
