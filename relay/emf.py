@@ -26,7 +26,7 @@ Why not the `aws-embedded-metrics` package (3.5, read on purpose before deciding
   them, which would change the metric identities the template's alarms name.
 
 The format is small and fully specified (the CloudWatch user guide's "Specification: Embedded
-metric format"); writing it here is about forty lines, checked in tests/unit/test_emf.py by a
+metric format"); writing it here takes a few dozen lines, checked in tests/unit/test_emf.py by a
 validator written from that specification.
 """
 
@@ -163,13 +163,15 @@ def queue_name(queue_url: str) -> str:
 
 
 def check_namespace(namespace: str) -> str:
-    """The namespace, if CloudWatch accepts it for custom metrics; else a `ConfigError`."""
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/#: ")
-    if not namespace.strip() or len(namespace) > 255 or not set(namespace) <= allowed:
-        raise ConfigError(
-            "--emf-namespace must be 1 to 255 characters of letters, digits and . - _ / # : "
-            f"or space, not {namespace!r}"
-        )
+    """The namespace, if CloudWatch takes it for custom metrics; else a `ConfigError`.
+
+    CloudWatch's rule (PutMetricData): ASCII without control characters, at most 255, and
+    not `AWS/...`, which is reserved for AWS's own services.
+    """
+    if not namespace.strip() or len(namespace) > 255:
+        raise ConfigError(f"--emf-namespace must be 1 to 255 characters: {namespace!r}")
+    if not (namespace.isascii() and namespace.isprintable()):
+        raise ConfigError(f"--emf-namespace must be printable ASCII: {namespace!r}")
     if namespace.startswith("AWS/"):
         raise ConfigError(f"--emf-namespace must not start with AWS/ (reserved): {namespace!r}")
     return namespace

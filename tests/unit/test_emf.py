@@ -359,9 +359,9 @@ def test_queue_name_is_the_last_segment_of_the_url() -> None:
     assert queue_name("http://127.0.0.1:5000/123456789012/steps.fifo") == "steps.fifo"
 
 
-@pytest.mark.parametrize("namespace", ["", "  ", "AWS/Relay", "relay!", "x" * 256])
+@pytest.mark.parametrize("namespace", ["", "  ", "AWS/Relay", "relé", "re\tlay", "x" * 256])
 def test_a_namespace_cloudwatch_refuses_is_a_config_error(namespace: str) -> None:
-    """Blank, reserved (AWS/), badly spelt or over-long namespaces are refused up front."""
+    """Blank, reserved (AWS/), non-ASCII, control characters or over 255 are refused up front."""
     with pytest.raises(ConfigError, match="--emf-namespace"):
         check_namespace(namespace)
 
