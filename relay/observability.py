@@ -1,12 +1,14 @@
 """Metric definitions and JSON logging (DESIGN §6).
 
 Each worker owns a `Metrics` on its own registry, so several workers (tests, the demo) can
-live in one process without sharing counters.
+live in one process without sharing counters. The two latency histograms also keep each value
+they observe while the EMF writer (relay/emf.py) wants them: CloudWatch computes percentiles
+from the values themselves, which a histogram's buckets no longer hold.
 """
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,6 +17,54 @@ from relay.outcomes import Outcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
+
+SAMPLE_CAP: Final = 100_000
+"""Values one latency series keeps between two EMF flushes (about 1,600 callbacks a second at
+a 60 s interval); past it values are counted as dropped, so memory stays bounded."""
+
+
+class Samples:
+    """The values a histogram observed since the last drain, kept only while someone drains."""
+
+    def __init__(self, cap: int = SAMPLE_CAP) -> None:
+        self.cap = cap
+        self.keeping = False
+        self.dropped = 0
+        self._values: list[float] = []
+
+    def add(self, value: float) -> None:
+        """Keeps one observation (when keeping and below the cap)."""
+        if not self.keeping:
+            return
+        if len(self._values) >= self.cap:
+            self.dropped += 1
+            return
+        self._values.append(value)
+
+    def drain(self) -> list[float]:
+        """The values kept since the last drain, oldest first; the buffer starts over."""
+        values, self._values = self._values, []
+        return values
+
+
+class SampledHistogram(Histogram):
+    """A Prometheus histogram whose every observation also goes to `samples`.
+
+    Its labelled children share the parent's `samples`, so the worker's existing calls
+    (`callback_latency.labels(result=...).observe(s)`) feed the EMF writer unchanged.
+    """
+
+    samples: Samples | None = None
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> "SampledHistogram":
+        child = super().labels(*labelvalues, **labelkwargs)
+        child.samples = self.samples
+        return child
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount, exemplar)
+        if self.samples is not None:
+            self.samples.add(amount)
 
 
 class Metrics:
@@ -29,19 +79,24 @@ class Metrics:
             ["outcome", "reason"],
             registry=r,
         )
-        self.callback_latency = Histogram(
+        self.callback_latency = SampledHistogram(
             "relay_callback_latency_seconds",
             "Duration of one SendWorkflowStepState call.",
             ["result"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = SampledHistogram(
             "relay_end_to_end_latency_seconds",
             "From the message's SentTimestamp to its delivered callback.",
             buckets=_END_TO_END_BUCKETS,
             registry=r,
         )
+        # By Prometheus name, which is how relay.emf's table names its sources.
+        self.samples: dict[str, Samples] = {}
+        for histogram in (self.callback_latency, self.end_to_end_latency):
+            (family,) = histogram.describe()
+            histogram.samples = self.samples[family.name] = Samples()
         self.attempts = Counter(
             "relay_callback_attempts",
             "Callback attempts by result (ok or the error code).",
@@ -99,6 +154,26 @@ class Metrics:
             for sample in family.samples
             if sample.name.endswith("_total")
         )
+
+    def keep_samples(self, keeping: bool = True) -> None:
+        """Starts (or stops) keeping each latency value for `drain_samples`."""
+        for samples in self.samples.values():
+            samples.keeping = keeping
+
+    def drain_samples(self) -> dict[str, list[float]]:
+        """Each latency value observed since the last drain, in seconds, by histogram name."""
+        drained: dict[str, list[float]] = {}
+        for name, samples in self.samples.items():
+            drained[name] = samples.drain()
+            if samples.dropped:
+                get_logger().warning(
+                    "latency values over the cap were not kept for EMF",
+                    metric=name,
+                    dropped=samples.dropped,
+                    cap=samples.cap,
+                )
+                samples.dropped = 0
+        return drained
 
     def outcome_counts(self) -> dict[tuple[str, str], int]:
         """The outcome counter as a plain dict, for tests and summaries."""
