@@ -246,7 +246,9 @@ class DedupeTable:
         `DedupeUnavailable`: not a configuration error, and callbacks never wait for the table.
         """
         key: dict[str, Any] = {KEY: {"S": CHECK_KEY}}
-        never = "attribute_exists(#k) AND attribute_not_exists(#k)"
+        # The item's key is CHECK_KEY whether or not it exists, so this is never true.
+        never = "#k = :never"
+        never_value = {":never": {"S": "relay:never"}}
         calls: tuple[Callable[[], Awaitable[object]], ...] = (
             lambda: self.client.get_item(TableName=self.table_name, Key=key),
             lambda: self.client.put_item(
@@ -254,6 +256,7 @@ class DedupeTable:
                 Item=key,
                 ConditionExpression=never,
                 ExpressionAttributeNames={"#k": KEY},
+                ExpressionAttributeValues=never_value,
             ),
             lambda: self.client.update_item(
                 TableName=self.table_name,
@@ -261,6 +264,7 @@ class DedupeTable:
                 UpdateExpression="REMOVE #s",
                 ConditionExpression=never,
                 ExpressionAttributeNames={"#k": KEY, "#s": "state"},
+                ExpressionAttributeValues=never_value,
             ),
         )
         for call in calls:
@@ -287,8 +291,7 @@ class DedupeTable:
     @contextlib.asynccontextmanager
     async def _call(self, operation: str) -> AsyncIterator[None]:
         """Turns every failure of one table call into `DedupeUnavailable`; starts the cooldown."""
-        moment = time.monotonic()
-        if moment < self._unavailable_until:
+        if time.monotonic() < self._unavailable_until:
             raise DedupeUnavailable("cooling_down", f"{operation} skipped after {self._last_code}")
         try:
             yield

@@ -16,6 +16,7 @@ import pytest
 
 from relay.aws import new_session
 from relay.dedupe import (
+    CHECK_KEY,
     Claimed,
     DedupeTable,
     DedupeUnavailable,
@@ -318,8 +319,13 @@ async def test_check_passes_on_the_table_and_writes_nothing(
 ) -> None:
     """The start-up check reads and tries both writes, yet leaves the table empty."""
     await task(dynamodb, table_name, "a").check()
-
     assert await items(dynamodb, table_name) == []
+
+    # Even a sentinel item that somebody wrote is left as it was (its state not removed).
+    sentinel = {"pk": {"S": CHECK_KEY}, "state": {"S": "planted"}}
+    await dynamodb.put_item(TableName=table_name, Item=sentinel)
+    await task(dynamodb, table_name, "a").check()
+    assert await items(dynamodb, table_name) == [sentinel]
 
 
 async def test_check_refuses_a_missing_table(dynamodb: DynamoDBClient) -> None:
