@@ -336,7 +336,7 @@ def _unavailable(exc: BaseException, operation: str = "") -> DedupeUnavailable:
         message = str(exc.response.get("Error", {}).get("Message", ""))
         return DedupeUnavailable(_code(exc), f"{where}{message}"[:300])
     if isinstance(exc, TimeoutError):
-        return DedupeUnavailable("ReadTimeout", f"{where}{exc}"[:300])
+        return DedupeUnavailable("ReadTimeoutError", f"{where}{exc}"[:300])
     return DedupeUnavailable(type(exc).__name__, f"{where}{exc}"[:300])
 
 
