@@ -11,6 +11,7 @@ from relay.config import RUN_OPTIONS
 from relay.emf import EMF_METRICS, NO_REASON
 from relay.outcomes import Outcome, Reason
 from tests.deploy.support import (
+    ROOT,
     MetricUse,
     alarm_metrics,
     dashboard_body,
@@ -20,6 +21,7 @@ from tests.deploy.support import (
 )
 
 OPTIONS = {spec.flag: spec for spec in RUN_OPTIONS}
+README = ROOT / "deploy" / "README.md"
 EMF_NAMESPACE = {"Ref": "EmfNamespace"}
 SOURCE_QUEUE_NAME = {"Fn::GetAtt": ["Queue", "QueueName"]}
 DLQ_NAME = {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
@@ -294,3 +296,17 @@ def test_dashboard_body_is_json_with_known_substitutions(template: dict[str, Any
         assert name in known or name.startswith("AWS::"), name
     assert variables["QueueNameValue"] == SOURCE_QUEUE_NAME
     assert variables["DeadLetterQueueNameValue"] == DLQ_NAME
+
+
+def test_readme_walks_every_alarm_and_lists_every_parameter(template: dict[str, Any]) -> None:
+    """deploy/README.md has a runbook entry for each alarm (with a relay or aws command to run)
+    and a row for each parameter, so neither can be added without its documentation."""
+    readme = README.read_text()
+    runbook = readme.split("## 5. Runbook", 1)[1].split("\n## ", 1)[0]
+    entries = dict(re.findall(r"\n### `(\w+)`[^\n]*\n(.*?)(?=\n### |\Z)", runbook, re.S))
+    assert set(entries) == ALARMS
+    for alarm, entry in entries.items():
+        assert "**What it means.**" in entry, alarm
+        assert re.search(r"^\s*(relay|aws) ", entry, re.M), alarm
+    rows = set(re.findall(r"^\| `(\w+)` \|", readme, re.M))
+    assert set(template["Parameters"]) <= rows
