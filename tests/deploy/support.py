@@ -38,6 +38,79 @@ def resolve(template: Mapping[str, Any], value: Any, parameters: Mapping[str, An
     return value
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def parameter_value(template: Mapping[str, Any], name: str, parameters: Mapping[str, Any]) -> Any:
+    """A parameter's value as CloudFormation sees it: the one given, else its default; a
+    CommaDelimitedList comes as a list (an empty one as `[""]`, as CloudFormation splits it)."""
+    spec = template["Parameters"][name]
+    value = parameters.get(name, spec.get("Default"))
+    if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
+        return value.split(",")
+    return value
+
+
+def _condition_operand(
+    template: Mapping[str, Any], value: Any, parameters: Mapping[str, Any]
+) -> Any:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameter_value(template, value["Ref"], parameters)
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        separator, items = value["Fn::Join"]
+        items = _condition_operand(template, items, parameters)
+        return separator.join(str(_condition_operand(template, item, parameters)) for item in items)
+    return value
+
+
+def condition(template: Mapping[str, Any], name: str, parameters: Mapping[str, Any]) -> bool:
+    """Evaluates one of the template's Conditions for these parameter values (defaults for the
+    rest): Fn::Equals over Ref and Fn::Join, Fn::Not, Fn::And, Fn::Or, Condition."""
+
+    def evaluate(expression: Any) -> bool:
+        ((function, arguments),) = expression.items()
+        if function == "Fn::Equals":
+            left, right = (_condition_operand(template, side, parameters) for side in arguments)
+            return str(left) == str(right)
+        if function == "Fn::Not":
+            return not evaluate(arguments[0])
+        if function == "Fn::And":
+            return all(evaluate(argument) for argument in arguments)
+        if function == "Fn::Or":
+            return any(evaluate(argument) for argument in arguments)
+        if function == "Condition":
+            return condition(template, arguments, parameters)
+        raise AssertionError(f"condition function the reader does not know: {function}")
+
+    return evaluate(template["Conditions"][name])
+
+
+def with_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The template as CloudFormation deploys it with these parameter values: every Fn::If
+    resolved, AWS::NoValue dropped, resources and outputs whose condition is false left out.
+    Refs to parameters stay as they are (see `resolve`)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Fn::If"}:
+                name, when_true, when_false = value["Fn::If"]
+                return walk(when_true if condition(template, name, parameters) else when_false)
+            walked = {key: walk(item) for key, item in value.items()}
+            return {key: item for key, item in walked.items() if item != NO_VALUE}
+        if isinstance(value, list):
+            return [item for item in (walk(element) for element in value) if item != NO_VALUE]
+        return value
+
+    deployed: dict[str, Any] = walk(template)
+    for section in ("Resources", "Outputs"):
+        deployed[section] = {
+            name: entry
+            for name, entry in deployed[section].items()
+            if "Condition" not in entry or condition(template, entry["Condition"], parameters)
+        }
+    return deployed
+
+
 def resources(template: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     """The template's resources of one type, by logical id."""
     return {
@@ -45,6 +118,98 @@ def resources(template: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any
         for name, resource in template["Resources"].items()
         if resource["Type"] == kind
     }
+
+
+@dataclass(frozen=True)
+class MetricUse:
+    """One metric an alarm or the dashboard reads. Namespace and dimension values are template
+    values (`{"Ref": "EmfNamespace"}`, `{"Fn::GetAtt": ["Queue", "QueueName"]}`, a string);
+    each dimension maps to the values the use selects (empty: any value, a SEARCH)."""
+
+    where: str
+    namespace: Any
+    name: str
+    dimensions: dict[str, tuple[Any, ...]]
+
+
+def alarm_metrics(template: Mapping[str, Any]) -> list[MetricUse]:
+    """Every metric the template's alarms read, plain alarms and metric-math alarms alike."""
+    uses = []
+    for name, alarm in resources(template, "AWS::CloudWatch::Alarm").items():
+        properties = alarm["Properties"]
+        queries = properties.get("Metrics", [])
+        metrics = [query["MetricStat"]["Metric"] for query in queries if "MetricStat" in query]
+        if "MetricName" in properties:
+            metrics = [properties]
+        for metric in metrics:
+            dimensions = {d["Name"]: (d["Value"],) for d in metric.get("Dimensions", [])}
+            uses.append(MetricUse(name, metric["Namespace"], metric["MetricName"], dimensions))
+    return uses
+
+
+# SEARCH('{Namespace,Dimension,...} terms', 'Statistic'): the schema names the exact dimension
+# set; the terms pick the metric name and dimension values (Name="value"). The namespace may be
+# a `${Name}` placeholder, braces and all.
+_SEARCH = re.compile(r"SEARCH\('\{(?P<schema>(?:\$\{[^}]*\}|[^}])*)\}(?P<terms>[^']*)'")
+_TERM = re.compile(r'(?P<name>[A-Za-z]+)="(?P<value>[^"]*)"')
+
+
+def dashboard_body(template: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The dashboard's body as data, and its Fn::Sub variables. Number parameters written
+    bare (`${MinTasks}`) take their defaults; every other `${Name}` stays in its string."""
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    parameters = template["Parameters"]
+
+    def number(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name in parameters and parameters[name]["Type"] == "Number":
+            return str(parameters[name]["Default"])
+        return match[0]
+
+    return json.loads(re.sub(r"\$\{(?P<name>[A-Za-z0-9:]+)\}", number, body)), variables
+
+
+def _sub_value(text: str, variables: Mapping[str, Any]) -> Any:
+    """`${Name}` as the template value it stands for; any other text as it is."""
+    match = re.fullmatch(r"\$\{(?P<name>[A-Za-z0-9:]+)\}", text)
+    if match is None:
+        return text
+    return variables.get(match["name"], {"Ref": match["name"]})
+
+
+def dashboard_metrics(template: Mapping[str, Any]) -> list[MetricUse]:
+    """Every metric the dashboard's graphs read: metric rows and the SEARCH expressions."""
+    body, variables = dashboard_body(template)
+    uses = []
+    for widget in body["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        where = f"dashboard: {widget['properties']['title']}"
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[0], dict):
+                for search in _SEARCH.finditer(row[0]["expression"]):
+                    namespace, *names = (p.strip().strip('"') for p in search["schema"].split(","))
+                    picked: dict[str, list[Any]] = {name: [] for name in names}
+                    metric_name = ""
+                    for term in _TERM.finditer(search["terms"]):
+                        value = _sub_value(term["value"], variables)
+                        if term["name"] == "MetricName":
+                            metric_name = value
+                        else:
+                            picked.setdefault(term["name"], []).append(value)
+                    dimensions = {name: tuple(values) for name, values in picked.items()}
+                    namespace_value = _sub_value(namespace, variables)
+                    uses.append(MetricUse(where, namespace_value, metric_name, dimensions))
+                continue
+            fields = [field for field in row if isinstance(field, str)]
+            assert "." not in fields, f"{where}: write each metric row out in full"
+            namespace, metric_name, *pairs = fields
+            dimensions = {
+                name: (_sub_value(value, variables),)
+                for name, value in zip(pairs[::2], pairs[1::2], strict=True)
+            }
+            uses.append(MetricUse(where, _sub_value(namespace, variables), metric_name, dimensions))
+    return uses
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""Who may reach relay's queue and what relay may answer, for the values the parameters allow:
+SNS topics by exact ARN, other accounts' producers for SendMessage only, the workflows named
+(all of the account's only when none are), both roles assumable only by this account's ECS
+tasks, and the log group kept like the queues."""
+
+import re
+from typing import Any
+
+from tests.deploy.support import parameter_value, with_conditions
+
+QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
+DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+TOPICS = "arn:aws:sns:eu-west-1:111122223333:step-results,arn:aws:sns:eu-west-1:444455556666:more"
+ACCOUNTS = "111122223333,444455556666"
+WORKFLOWS = (
+    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-0123456789abcdef0,"
+    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-abcdef0123456789a"
+)
+ALL_WORKFLOWS = {
+    "Fn::Sub": "arn:${AWS::Partition}:transfer:${AWS::Region}:${AWS::AccountId}:workflow/*"
+}
+
+
+def _queue_statements(template: dict[str, Any], parameters: dict[str, Any]) -> list[Any]:
+    deployed = with_conditions(template, parameters)
+    policy = deployed["Resources"]["QueuesPolicy"]["Properties"]
+    return list(policy["PolicyDocument"]["Statement"])
+
+
+def _allows(statements: list[Any]) -> list[dict[str, Any]]:
+    return [statement for statement in statements if statement["Effect"] == "Allow"]
+
+
+def _callback_resource(template: dict[str, Any], parameters: dict[str, Any]) -> Any:
+    role = with_conditions(template, parameters)["Resources"]["TaskRole"]["Properties"]
+    (statement,) = [
+        statement
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "transfer:SendWorkflowStepState"
+    ]
+    return statement["Resource"]
+
+
+def test_queue_policy_lets_sns_send_from_exactly_the_topics_named(
+    template: dict[str, Any],
+) -> None:
+    """With SnsTopicArns set, SNS may SendMessage to the queue only when aws:SourceArn is one
+    of those topics, and to nothing else."""
+    (statement,) = _allows(_queue_statements(template, {"SnsTopicArns": TOPICS}))
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == QUEUE_ARN
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SnsTopicArns"}}}
+    assert parameter_value(template, "SnsTopicArns", {"SnsTopicArns": TOPICS}) == TOPICS.split(",")
+
+
+def test_queue_policy_allows_nobody_by_default(template: dict[str, Any]) -> None:
+    """With the defaults, the queue policy only denies plain HTTP: no topic or other account
+    may send."""
+    statements = _queue_statements(template, {})
+    assert _allows(statements) == []
+    (deny,) = statements
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_queue_policy_lets_other_accounts_only_publish(template: dict[str, Any]) -> None:
+    """With ProducerAccountIds set, those accounts may SendMessage to the queue, and nothing
+    else on it nor anything on the DLQ."""
+    (statement,) = _allows(_queue_statements(template, {"ProducerAccountIds": ACCOUNTS}))
+    assert statement["Principal"] == {"AWS": {"Ref": "ProducerAccountIds"}}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == QUEUE_ARN
+    assert "Condition" not in statement
+
+
+def test_fan_in_parameters_accept_only_well_formed_values(template: dict[str, Any]) -> None:
+    """Each topic must be an SNS ARN and each account a 12-digit id (CloudFormation checks the
+    pattern per list item), and both default to none."""
+    parameters = template["Parameters"]
+    for name, good, bad in [
+        ("SnsTopicArns", TOPICS.split(",")[0], "arn:aws:sqs:eu-west-1:111122223333:q"),
+        ("ProducerAccountIds", "111122223333", "1111-2222-3333"),
+        ("WorkflowArns", WORKFLOWS.split(",")[0], "w-0123456789abcdef0"),
+    ]:
+        spec = parameters[name]
+        assert spec["Type"] == "CommaDelimitedList"
+        assert spec["Default"] == ""
+        assert re.fullmatch(spec["AllowedPattern"], good), name
+        assert re.fullmatch(spec["AllowedPattern"], "")
+        assert not re.fullmatch(spec["AllowedPattern"], bad), name
+
+
+def test_callbacks_are_allowed_on_the_workflows_named(template: dict[str, Any]) -> None:
+    """With WorkflowArns set, the task role may call SendWorkflowStepState on those workflows
+    only; left empty, on every workflow of the account in the stack's region."""
+    assert _callback_resource(template, {"WorkflowArns": WORKFLOWS}) == {"Ref": "WorkflowArns"}
+    assert _callback_resource(template, {}) == ALL_WORKFLOWS
+
+
+def test_execution_role_trusts_only_this_accounts_ecs_tasks(template: dict[str, Any]) -> None:
+    """The execution role's trust policy carries the same aws:SourceAccount and aws:SourceArn
+    conditions as the task role's, so no other account's ECS can assume it."""
+    trusts = {}
+    for role in ("TaskRole", "ExecutionRole"):
+        document = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]
+        (statement,) = document["Statement"]
+        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        trusts[role] = statement["Condition"]
+    assert trusts["ExecutionRole"] == trusts["TaskRole"]
+    assert trusts["TaskRole"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = trusts["TaskRole"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*"
+
+
+def test_log_group_is_kept_like_the_queues(template: dict[str, Any]) -> None:
+    """Deleting the stack or replacing the log group keeps relay's log lines, as the queues are
+    kept; only a first create that rolls back removes it."""
+    resources = template["Resources"]
+    for queue in ("Queue", "DeadLetterQueue"):
+        assert resources[queue]["DeletionPolicy"] == "Retain"
+        assert resources[queue]["UpdateReplacePolicy"] == "Retain"
+    log_group = resources["LogGroup"]
+    assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert log_group["UpdateReplacePolicy"] == "Retain"
+    assert "RetentionInDays" in log_group["Properties"]
