@@ -13,8 +13,21 @@ from typing import Any, NoReturn
 import click
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from relay.config import RUN_OPTIONS, RunConfig
+from relay.config import (
+    DemoConfig,
+    ExportConfig,
+    ReplayConfig,
+    ReplayFilters,
+    RunConfig,
+    ScanConfig,
+    StatsConfig,
+    default_of,
+    options_of,
+    parse_duration,
+)
 from relay.errors import ConfigError, RelayError
+
+Command = Callable[..., Any]
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -101,22 +114,31 @@ def send(
 # --- run -----------------------------------------------------------------------------------
 
 
-def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds one flag per `RUN_OPTIONS` entry, each with its RELAY_* variable and default."""
-    for spec in reversed(RUN_OPTIONS):
-        # Booleans are --name/--no-name switches; the variable takes true/false, 1/0.
-        flags = f"{spec.flag}/--no-{spec.flag[2:]}" if spec.type is bool else spec.flag
-        command = click.option(
-            flags,
-            spec.field,
-            type=spec.type,
-            default=spec.default,
-            envvar=spec.env,
-            show_envvar=True,
-            show_default=True,
-            help=spec.help,
-        )(command)
-    return command
+def _options(
+    cls: type, *, env: bool = False, skip: tuple[str, ...] = ()
+) -> Callable[[Command], Command]:
+    """One click option per option field of a config dataclass, with its default (and, for
+    `relay run`, its RELAY_* variable): the defaults live on the dataclass alone."""
+
+    def decorate(command: Command) -> Command:
+        for spec in reversed([s for s in options_of(cls) if s.name not in skip]):
+            settings: dict[str, Any] = {"default": spec.default, "help": spec.help}
+            declarations = [spec.flag, spec.name]
+            if spec.type is bool and spec.default:
+                # --name/--no-name switches; the variable takes true/false, 1/0.
+                declarations[0] = f"{spec.flag}/--no-{spec.flag[2:]}"
+            elif spec.type is bool:
+                settings["is_flag"] = True
+            else:
+                settings["type"] = click.Choice(spec.choices) if spec.choices else spec.type
+            if not settings.get("is_flag"):
+                settings["show_default"] = True
+            if env:
+                settings.update(envvar=spec.env, show_envvar=True)
+            command = click.option(*declarations, **settings)(command)
+        return command
+
+    return decorate
 
 
 @cli.command()
@@ -139,7 +161,7 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_envvar=True,
     help="Drain job: stop once the queue holds nothing visible, in flight or delayed.",
 )
-@_run_options
+@_options(RunConfig, env=True)
 def run(**options: Any) -> int:
     """Run the worker: receive step results, send callbacks, finish every message once.
 
@@ -158,30 +180,35 @@ def run(**options: Any) -> int:
 # --- emulator ------------------------------------------------------------------------------
 
 
+def _fault(name: str) -> Any:
+    from relay.emulator.faults import Faults
+
+    return default_of(Faults, name)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=0, show_default=True, help="Port (0 = a free one, printed).")
 @click.option("--accept-any", is_flag=True, help="Accept every well-formed call once.")
-@click.option("--latency-ms", default=0.0, show_default=True, help="Fixed latency per call.")
-@click.option("--jitter-ms", default=0.0, show_default=True, help="Extra random latency, 0..N.")
-@click.option("--throttle-rps", default=0.0, show_default=True, help="Allowed calls/s (0 = off).")
+@click.option(
+    "--latency-ms", default=_fault("latency_ms"), show_default=True, help="Fixed latency."
+)
+@click.option("--jitter-ms", default=_fault("jitter_ms"), show_default=True, help="Extra, 0..N.")
+@click.option(
+    "--throttle-rps", default=_fault("throttle_rps"), show_default=True, help="Calls/s (0 = off)."
+)
 @click.option("--throttle-burst", type=int, default=None, help="Token bucket size.")
-@click.option("--retry-after", type=float, default=None, help="Fixed RetryAfterSeconds.")
-@click.option("--error-rate", default=0.0, show_default=True, help="Probability of a 5xx.")
+@click.option("--retry-after", "retry_after_s", type=float, help="Fixed RetryAfterSeconds.")
+@click.option("--error-rate", default=_fault("error_rate"), show_default=True, help="P(5xx).")
 @click.option("--deny-workflow", multiple=True, help="Answer AccessDenied for it (repeatable).")
 @click.option("--seed", type=int, default=None, help="Seed for latency and fault draws.")
 def emulator(
     host: str,
     port: int,
     accept_any: bool,
-    latency_ms: float,
-    jitter_ms: float,
-    throttle_rps: float,
-    throttle_burst: int | None,
-    retry_after: float | None,
-    error_rate: float,
     deny_workflow: tuple[str, ...],
     seed: int | None,
+    **faults: Any,
 ) -> int:
     """Serve a local Transfer Family endpoint (SendWorkflowStepState) until SIGINT/SIGTERM.
 
@@ -189,16 +216,8 @@ def emulator(
     """
     from relay.emulator import Faults, serve
 
-    faults = Faults(
-        latency_ms=latency_ms,
-        jitter_ms=jitter_ms,
-        throttle_rps=throttle_rps,
-        throttle_burst=throttle_burst,
-        retry_after_s=retry_after,
-        error_rate=error_rate,
-        deny_workflows=frozenset(deny_workflow),
-    )
-    serve(host, port, accept_any, faults, seed=seed)
+    settings = Faults(**faults, deny_workflows=frozenset(deny_workflow))
+    serve(host, port, accept_any, settings, seed=seed)
     return EXIT_OK
 
 
@@ -233,34 +252,9 @@ def healthcheck(url: str | None, timeout: float) -> int:
 
 
 @cli.command()
-@click.option("--messages", default=1000, show_default=True, help="Step results to send.")
-@click.option(
-    "--rate",
-    default=60.0,
-    show_default=True,
-    help="Messages per second offered on average, in bursts of twice that.",
-)
-@click.option(
-    "--throttle-rps",
-    default=45.0,
-    show_default=True,
-    help="Calls per second the emulator allows (0 = no throttling).",
-)
-@click.option("--latency-ms", default=5.0, show_default=True, help="Emulator latency (+ jitter).")
+@_options(DemoConfig)
 @click.option("--seed", type=int, default=None, help="Repeat the same mix and faults.")
-@click.option(
-    "--keep-running",
-    is_flag=True,
-    help="Afterwards, keep the endpoints up and print their settings until Ctrl-C.",
-)
-def demo(
-    messages: int,
-    rate: float,
-    throttle_rps: float,
-    latency_ms: float,
-    seed: int | None,
-    keep_running: bool,
-) -> int:
+def demo(**options: Any) -> int:
     """The whole pipeline on this machine, no AWS account: moto's SQS, the emulator, the worker.
 
     Sends a realistic mix (three shapes, malformed ones, unknown executions) while the worker
@@ -268,55 +262,26 @@ def demo(
     the DLQ by reason and an accounting line. Exit 0 when every message sent is accounted
     for, 1 otherwise.
     """
-    from relay.demo import DemoConfig, run_demo
+    config = DemoConfig(**options)
+    from relay.demo import run_demo
 
-    config = DemoConfig(
-        messages=messages,
-        rate_per_s=rate,
-        throttle_rps=throttle_rps,
-        latency_ms=latency_ms,
-        seed=seed,
-        keep_running=keep_running,
-    )
     return run_demo(config)
 
 
 # --- dlq stats, dlq export, replay --------------------------------------------------------
 
 
-def _scan_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of every command that reads a DLQ through."""
-    options = (
-        click.option(
-            "--visibility-timeout",
-            type=int,
-            default=120,
-            show_default=True,
-            help="Seconds a message read stays invisible while still needed (renewed); "
-            "after a kill, messages come back within it.",
-        ),
-        click.option(
-            "--receive-wait",
-            type=int,
-            default=1,
-            show_default=True,
-            help="Long-poll seconds per receive; an empty receive ends the reading "
-            "(0 is quicker but may stop early on real SQS).",
-        ),
-        click.option(
-            "--scan-timeout",
-            type=float,
-            default=900.0,
-            show_default=True,
-            help="Stop reading the DLQ after this many seconds.",
-        ),
-    )
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _scan_config(options: dict[str, Any]) -> ScanConfig | None:
+    """The ScanConfig the scan options and --dlq-url describe (None without a DLQ); pops them."""
+    names = [spec.name for spec in options_of(ScanConfig) if spec.name in options]
+    settings = {name: options.pop(name) for name in names}
+    dlq_url = options.pop("dlq_url")
+    return ScanConfig(dlq_url=dlq_url, **settings) if dlq_url else None
 
 
-_DLQ_URL_HELP = "The dead-letter queue."
+_DLQ_URL = click.option(
+    "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help="The DLQ."
+)
 
 
 @cli.group()
@@ -325,86 +290,49 @@ def dlq() -> None:
 
 
 @dlq.command("stats")
-@click.option(
-    "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help=_DLQ_URL_HELP
-)
-@click.option("--top", default=10, show_default=True, help="Workflows listed, most messages first.")
-@click.option("--max-messages", default=100_000, show_default=True, help="Messages read at most.")
-@_scan_options
-@click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
-def dlq_stats_command(
-    dlq_url: str,
-    top: int,
-    max_messages: int,
-    visibility_timeout: int,
-    receive_wait: int,
-    scan_timeout: float,
-    json_output: bool,
-) -> int:
+@_DLQ_URL
+@_options(StatsConfig)
+@_options(ScanConfig)
+def dlq_stats_command(**options: Any) -> int:
     """Counts by reason and error code, top workflows, oldest and newest dead-letter time.
 
     Changes nothing: every message read is made visible again as soon as reading ends.
     Messages SQS's own redrive moved (no relay-* attributes) count as `unannotated`.
     """
-    from relay.config import ScanConfig, StatsConfig
-
-    scan = ScanConfig(
-        dlq_url=dlq_url,
-        max_messages=max_messages,
-        visibility_timeout_s=visibility_timeout,
-        receive_wait_s=receive_wait,
-        scan_timeout_s=scan_timeout,
-    )
-    config = StatsConfig(scan=scan, top=top, json_output=json_output)
+    scan = _scan_config(options)
+    assert scan is not None  # --dlq-url is required
+    config = StatsConfig(scan=scan, **options)
     from relay.dlq.stats import dlq_stats
     from relay.terminal import print_json, print_stats, show_progress
 
     stats = asyncio.run(dlq_stats(config, show_progress))
-    if json_output:
-        print_json(stats.to_json(top))
+    if config.json_output:
+        print_json(stats.to_json(config.top))
     else:
-        print_stats(stats, top)
+        print_stats(stats, config.top)
     return EXIT_OK if stats.complete else EXIT_FAILURES
 
 
 @dlq.command("export")
-@click.option(
-    "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help=_DLQ_URL_HELP
-)
+@_DLQ_URL
 @click.option("--out", required=True, metavar="F.jsonl", help="File to write (replaced).")
-@click.option("--max-messages", default=100_000, show_default=True, help="Messages read at most.")
-@_scan_options
-@click.option("--json", "json_output", is_flag=True, help="The summary as one JSON object.")
-def dlq_export_command(
-    dlq_url: str,
-    out: str,
-    max_messages: int,
-    visibility_timeout: int,
-    receive_wait: int,
-    scan_timeout: float,
-    json_output: bool,
-) -> int:
+@_options(ExportConfig)
+@_options(ScanConfig)
+def dlq_export_command(**options: Any) -> int:
     """Copy the DLQ to a JSON Lines file (for audit, or `relay replay --from-file`).
 
     One object per message: message_id, sent_timestamp (ms), attributes, body. Changes
     nothing: every message read is made visible again as soon as reading ends.
     """
-    from relay.config import ExportConfig, ScanConfig
-
-    scan = ScanConfig(
-        dlq_url=dlq_url,
-        max_messages=max_messages,
-        visibility_timeout_s=visibility_timeout,
-        receive_wait_s=receive_wait,
-        scan_timeout_s=scan_timeout,
-    )
-    config = ExportConfig(scan=scan, out=out, json_output=json_output)
+    scan = _scan_config(options)
+    assert scan is not None  # --dlq-url is required
+    config = ExportConfig(scan=scan, **options)
     from relay.dlq.export import dlq_export, open_export
     from relay.terminal import print_export, print_json, show_progress
 
     with open_export(config.out) as file:
         summary = asyncio.run(dlq_export(config, file, show_progress))
-    if json_output:
+    if config.json_output:
         print_json(summary.to_json())
     else:
         print_export(summary)
@@ -414,13 +342,6 @@ def dlq_export_command(
 @cli.command()
 @click.option("--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, help="Replay from this DLQ.")
 @click.option("--from-file", metavar="F.jsonl", help="Replay a `relay dlq export` file instead.")
-@click.option(
-    "--to",
-    type=click.Choice(["queue", "transfer"]),
-    default="queue",
-    show_default=True,
-    help="queue: back onto a queue for the worker; transfer: call SendWorkflowStepState here.",
-)
 @click.option(
     "--queue-url",
     help="Destination queue for every message  [default: each message's relay-source-queue; "
@@ -441,27 +362,8 @@ def dlq_export_command(
 @click.option(
     "--newer-than", metavar="DURATION", help="Only messages dead-lettered at most this long ago."
 )
-@click.option(
-    "--max-messages", default=100_000, show_default=True, help="Replay at most this many."
-)
-@click.option("--dry-run", is_flag=True, help="Report what would be replayed; change nothing.")
-@click.option("--rate", default=0.0, show_default=True, help="Messages per second (0 = no cap).")
-@click.option("--concurrency", default=16, show_default=True, help="Replays in progress at once.")
-@click.option(
-    "--shutdown-grace",
-    default=10.0,
-    show_default=True,
-    help="Seconds replays in progress may finish after SIGINT or SIGTERM.",
-)
-@click.option(
-    "--call-timeout",
-    default=10.0,
-    show_default=True,
-    help="Seconds one Transfer Family call may take (--to transfer).",
-)
-@click.option("--top", default=10, show_default=True, help="Workflows listed in the summary.")
-@_scan_options
-@click.option("--json", "json_output", is_flag=True, help="The summary as one JSON object.")
+@_options(ReplayConfig)
+@_options(ScanConfig, skip=("max_messages",))
 def replay(**options: Any) -> int:
     """Replay failed callbacks from the DLQ (or an export file), filtered.
 
@@ -474,43 +376,19 @@ def replay(**options: Any) -> int:
     """
     from click.core import ParameterSource
 
-    from relay.config import ReplayConfig, ReplayFilters, ScanConfig, parse_duration
-
-    dlq_url = options["dlq_url"]
     source = click.get_current_context().get_parameter_source("dlq_url")
     if options["from_file"] is not None and source is ParameterSource.ENVIRONMENT:
-        dlq_url = None  # RELAY_DLQ_URL is a default, not a second source
-    older, newer = options["older_than"], options["newer_than"]
+        options["dlq_url"] = None  # RELAY_DLQ_URL is a default, not a second source
+    older, newer = options.pop("older_than"), options.pop("newer_than")
     filters = ReplayFilters(
-        reasons=frozenset(options["reason"]),
-        error_codes=frozenset(options["error_code"]),
-        workflow_ids=frozenset(options["workflow_id"]),
+        reasons=frozenset(options.pop("reason")),
+        error_codes=frozenset(options.pop("error_code")),
+        workflow_ids=frozenset(options.pop("workflow_id")),
         older_than_s=parse_duration(older) if older is not None else None,
         newer_than_s=parse_duration(newer) if newer is not None else None,
     )
-    scan = None
-    if dlq_url:
-        scan = ScanConfig(
-            dlq_url=dlq_url,
-            visibility_timeout_s=options["visibility_timeout"],
-            receive_wait_s=options["receive_wait"],
-            scan_timeout_s=options["scan_timeout"],
-        )
-    config = ReplayConfig(
-        scan=scan,
-        from_file=options["from_file"],
-        to=options["to"],
-        queue_url=options["queue_url"],
-        filters=filters,
-        max_messages=options["max_messages"],
-        dry_run=options["dry_run"],
-        rate=options["rate"],
-        concurrency=options["concurrency"],
-        shutdown_grace_s=options["shutdown_grace"],
-        call_timeout_s=options["call_timeout"],
-        top=options["top"],
-        json_output=options["json_output"],
-    )
+    scan = _scan_config(options)
+    config = ReplayConfig(scan=scan, filters=filters, **options)
     from relay.dlq.export import read_export
     from relay.dlq.replay import replay as run_replay
     from relay.terminal import print_json, print_replay, show_progress

@@ -24,10 +24,26 @@ def env_name(option: str) -> str:
 
 
 def option(
-    default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
-    """A `relay run` option: a field with its default, help text and range."""
-    return field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum})
+    """A command-line option: a field with its default, help text and range (`minimum` and
+    `maximum` inclusive, `above` exclusive); the flag is the field's name unless given."""
+    metadata = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+        "flag": flag,
+        "choices": choices,
+    }
+    return field(default=default, metadata=metadata)
 
 
 def default_of(cls: type, name: str) -> Any:
@@ -40,7 +56,7 @@ def default_of(cls: type, name: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
-    """One `relay run` option: flag, type, default and help text, read off its field."""
+    """One command-line option: flag, type, default, help text and range, read off its field."""
 
     flag: str
     type: type
@@ -48,6 +64,10 @@ class OptionSpec:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] | None = None
+    name: str = ""
+    """The field it fills."""
 
     @property
     def field(self) -> str:
@@ -61,15 +81,46 @@ class OptionSpec:
 
     @classmethod
     def of(cls, item: "Field[Any]") -> "OptionSpec":
-        """The option a `RunConfig` field declares."""
+        """The option a field declares."""
+        meta = item.metadata
         return cls(
-            flag="--" + item.name.removesuffix("_s").replace("_", "-"),
+            flag=meta["flag"] or "--" + item.name.removesuffix("_s").replace("_", "-"),
             type=type(item.default),
             default=item.default,
-            help=item.metadata["help"],
-            minimum=item.metadata["minimum"],
-            maximum=item.metadata["maximum"],
+            help=meta["help"],
+            minimum=meta["minimum"],
+            maximum=meta["maximum"],
+            above=meta["above"],
+            choices=meta["choices"],
+            name=item.name,
         )
+
+    def check(self, value: Any) -> None:
+        """ConfigError when the value is outside the option's range."""
+        # click's FLOAT accepts "nan" and "inf"; NaN passes every comparison below.
+        if self.type is float and not math.isfinite(value):
+            raise ConfigError(f"{self.flag} must be a finite number, not {value}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.flag} must be at least {self.minimum:g}, not {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{self.flag} must be at most {self.maximum:g}, not {value}")
+        if self.above is not None and not value > self.above:
+            raise ConfigError(f"{self.flag} must be above {self.above:g}, not {value}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{self.flag} must be {' or '.join(self.choices)}, not {value}")
+
+
+def options_of(cls: type) -> tuple[OptionSpec, ...]:
+    """The command-line options a config dataclass declares, in field order."""
+    return tuple(OptionSpec.of(item) for item in fields(cls) if "help" in item.metadata)
+
+
+def check_options(config: Any) -> None:
+    """ConfigError for the first option of a config dataclass outside its range."""
+    for spec in options_of(type(config)):
+        value = getattr(config, spec.name)
+        if value is not None:
+            spec.check(value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -153,28 +204,20 @@ class RunConfig:
     unhealthy_after: int = option(
         5, "Consecutive receive failures after which /healthz answers 503.", minimum=1
     )
-    log_format: LogFormat = option("json", "json (one object per line) or text.")
+    log_format: LogFormat = option(
+        "json", "json (one object per line) or text.", choices=("json", "text")
+    )
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR.")
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 
     def __post_init__(self) -> None:
-        for spec in RUN_OPTIONS:
-            value = getattr(self, spec.field)
-            # click's FLOAT accepts "nan" and "inf"; NaN passes every comparison below.
-            if spec.type is float and not math.isfinite(value):
-                raise ConfigError(f"{spec.flag} must be a finite number, not {value}")
-            if spec.minimum is not None and value < spec.minimum:
-                raise ConfigError(f"{spec.flag} must be at least {spec.minimum:g}, not {value}")
-            if spec.maximum is not None and value > spec.maximum:
-                raise ConfigError(f"{spec.flag} must be at most {spec.maximum:g}, not {value}")
+        check_options(self)
         if self.retry_budget_s >= self.visibility_timeout_s:
             raise ConfigError(
                 f"--retry-budget ({self.retry_budget_s:g}s) must be shorter than "
                 f"--visibility-timeout ({self.visibility_timeout_s}s)"
             )
-        if self.log_format not in ("json", "text"):
-            raise ConfigError(f"--log-format must be json or text, not {self.log_format}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"--log-level must be DEBUG, INFO, WARNING or ERROR: {self.log_level}"
@@ -207,9 +250,7 @@ class RunConfig:
         return cls(**values)
 
 
-RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = tuple(
-    OptionSpec.of(item) for item in fields(RunConfig) if "help" in item.metadata
-)
+RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = options_of(RunConfig)
 """`relay run`'s options, in the order `--help` and the README list them."""
 
 
@@ -251,28 +292,28 @@ class ScanConfig:
     """How a DLQ is read once through: every message held invisible until it is dealt with."""
 
     dlq_url: str
-    max_messages: int = 100_000
-    """Messages read at most (SQS holds at most 120,000 in flight on a standard queue)."""
-    visibility_timeout_s: int = 120
-    """Lease of a message read; a heartbeat renews it while the command still needs it."""
-    receive_wait_s: int = 1
-    """Long-poll wait of each receive; an empty receive ends the scan."""
-    scan_timeout_s: float = 900.0
-    """Reading stops after this long; what was read is still handled."""
+    # SQS holds at most 120,000 in flight on a standard queue.
+    max_messages: int = option(100_000, "Messages read at most.", minimum=1)
+    visibility_timeout_s: int = option(
+        120,
+        "Seconds a message read stays invisible while still needed (renewed); after a kill, "
+        "messages come back within it.",
+        minimum=1,
+        maximum=43_200,
+    )
+    receive_wait_s: int = option(
+        1,
+        "Long-poll seconds per receive; an empty receive ends the reading (0 is quicker but "
+        "may stop early on real SQS).",
+        minimum=0,
+        maximum=20,
+    )
+    scan_timeout_s: float = option(900.0, "Stop reading the DLQ after this many seconds.", above=0)
 
     def __post_init__(self) -> None:
         if not self.dlq_url:
             raise ConfigError("no DLQ: pass --dlq-url (or set RELAY_DLQ_URL)")
-        if self.max_messages < 1:
-            raise ConfigError(f"--max-messages must be at least 1, not {self.max_messages}")
-        if not 1 <= self.visibility_timeout_s <= 43_200:
-            raise ConfigError(
-                f"--visibility-timeout must be between 1 and 43200, not {self.visibility_timeout_s}"
-            )
-        if not 0 <= self.receive_wait_s <= 20:
-            raise ConfigError(f"--receive-wait must be between 0 and 20, not {self.receive_wait_s}")
-        if not (math.isfinite(self.scan_timeout_s) and self.scan_timeout_s > 0):
-            raise ConfigError(f"--scan-timeout must be above 0, not {self.scan_timeout_s}")
+        check_options(self)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -307,12 +348,11 @@ class StatsConfig:
     """`relay dlq stats`."""
 
     scan: ScanConfig
-    top: int = 10
-    json_output: bool = False
+    top: int = option(10, "Workflows listed, most messages first.", minimum=1)
+    json_output: bool = option(False, "One JSON object on stdout.", flag="--json")
 
     def __post_init__(self) -> None:
-        if self.top < 1:
-            raise ConfigError(f"--top must be at least 1, not {self.top}")
+        check_options(self)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -321,7 +361,7 @@ class ExportConfig:
 
     scan: ScanConfig
     out: str
-    json_output: bool = False
+    json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -330,39 +370,67 @@ class ReplayConfig:
 
     scan: ScanConfig | None = None
     from_file: str | None = None
-    to: Destination = "queue"
+    to: Destination = option(
+        "queue",
+        "queue: back onto a queue for the worker; transfer: call SendWorkflowStepState here.",
+        choices=("queue", "transfer"),
+    )
     queue_url: str | None = None
     """Destination queue for every message; default: each message's `relay-source-queue`."""
     filters: ReplayFilters = ReplayFilters()
-    max_messages: int = 100_000
-    """Selected messages replayed at most."""
-    dry_run: bool = False
-    rate: float = 0.0
-    """Messages per second (0 = no limit)."""
-    concurrency: int = 16
-    shutdown_grace_s: float = 10.0
-    call_timeout_s: float = 10.0
-    top: int = 10
-    json_output: bool = False
+    max_messages: int = option(100_000, "Replay at most this many.", minimum=1)
+    dry_run: bool = option(False, "Report what would be replayed; change nothing.")
+    rate: float = option(0.0, "Messages per second (0 = no cap).", minimum=0)
+    concurrency: int = option(16, "Replays in progress at once.", minimum=1, maximum=1000)
+    shutdown_grace_s: float = option(
+        10.0, "Seconds replays in progress may finish after SIGINT or SIGTERM.", minimum=0
+    )
+    call_timeout_s: float = option(
+        10.0, "Seconds one Transfer Family call may take (--to transfer).", above=0
+    )
+    top: int = option(10, "Workflows listed in the summary.", minimum=1)
+    json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
 
     def __post_init__(self) -> None:
         if (self.scan is None) == (self.from_file is None):
             raise ConfigError("give exactly one of --dlq-url and --from-file")
-        if self.to not in ("queue", "transfer"):
-            raise ConfigError(f"--to must be queue or transfer, not {self.to}")
+        check_options(self)
         if self.to == "transfer" and self.queue_url:
             raise ConfigError("--queue-url is for --to queue; --to transfer calls Transfer Family")
-        if self.max_messages < 1:
-            raise ConfigError(f"--max-messages must be at least 1, not {self.max_messages}")
-        if not (math.isfinite(self.rate) and self.rate >= 0):
-            raise ConfigError(f"--rate must be a number >= 0, not {self.rate}")
-        if not 1 <= self.concurrency <= 1000:
-            raise ConfigError(f"--concurrency must be between 1 and 1000, not {self.concurrency}")
-        if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
-            raise ConfigError(
-                f"--shutdown-grace must be a number >= 0, not {self.shutdown_grace_s}"
-            )
-        if not (math.isfinite(self.call_timeout_s) and self.call_timeout_s > 0):
-            raise ConfigError(f"--call-timeout must be a number above 0, not {self.call_timeout_s}")
-        if self.top < 1:
-            raise ConfigError(f"--top must be at least 1, not {self.top}")
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemoConfig:
+    """What `relay demo` runs: the mix, the offered rate and the emulator's faults."""
+
+    messages: int = option(1000, "Step results to send.", minimum=1)
+    rate_per_s: float = option(
+        60.0,
+        "Messages per second offered on average, in bursts of twice that.",
+        above=0,
+        flag="--rate",
+    )
+    # Below the bursts, above the lulls: throttling comes and goes.
+    throttle_rps: float = option(
+        45.0, "Calls per second the emulator allows (0 = no throttling).", minimum=0
+    )
+    latency_ms: float = option(5.0, "Emulator latency (+ as much again in jitter).", minimum=0)
+    error_rate: float = 0.02
+    malformed_share: float = 0.03
+    unknown_share: float = 0.03
+    workflows: int = 4
+    seed: int | None = None
+    keep_running: bool = option(
+        False, "Afterwards, keep the endpoints up and print their settings until Ctrl-C."
+    )
+    max_receives: int = 10
+    max_backlog: int = 40
+    """Sent but unfinished messages at most: moto's ReceiveMessage slows as its queue grows."""
+    drain_timeout_s: float = 60.0
+    """How long the worker may take to finish after the last message was sent."""
+
+    def __post_init__(self) -> None:
+        check_options(self)

@@ -9,27 +9,21 @@ this one's event loop.
 
 import asyncio
 import collections
-import contextlib
 import json
 import math
 import random
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
-from relay.config import RunConfig
+from relay.config import DemoConfig, RunConfig
 from relay.dead_letter import DeadMessage
 from relay.emulator import EmulatorState, Faults
-from relay.errors import ConfigError
 from relay.lifecycle import EmptyReadings, Shutdown, handling_signals, wait_any
 from relay.local import (
     HOST,
@@ -41,7 +35,6 @@ from relay.local import (
 )
 from relay.message import Status, StepResult, event_body, sns_body, step_or_none
 from relay.observability import configure_logging
-from relay.outcomes import Outcome
 from relay.sqs import (
     BatchedQueue,
     OutgoingMessage,
@@ -52,6 +45,7 @@ from relay.sqs import (
     receive_messages,
     send_messages,
 )
+from relay.terminal import print_demo_summary, show_demo_progress
 from relay.worker import Worker, open_worker
 
 if TYPE_CHECKING:
@@ -62,51 +56,10 @@ else:
 QUEUE_NAME: Final = "relay-demo"
 BATCH: Final = 10
 """Messages per SendMessageBatch, SQS's maximum."""
-FINAL_OUTCOMES: Final = (
-    Outcome.DELIVERED,
-    Outcome.DUPLICATE,
-    Outcome.CONFLICT,
-    Outcome.DEAD_LETTERED,
-)
-"""Outcomes that end a message; released and abandoned ones come back."""
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 _TOKEN_CHARS: Final = _ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _BURST_CYCLE_S: Final = 6.0
 _BURST_S: Final = 2.0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DemoConfig:
-    """What `relay demo` runs: the mix, the offered rate and the emulator's faults."""
-
-    messages: int = 1000
-    rate_per_s: float = 60.0
-    """Offered rate, averaged over a burst cycle (bursts at twice it, lulls at half)."""
-    throttle_rps: float = 45.0
-    """The emulator's allowed call rate (0 = no throttling): below the bursts, above the lulls."""
-    latency_ms: float = 5.0
-    """Injected latency of every call, plus up to as much again in jitter."""
-    error_rate: float = 0.02
-    malformed_share: float = 0.03
-    unknown_share: float = 0.03
-    workflows: int = 4
-    seed: int | None = None
-    keep_running: bool = False
-    max_receives: int = 10
-    max_backlog: int = 40
-    """Sent but unfinished messages at most: moto's ReceiveMessage slows as its queue grows."""
-    drain_timeout_s: float = 60.0
-    """How long the worker may take to finish after the last message was sent."""
-
-    def __post_init__(self) -> None:
-        if self.messages < 1:
-            raise ConfigError(f"--messages must be at least 1, not {self.messages}")
-        if self.rate_per_s <= 0:
-            raise ConfigError(f"--rate must be above 0, not {self.rate_per_s:g}")
-        if self.throttle_rps < 0:
-            raise ConfigError(f"--throttle-rps must be at least 0, not {self.throttle_rps:g}")
-        if self.latency_ms < 0:
-            raise ConfigError(f"--latency-ms must be at least 0, not {self.latency_ms:g}")
 
 
 # --- the mix -----------------------------------------------------------------------------------
@@ -219,7 +172,7 @@ def worker_config(queues: QueuePair, config: DemoConfig) -> RunConfig:
 
 
 @dataclass(slots=True)
-class Progress:
+class DemoProgress:
     """What the producer has done, and how the run ended."""
 
     total: int
@@ -234,16 +187,6 @@ class Progress:
     def elapsed_s(self) -> float:
         """Seconds since the first message, until the worker stopped."""
         return (self.finished_at or time.monotonic()) - self.started_at
-
-
-def finished_count(worker: Worker) -> int:
-    """Messages the worker has finished for good."""
-    return sum(worker.counts[outcome.value] for outcome in FINAL_OUTCOMES)
-
-
-def throttled_calls(worker: Worker) -> int:
-    """Callback attempts Transfer Family throttled."""
-    return round(worker.metrics.total(worker.metrics.throttles))
 
 
 def production_limit_s(config: DemoConfig) -> float:
@@ -265,7 +208,7 @@ async def produce(
     queue_url: str,
     bodies: list[str],
     config: DemoConfig,
-    progress: Progress,
+    progress: DemoProgress,
     worker: Worker,
     stop: asyncio.Event,
 ) -> None:
@@ -279,7 +222,7 @@ async def produce(
         # Backpressure: moto's receive cost grows with the queue, and so would every latency.
         # The worker signals no event per finished message; a 20 ms poll costs nothing.
         while (  # noqa: ASYNC110
-            progress.sent - finished_count(worker) > config.max_backlog
+            progress.sent - worker.status().finished > config.max_backlog
             and not stop.is_set()
             and time.monotonic() < deadline
         ):
@@ -301,7 +244,7 @@ async def _wait_until(moment: float, stop: asyncio.Event) -> None:
 
 
 async def wait_drained(
-    sqs: SQSClient, queue_url: str, progress: Progress, worker: Worker, config: DemoConfig
+    sqs: SQSClient, queue_url: str, progress: DemoProgress, worker: Worker, config: DemoConfig
 ) -> None:
     """Returns once production ended and the queue and the worker hold nothing (or time is up)."""
     deadline: float | None = None
@@ -322,9 +265,9 @@ async def wait_drained(
 
 async def run_pipeline(
     sqs: SQSClient, queues: QueuePair, mix: Mix, config: DemoConfig, console: Console
-) -> tuple[Worker, Progress]:
+) -> tuple[Worker, DemoProgress]:
     """The producer and the worker together until every message is finished, with progress."""
-    progress = Progress(total=len(mix.bodies))
+    progress = DemoProgress(total=len(mix.bodies))
     stop = asyncio.Event()
     async with open_worker(worker_config(queues, config)) as worker:
 
@@ -342,7 +285,7 @@ async def run_pipeline(
         drained = asyncio.create_task(wait_drained(sqs, queues.url, progress, worker, config))
         try:
             with handling_signals(interrupt):
-                async with show_progress(console, progress, worker):
+                async with show_demo_progress(console, progress, worker.status):
                     await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
                     stop.set()
                     await asyncio.gather(producer, drained, return_exceptions=True)
@@ -352,103 +295,6 @@ async def run_pipeline(
             for task in (producer, drained, worker_task):
                 task.cancel()
     return worker, progress
-
-
-# --- progress ----------------------------------------------------------------------------------
-
-
-class _Rate:
-    """Messages per second over the last few seconds."""
-
-    def __init__(self, window_s: float = 3.0) -> None:
-        self._window_s = window_s
-        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=256)
-        self._samples.append((time.monotonic(), 0))
-
-    def update(self, count: int) -> float:
-        now = time.monotonic()
-        self._samples.append((now, count))
-        while len(self._samples) > 2 and now - self._samples[0][0] > self._window_s:
-            self._samples.popleft()
-        first_at, first = self._samples[0]
-        return (count - first) / (now - first_at) if now > first_at else 0.0
-
-
-@contextlib.asynccontextmanager
-async def show_progress(
-    console: Console, progress: Progress, worker: Worker
-) -> AsyncIterator[None]:
-    """A live panel on a terminal, a plain line every two seconds otherwise."""
-    rate = _Rate()
-    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
-    interval_s = 0.25 if live else 2.0
-
-    def render() -> RenderableType:
-        finished = finished_count(worker)
-        per_s = rate.update(finished)
-        if live:
-            return _panel(progress, worker, finished, per_s)
-        return _plain_line(progress, worker, finished, per_s)
-
-    def show(renderable: RenderableType) -> None:
-        if live:
-            live.update(renderable, refresh=True)
-        else:
-            console.print(renderable, soft_wrap=True)
-
-    async def refresh() -> None:
-        # Bounded by count as well as by the run: an hour of refreshes at most.
-        for _ in range(int(3600 / interval_s)):
-            await asyncio.sleep(interval_s)
-            show(render())
-
-    with live or contextlib.nullcontext():
-        if live:
-            # The worker's rare ERROR lines go through the live display, not across it.
-            configure_logging("text", "ERROR", stream=sys.stderr)
-        task = asyncio.create_task(refresh(), name="progress")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            progress.finished_at = time.monotonic()
-            show(render())
-    configure_logging("text", "ERROR", stream=sys.stderr)
-
-
-def _outcome_text(worker: Worker) -> str:
-    counts = worker.counts
-    return "  ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])
-
-
-def _plain_line(progress: Progress, worker: Worker, finished: int, per_s: float) -> Text:
-    return Text(
-        f"{progress.elapsed_s:5.1f}s  sent {progress.sent}/{progress.total}  "
-        f"finished {finished}  {per_s:.0f} msg/s  "
-        f"in flight {worker.in_flight}  "
-        f"throttled {throttled_calls(worker)}  {_outcome_text(worker)}"
-    )
-
-
-def _panel(progress: Progress, worker: Worker, finished: int, per_s: float) -> RenderableType:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    producing = "" if progress.producing else "  (all sent)"
-    grid.add_row("sent", f"{progress.sent} / {progress.total}{producing}")
-    grid.add_row("finished", ProgressBar(total=progress.total, completed=finished, width=40))
-    grid.add_row("", f"{finished}  ·  {per_s:.0f} msg/s")
-    grid.add_row("in flight", str(worker.in_flight))
-    send_rate = worker.delivery.rate.rate
-    grid.add_row(
-        "throttled",
-        f"{throttled_calls(worker)} calls"
-        + (f"  ·  send rate now {send_rate:.0f}/s" if send_rate else ""),
-    )
-    grid.add_row("outcomes", _outcome_text(worker) or "-")
-    return Group(Text(f"relay demo  {progress.elapsed_s:.1f}s", style="bold"), grid)
 
 
 # --- the summary -------------------------------------------------------------------------------
@@ -525,78 +371,6 @@ def delivered_steps(emulator: EmulatorState) -> set[tuple[str, str, str]]:
     return steps
 
 
-def percentile(ordered: list[float], share: float) -> float:
-    """The nearest-rank percentile of sorted values (0 when there are none)."""
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
-
-
-def print_summary(
-    console: Console,
-    worker: Worker,
-    progress: Progress,
-    emulator: EmulatorState,
-    dead: DeadLetters,
-    accounting: Accounting,
-    queues: QueuePair,
-) -> None:
-    """The outcome table, callback latency, the DLQ by reason, the next step, the accounting."""
-    table = Table(title="outcomes by reason", title_justify="left")
-    table.add_column("outcome")
-    table.add_column("reason")
-    table.add_column("messages", justify="right")
-    order = {outcome.value: i for i, outcome in enumerate(Outcome)}
-    counts = worker.metrics.outcome_counts()
-    for (outcome, reason), count in sorted(counts.items(), key=lambda i: (order[i[0][0]], i[0][1])):
-        if count:
-            table.add_row(outcome, reason or "-", str(count))
-    console.print(table)
-    if counts.get((Outcome.RELEASED.value, "")):
-        console.print("(released: handed back to SQS for a later receive, then finished)")
-
-    finished = finished_count(worker)
-    elapsed = max(progress.elapsed_s, 1e-9)
-    console.print(f"{finished} messages finished in {elapsed:.1f}s ({finished / elapsed:.0f}/s)")
-    latencies = sorted((c.answered_at - c.received_at) * 1000 for c in emulator.calls)
-    console.print(
-        f"callback latency ({len(latencies)} calls, as the emulator saw them): "
-        f"p50 {percentile(latencies, 0.5):.1f} ms  p90 {percentile(latencies, 0.9):.1f} ms  "
-        f"p99 {percentile(latencies, 0.99):.1f} ms",
-        soft_wrap=True,
-    )
-    answers = ", ".join(f"{code} {n}" for code, n in sorted(emulator.counts.items()))
-    console.print(f"emulator answered: {answers}", soft_wrap=True)
-    if emulator.faults.throttle_rps:
-        send_rate = worker.delivery.rate.rate
-        console.print(
-            f"throttled {throttled_calls(worker)} calls (the emulator allows "
-            f"{emulator.faults.throttle_rps:g}/s); the worker's send rate "
-            + (f"adapted, now {send_rate:.0f}/s" if send_rate else "never needed to adapt"),
-            soft_wrap=True,
-        )
-
-    dlq = Table(title=f"dead-letter queue: {dead.total} messages", title_justify="left")
-    dlq.add_column("relay-reason")
-    dlq.add_column("messages", justify="right")
-    dlq.add_column("example error")
-    for reason, count in dead.by_reason.most_common():
-        dlq.add_row(reason, str(count), Text(dead.example.get(reason, "")))
-    console.print(dlq)
-    if dead.of_delivered:
-        console.print(
-            f"{dead.of_delivered} DLQ cop(ies) of delivered steps: a message received twice "
-            "(SQS is at-least-once); not counted as dead-lettered below"
-        )
-    console.print("next, replay the not_found ones once their executions exist:")
-    console.print(f"  relay replay --dlq-url {queues.dlq_url} --reason not_found", soft_wrap=True)
-    if progress.send_failed:
-        console.print(f"{progress.send_failed} message(s) SQS did not accept", style="bold red")
-    console.print(
-        accounting.line(), style="bold green" if accounting.balanced else "bold red", soft_wrap=True
-    )
-
-
 async def keep_endpoints_up(console: Console, variables: dict[str, str], queues: QueuePair) -> None:
     """Prints how to reach the endpoints and waits for Ctrl-C (or SIGTERM)."""
     exports = " ".join(f"{name}={value}" for name, value in variables.items())
@@ -660,7 +434,9 @@ async def _demo(config: DemoConfig, console: Console) -> int:
                     dead_lettered=dead.total - dead.of_delivered,
                     still_queued=await queue_total(sqs, queues.url),
                 )
-                print_summary(console, worker, progress, emulator.state, dead, accounting, queues)
+                print_demo_summary(
+                    console, worker.status(), progress, emulator.state, dead, accounting, queues
+                )
                 if progress.interrupted:
                     return 130
                 if config.keep_running:

@@ -6,6 +6,7 @@ Pure asyncio and arithmetic; no AWS here.
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import math
 import time
@@ -157,6 +158,45 @@ class AdaptiveRate:
             grown = self.ceiling
         self.bucket.set_rate(grown)
         self._last_growth = now
+
+
+class InFlightBudget:
+    """The in-flight bound: a poll reserves slots before it receives, at most 10 and only as
+    many as are free, so no message waits invisible for a slot. Under a send rate only about
+    `lease_ahead_s` seconds of sending is held, so messages are not leased only to wait for it.
+    """
+
+    def __init__(self, size: int, rate: AdaptiveRate, *, lease_ahead_s: float = 2.0) -> None:
+        self.size = size
+        self.rate = rate
+        self.lease_ahead_s = lease_ahead_s
+        self.free = size
+        self._freed = asyncio.Event()
+
+    def room(self) -> int:
+        """Slots a poll may fill now."""
+        room = self.free
+        if (rate := self.rate.rate) > 0:
+            in_use = self.size - self.free
+            room = min(room, max(1, math.ceil(rate * self.lease_ahead_s)) - in_use)
+        return room
+
+    async def reserve(self, most: int = 10) -> int:
+        """Waits until there is room, then reserves up to `most` slots."""
+        while (room := self.room()) <= 0:
+            self._freed.clear()
+            # Bounded wait: a rising send rate makes room without freeing a slot.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), 1.0)
+        count = min(most, room)
+        self.free -= count
+        return count
+
+    def release(self, count: int) -> None:
+        """Gives back slots a poll did not fill, or that finished messages held."""
+        self.free += count
+        if count:
+            self._freed.set()
 
 
 StepKey = tuple[str, str, str]

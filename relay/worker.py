@@ -6,10 +6,9 @@ heartbeat and a staged shutdown. One message's path from received to finished is
 import asyncio
 import collections
 import contextlib
-import math
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +28,7 @@ from relay.lifecycle import (
     wait_any,
     wait_until_empty,
 )
+from relay.limits import InFlightBudget
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Outcome, Verdict
 from relay.sqs import (
@@ -52,6 +52,35 @@ log = get_logger("relay.worker")
 
 LEASE_AHEAD_S: Final = 2.0
 """Under a send rate, hold about this many seconds of sending in flight."""
+
+
+FINAL_OUTCOMES: Final = (
+    Outcome.DELIVERED,
+    Outcome.DUPLICATE,
+    Outcome.CONFLICT,
+    Outcome.DEAD_LETTERED,
+)
+"""Outcomes that end a message; released and abandoned ones come back."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """What an observer (the demo's display, a test) sees of a running worker."""
+
+    in_flight: int
+    send_rate: float
+    """Callbacks per second allowed now (0 = no limit)."""
+    throttled: int
+    """Callback attempts Transfer Family throttled."""
+    counts: Mapping[str, int]
+    """Finished messages by outcome."""
+    by_reason: Mapping[tuple[str, str], int]
+    """Finished messages by (outcome, reason); the reason is empty where there is none."""
+
+    @property
+    def finished(self) -> int:
+        """Messages finished for good."""
+        return sum(self.counts.get(outcome.value, 0) for outcome in FINAL_OUTCOMES)
 
 
 @dataclass(slots=True)
@@ -89,8 +118,9 @@ class Worker:
         # the message out again, and each receive must be finished on its own.
         self._in_flight: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._free = config.max_in_flight
-        self._slot_freed = asyncio.Event()
+        self.budget = InFlightBudget(
+            config.max_in_flight, self.delivery.rate, lease_ahead_s=LEASE_AHEAD_S
+        )
         self._fifo = is_fifo(config.queue_url)
         self.heartbeat = LeaseHeartbeat(
             self._in_flight.values,
@@ -114,6 +144,16 @@ class Worker:
     def in_flight(self) -> int:
         """Messages held now."""
         return len(self._in_flight)
+
+    def status(self) -> WorkerStatus:
+        """The worker as an observer sees it now."""
+        return WorkerStatus(
+            in_flight=len(self._in_flight),
+            send_rate=self.delivery.rate.rate,
+            throttled=round(self.metrics.total(self.metrics.throttles)),
+            counts=dict(self.counts),
+            by_reason=self.metrics.outcome_counts(),
+        )
 
     def oldest_in_flight_age_s(self) -> float:
         """Seconds since the oldest message held was sent (0 when none is)."""
@@ -211,33 +251,9 @@ class Worker:
 
     # --- receiving ---------------------------------------------------------------------------
 
-    async def _reserve(self) -> int:
-        """Waits for free slots and reserves up to 10, so nothing waits invisible for a slot."""
-        while (room := self._room()) <= 0:
-            self._slot_freed.clear()
-            # Bounded wait: a rising send rate makes room without freeing a slot.
-            await wait_any(self._slot_freed, timeout_s=1.0)
-        count = min(10, room)
-        self._free -= count
-        return count
-
-    def _room(self) -> int:
-        """Slots a poll may fill now: free ones, and under a send rate only about two seconds'
-        worth in all, so messages are not leased only to wait for the rate."""
-        room = self._free
-        if (rate := self.delivery.rate.rate) > 0:
-            in_use = self.config.max_in_flight - self._free
-            room = min(room, max(1, math.ceil(rate * LEASE_AHEAD_S)) - in_use)
-        return room
-
-    def _release_slots(self, count: int) -> None:
-        self._free += count
-        if count:
-            self._slot_freed.set()
-
     async def _poll_loop(self) -> None:
         while not self.shutdown.is_requested:
-            reserved = await self._reserve()
+            reserved = await self.budget.reserve()
             try:
                 messages = await receive_messages(
                     self.sqs,
@@ -247,15 +263,15 @@ class Worker:
                     visibility_timeout_s=self.config.visibility_timeout_s,
                 )
             except asyncio.CancelledError:
-                self._release_slots(reserved)
+                self.budget.release(reserved)
                 raise
             except SqsError as exc:
-                self._release_slots(reserved)
+                self.budget.release(reserved)
                 await self._receive_failed(exc)
                 continue
             self._receive_failures = 0
             self.metrics.polls.labels(result="messages" if messages else "empty").inc()
-            self._release_slots(reserved - len(messages))
+            self.budget.release(reserved - len(messages))
             if self.shutdown.is_requested:
                 # Arrived after the stop: straight back, visible at once.
                 await self._give_back(messages, Outcome.ABANDONED)
@@ -280,7 +296,7 @@ class Worker:
         """Returns messages untouched, visible at once; each frees the slot it held."""
         for message in messages:
             self._in_flight.pop(message.receipt_handle, None)
-            self._release_slots(1)
+            self.budget.release(1)
             try:
                 await self.queue.change_visibility(message.receipt_handle, 0)
             except SqsError:
@@ -320,7 +336,7 @@ class Worker:
     async def _process(self, message: ReceivedMessage) -> MessageResult:
         result = await self.delivery.process(message)
         if self._in_flight.pop(message.receipt_handle, None) is not None:
-            self._release_slots(1)
+            self.budget.release(1)
         return result
 
 

@@ -1,8 +1,10 @@
-"""The pure limits: token bucket, adaptive send rate, circuits, duplicate memory."""
+"""The pure limits: token bucket, adaptive rate, in-flight budget, circuits, duplicate memory."""
+
+import asyncio
 
 import pytest
 
-from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, TokenBucket
+from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, InFlightBudget, TokenBucket
 
 
 class FakeClock:
@@ -131,3 +133,36 @@ def test_delivered_memory_is_bounded_and_expires() -> None:
     clock.now += 5.0
     assert memory.status_of(("w", "e", "9")) is None
     assert len(memory) == 0
+
+
+async def test_in_flight_budget_reserves_at_most_ten_and_only_what_is_free() -> None:
+    """A poll reserves up to 10 free slots; what it does not fill and what finishes comes back."""
+    budget = InFlightBudget(12, AdaptiveRate(0.0))
+    assert await budget.reserve() == 10
+    assert await budget.reserve() == 2
+    assert budget.room() == 0
+    budget.release(3)
+    assert await budget.reserve() == 3
+    assert budget.free == 0
+
+
+async def test_in_flight_budget_holds_about_two_seconds_of_sending_under_a_rate() -> None:
+    """With a send rate of 2/s, at most 4 messages are held however many slots are free."""
+    clock = FakeClock()
+    rate = AdaptiveRate(2.0, clock=clock)
+    budget = InFlightBudget(64, rate, lease_ahead_s=2.0)
+    assert await budget.reserve() == 4
+    assert budget.room() <= 0
+    budget.release(1)
+    assert budget.room() == 1
+
+
+async def test_a_reserve_waits_for_a_slot_to_be_freed() -> None:
+    """A poll with no room waits until a message finishes, then takes its slot."""
+    budget = InFlightBudget(1, AdaptiveRate(0.0))
+    assert await budget.reserve() == 1
+    waiting = asyncio.ensure_future(budget.reserve())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    budget.release(1)
+    assert await asyncio.wait_for(waiting, 5) == 1
