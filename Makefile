@@ -56,12 +56,14 @@ format: $(STAMP)
 	$(BIN)/ruff format relay tests examples bench
 	$(BIN)/ruff check --fix relay tests examples bench
 
-# Regenerates the constraints file from a fresh resolve of pyproject.toml.
+# Regenerates the constraints file from a fresh resolve of pyproject.toml. relay itself is left
+# out (freeze lists it as `transfer-family-relay @ file://...`, pip may spell it with `_`).
 lock:
 	rm -rf .lockenv
 	$(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
-	.lockenv/bin/pip freeze --exclude-editable | grep -v '^relay' > constraints.txt
+	.lockenv/bin/pip freeze --exclude-editable | grep -viE '^transfer[-_.]family[-_.]relay\b' \
+		> constraints.txt
 	rm -rf .lockenv
 
 # Regenerates the deploy checks' lock from a fresh resolve of $(CHECKS_TOOLS).

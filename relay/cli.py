@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from relay import DISTRIBUTION
 from relay.config import RUN_OPTIONS, RunConfig
 from relay.errors import ConfigError, RelayError
 
@@ -22,7 +23,7 @@ EXIT_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="relay", prog_name="relay")
+@click.version_option(package_name=DISTRIBUTION, prog_name="relay")
 def cli() -> None:
     """relay: deliver AWS Transfer Family workflow step results from SQS.
 
