@@ -220,8 +220,11 @@ def healthcheck(url: str | None, timeout: float) -> int:
 
     port = os.environ.get("RELAY_HTTP_PORT", "8080")
     url = url or f"http://127.0.0.1:{port}/healthz"
+    # No proxies: the probe is for this task's own port, and a task behind an egress proxy
+    # (HTTP_PROXY, HTTPS_PROXY) would otherwise ask the proxy and fail its health check.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with opener.open(url, timeout=timeout) as response:
             healthy = response.status == 200
     except (urllib.error.URLError, OSError) as exc:
         click.echo(f"unhealthy: {exc}", err=True)
