@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format lock lock-checks deploy-check venvs clean bench
+.PHONY: run test lint format lock lock-checks deploy-check venvs clean bench lambda-layer
 
 # checkov pins its own botocore, older than relay's: the deploy checks get a venv of their own,
 # locked apart in $(CHECKS_LOCK) (`make lock-checks` regenerates it).
@@ -30,8 +30,8 @@ run: $(STAMP)
 	$(BIN)/relay demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check relay tests examples bench
-	$(BIN)/ruff format --check relay tests examples bench
+	$(BIN)/ruff check relay tests examples bench deploy
+	$(BIN)/ruff format --check relay tests examples bench deploy
 	$(BIN)/mypy
 
 # The infrastructure template and the image: cfn-lint, hadolint, then checkov on both.
@@ -53,15 +53,24 @@ test: venvs lint deploy-check
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing" >&2; exit 1; fi; exit $$rc
 
 format: $(STAMP)
-	$(BIN)/ruff format relay tests examples bench
-	$(BIN)/ruff check --fix relay tests examples bench
+	$(BIN)/ruff format relay tests examples bench deploy
+	$(BIN)/ruff check --fix relay tests examples bench deploy
 
-# Regenerates the constraints file from a fresh resolve of pyproject.toml.
+# The Lambda layer for step processors (README, "For step processors"): python/relay/ with the
+# modules relay.producer imports and no dependency (botocore comes with every Python runtime).
+# Standard library only, so it needs no venv. tests/system/test_lambda_layer.py runs the same.
+LAMBDA_LAYER ?= dist/relay-layer.zip
+lambda-layer:
+	$(PYTHON) deploy/lambda_layer.py --out $(LAMBDA_LAYER)
+
+# Regenerates the constraints file from a fresh resolve of pyproject.toml. relay itself is left
+# out (freeze lists it as `transfer-family-relay @ file://...`, pip may spell it with `_`).
 lock:
 	rm -rf .lockenv
 	$(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
-	.lockenv/bin/pip freeze --exclude-editable | grep -v '^relay' > constraints.txt
+	.lockenv/bin/pip freeze --exclude-editable | grep -viE '^transfer[-_.]family[-_.]relay\b' \
+		> constraints.txt
 	rm -rf .lockenv
 
 # Regenerates the deploy checks' lock from a fresh resolve of $(CHECKS_TOOLS).

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.endpoints import REPO, Endpoints
+from relay import DISTRIBUTION
 
 RESULTS_DIR: Final = REPO / "bench" / "results"
 NOISE_NOTE: Final = (
     "2-core machine shared with other engineers' test suites running concurrently: "
     "numbers are noisy; compare contenders within one run, not across runs"
 )
-PACKAGES: Final = ("aiobotocore", "botocore", "aiohttp", "boto3", "relay")
+PACKAGES: Final = ("aiobotocore", "botocore", "aiohttp", "boto3", DISTRIBUTION)
 
 
 def _cpu_model() -> str:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from relay import DISTRIBUTION
 from relay.config import (
     DemoConfig,
     ExportConfig,
@@ -35,7 +36,7 @@ EXIT_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="relay", prog_name="relay")
+@click.version_option(package_name=DISTRIBUTION, prog_name="relay")
 def cli() -> None:
     """relay: deliver AWS Transfer Family workflow step results from SQS.
 
@@ -238,8 +239,11 @@ def healthcheck(url: str | None, timeout: float) -> int:
 
     port = os.environ.get("RELAY_HTTP_PORT", "8080")
     url = url or f"http://127.0.0.1:{port}/healthz"
+    # No proxies: the probe is for this task's own port, and a task behind an egress proxy
+    # (HTTP_PROXY, HTTPS_PROXY) would otherwise ask the proxy and fail its health check.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with opener.open(url, timeout=timeout) as response:
             healthy = response.status == 200
     except (urllib.error.URLError, OSError) as exc:
         click.echo(f"unhealthy: {exc}", err=True)

@@ -12,12 +12,15 @@ instead of becoming a `validation` dead-letter later (DESIGN §9)::
 - `StepResultPublisher` is synchronous, on botocore alone (every Lambda runtime ships it);
   `AsyncStepResultPublisher` is its twin on aiobotocore, for asyncio processors.
 - `custom_step` wraps a Lambda handler that Transfer Family invokes as a custom step:
-  return publishes SUCCESS, raise publishes FAILURE.
+  return publishes SUCCESS, raise publishes FAILURE, and retries stop before the invocation's
+  time runs out.
+- Every publishing call takes `deadline_s`: no retry starts, and no call runs, past it.
 
 Importing this module loads neither aiohttp nor aiobotocore: the async publisher imports
 aiobotocore when it opens its client.
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -35,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, Status, StepResult, parse, short_token
-from relay.sqs.outgoing import BatchSend, OutgoingMessage, is_fifo
+from relay.sqs.outgoing import MIN_CALL_S, BatchSend, OutgoingMessage, is_fifo
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient as AsyncSQSClient
@@ -55,6 +58,7 @@ __all__ = [
     "custom_step",
     "message_for",
     "new_sqs_client",
+    "publish_deadline_s",
     "shared_publisher",
 ]
 
@@ -63,6 +67,32 @@ QUEUE_URL_ENV: Final = "RELAY_QUEUE_URL"
 
 FALLBACK_GROUP_ID: Final = "relay"
 """The FIFO group of a body sent unvalidated that has no execution id to group by."""
+
+CONNECT_TIMEOUT_S: Final = 5.0
+READ_TIMEOUT_S: Final = 10.0
+CALL_ATTEMPTS: Final = 3
+"""botocore's timeouts and attempts for one SendMessageBatch call of a client made here."""
+
+WORST_CALL_S: Final = CALL_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S) + 1 + 2
+"""The longest one call of that client can take: every attempt timing out, and botocore's
+standard-mode sleeps between them (at most 1 s, then 2 s)."""
+
+BOUNDED_CALL_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""With less than `WORST_CALL_S` before a deadline, a call goes through a client of one
+attempt whose timeouts add up to the largest of these that fits: few clients, each made once."""
+
+CANCEL_S: Final = 0.1
+"""What cancelling an aiobotocore call and closing its connection may take, with the event
+loop busy (a few milliseconds when idle): a call is cut this much before the deadline, so
+that the error is raised by it."""
+
+LAMBDA_MARGIN_SHARE: Final = 0.1
+LAMBDA_MARGIN_MAX_S: Final = 1.0
+"""`custom_step` keeps this share of the invocation's remaining time, at most this many seconds,
+for after publishing: raising `PublishError`, logging, Lambda's error report, and the slack
+botocore's timeouts need (they bound each wait on the socket, not the whole call). A tenth
+leaves a short invocation most of its time (0.5 s left: 0.45 s to publish); a second is
+ample once a minute or more is left."""
 
 SyncSQSClient = Any
 """A botocore SQS client; typed loosely, since botocore's clients are built at run time."""
@@ -154,7 +184,8 @@ class _Prepared:
 
 
 class _Publishing:
-    """What both publishers share: the queue, validation, and reading a finished send."""
+    """What both publishers share: the queue, validation, deadlines, and reading a finished
+    send."""
 
     def __init__(self, queue_url: str, *, attempts: int, backoff_s: float) -> None:
         if not queue_url:
@@ -177,8 +208,13 @@ class _Publishing:
     def _prepare_messages(self, messages: Sequence[OutgoingMessage]) -> _Prepared:
         return _Prepared(list(messages), None)
 
-    def _job(self, prepared: _Prepared) -> BatchSend:
-        return BatchSend(prepared.messages, attempts=self.attempts, backoff_s=self.backoff_s)
+    def _job(self, prepared: _Prepared, deadline_s: float | None) -> BatchSend:
+        return BatchSend(
+            prepared.messages,
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            deadline=None if deadline_s is None else time.monotonic() + deadline_s,
+        )
 
     def _outcome(self, job: BatchSend, prepared: _Prepared) -> list[str]:
         failures = [
@@ -215,15 +251,32 @@ def new_sqs_client() -> SyncSQSClient:
 
     Like `relay.aws`, it takes the region from `AWS_REGION` when nothing else set one.
     """
+    return _sqs_client(_botocore_session())
+
+
+def _botocore_session() -> Any:
     import botocore.session
-    from botocore.config import Config
 
     session = botocore.session.get_session()
     region = os.environ.get("AWS_REGION")
     if region and not session.get_config_variable("region"):
         session.set_config_variable("region", region)
+    return session
+
+
+def _sqs_client(
+    session: Any,
+    *,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    read_timeout_s: float = READ_TIMEOUT_S,
+    attempts: int = CALL_ATTEMPTS,
+) -> SyncSQSClient:
+    from botocore.config import Config
+
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=10
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
     )
     return session.create_client("sqs", config=config)
 
@@ -233,7 +286,9 @@ class StepResultPublisher(_Publishing):
     reported as sent.
 
     Give it a botocore SQS `client` to choose endpoints, credentials or retries; one made here
-    is closed by `close()` (or leaving a `with` block), one given is left open.
+    is closed by `close()` (or leaving a `with` block), one given is left open. With
+    `deadline_s`, calls through a client made here are also cut to fit the time left; a client
+    given keeps its own timeouts, and only no new attempt starts past the deadline.
     """
 
     def __init__(
@@ -246,36 +301,50 @@ class StepResultPublisher(_Publishing):
     ) -> None:
         super().__init__(queue_url, attempts=attempts, backoff_s=backoff_s)
         self._owns_client = client is None
-        self.client = new_sqs_client() if client is None else client
+        self._session = _botocore_session() if client is None else None
+        self.client = _sqs_client(self._session) if client is None else client
+        self._bounded: dict[float, SyncSQSClient] = {}
+        """Clients of one short attempt, by the seconds their timeouts add up to."""
 
-    def publish(self, result: Publishable) -> str:
+    def publish(self, result: Publishable, *, deadline_s: float | None = None) -> str:
         """Validates and sends one result; returns its SQS message id.
 
-        Raises `InvalidMessage` (nothing sent) or `PublishError` (SQS did not accept it).
+        Raises `InvalidMessage` (nothing sent) or `PublishError` (SQS did not accept it, or
+        not within `deadline_s` seconds from now).
         """
-        return self.publish_many([result])[0]
+        return self.publish_many([result], deadline_s=deadline_s)[0]
 
-    def publish_many(self, results: Iterable[Publishable]) -> list[str]:
+    def publish_many(
+        self, results: Iterable[Publishable], *, deadline_s: float | None = None
+    ) -> list[str]:
         """Validates every result, then sends them in batches; returns their ids in order.
 
         Nothing is sent if any result is invalid (`InvalidMessage`, naming the field). Entries
         SQS fails through no fault of ours are retried with a short backoff; if any result is
-        still not accepted, `PublishError` lists each one (the others were sent).
+        still not accepted, `PublishError` lists each one (the others were sent). With
+        `deadline_s`, it returns or raises within that many seconds from now: no attempt
+        starts that could not make a call before then.
         """
         prepared = self._prepare(results)
-        return self._run(prepared)
+        return self._run(prepared, deadline_s)
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], *, deadline_s: float | None = None
+    ) -> list[str]:
         """Sends prepared messages as they are, unvalidated: for tools and tests of bad input.
 
-        Build them with `message_for`. Retries and `PublishError` as in `publish_many`.
+        Build them with `message_for`. Retries, deadline and `PublishError` as in
+        `publish_many`.
         """
-        return self._run(self._prepare_messages(messages))
+        return self._run(self._prepare_messages(messages), deadline_s)
 
     def close(self) -> None:
-        """Closes the client, if this publisher made it."""
+        """Closes the clients, if this publisher made them."""
         if self._owns_client:
             self.client.close()
+            for client in self._bounded.values():
+                client.close()
+            self._bounded.clear()
 
     def __enter__(self) -> "StepResultPublisher":
         return self
@@ -288,14 +357,18 @@ class StepResultPublisher(_Publishing):
     ) -> None:
         self.close()
 
-    def _run(self, prepared: _Prepared) -> list[str]:
-        job = self._job(prepared)
+    def _run(self, prepared: _Prepared, deadline_s: float | None) -> list[str]:
+        job = self._job(prepared, deadline_s)
         for delay_s, requests in job.rounds():
             if delay_s:
                 time.sleep(delay_s)
             for request in requests:
+                left_s = job.time_left_s()
+                if left_s is not None and left_s < MIN_CALL_S:
+                    job.record_expired(request, "no time left for the call before the deadline")
+                    continue
                 try:
-                    response = self.client.send_message_batch(
+                    response = self._client_within(left_s).send_message_batch(
                         QueueUrl=self.queue_url, Entries=request.entries
                     )
                 except (ClientError, BotoCoreError) as exc:
@@ -303,6 +376,23 @@ class StepResultPublisher(_Publishing):
                 else:
                     job.record_response(request, response)
         return self._outcome(job, prepared)
+
+    def _client_within(self, left_s: float | None) -> SyncSQSClient:
+        """A client whose one call cannot outlast `left_s` seconds, where this publisher can
+        make one; botocore has no per-call timeout, so a client of shorter ones is made."""
+        if left_s is None or left_s >= WORST_CALL_S or self._session is None:
+            return self.client
+        budget_s = max((b for b in BOUNDED_CALL_S if b <= left_s), default=BOUNDED_CALL_S[0])
+        client = self._bounded.get(budget_s)
+        if client is None:
+            connect_s = min(CONNECT_TIMEOUT_S, budget_s / 2)
+            client = self._bounded[budget_s] = _sqs_client(
+                self._session,
+                connect_timeout_s=connect_s,
+                read_timeout_s=budget_s - connect_s,
+                attempts=1,
+            )
+        return client
 
 
 # --- the asynchronous publisher (aiobotocore) ----------------------------------------------
@@ -313,6 +403,7 @@ class AsyncStepResultPublisher(_Publishing):
 
     Use it as `async with AsyncStepResultPublisher(url) as publisher:`, or call `aclose()`
     when done; the client is opened on first use. A `client` given is used and left open.
+    With `deadline_s`, each call is cancelled at the deadline, whatever client makes it.
     """
 
     def __init__(
@@ -327,17 +418,21 @@ class AsyncStepResultPublisher(_Publishing):
         self._client = client
         self._stack: contextlib.AsyncExitStack | None = None
 
-    async def publish(self, result: Publishable) -> str:
+    async def publish(self, result: Publishable, *, deadline_s: float | None = None) -> str:
         """Validates and sends one result; returns its SQS message id."""
-        return (await self.publish_many([result]))[0]
+        return (await self.publish_many([result], deadline_s=deadline_s))[0]
 
-    async def publish_many(self, results: Iterable[Publishable]) -> list[str]:
+    async def publish_many(
+        self, results: Iterable[Publishable], *, deadline_s: float | None = None
+    ) -> list[str]:
         """Validates every result, then sends them in batches; returns their ids in order."""
-        return await self._run(self._prepare(results))
+        return await self._run(self._prepare(results), deadline_s)
 
-    async def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+    async def send(
+        self, messages: Sequence[OutgoingMessage], *, deadline_s: float | None = None
+    ) -> list[str]:
         """Sends prepared messages as they are, unvalidated: for tools and tests of bad input."""
-        return await self._run(self._prepare_messages(messages))
+        return await self._run(self._prepare_messages(messages), deadline_s)
 
     async def aclose(self) -> None:
         """Closes the client, if this publisher opened it."""
@@ -372,11 +467,31 @@ class AsyncStepResultPublisher(_Publishing):
                 await stack.aclose()
         return self._client
 
-    async def _run(self, prepared: _Prepared) -> list[str]:
-        from relay.sqs import run_batch_send
-
-        job = self._job(prepared)
-        await run_batch_send(await self._open(), self.queue_url, job)
+    async def _run(self, prepared: _Prepared, deadline_s: float | None) -> list[str]:
+        job = self._job(prepared, deadline_s)
+        client = await self._open()
+        for delay_s, requests in job.rounds():
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            for request in requests:
+                left_s = job.time_left_s()
+                if left_s is not None and left_s < MIN_CALL_S:
+                    job.record_expired(request, "no time left for the call before the deadline")
+                    continue
+                try:
+                    # Cancelling the call bounds botocore's timeouts and retries with it; it
+                    # is cut a little early so that the cancelling, too, is done by the deadline.
+                    async with asyncio.timeout(None if left_s is None else left_s - CANCEL_S):
+                        response = await client.send_message_batch(
+                            QueueUrl=self.queue_url,
+                            Entries=request.entries,  # type: ignore[arg-type]
+                        )
+                except TimeoutError:
+                    job.record_expired(request, "the call was still running at the deadline")
+                except (ClientError, BotoCoreError) as exc:
+                    job.record_error(request, exc)
+                else:
+                    job.record_response(request, response)
         return self._outcome(job, prepared)
 
 
@@ -438,7 +553,10 @@ def custom_step(
       returned, so Lambda's own retries do not run a step that has been answered. With
       `on_error="raise"` nothing is published and the exception propagates (Lambda retries).
     - Publishing fails after its retries: `PublishError` propagates, so the invocation fails
-      visibly. The queue is `queue_url`, else `RELAY_QUEUE_URL` (read on each call; missing:
+      visibly. Under Lambda (a `context` with `get_remaining_time_in_millis`) the retries stop
+      before the invocation's time runs out, keeping a margin (`LAMBDA_MARGIN_SHARE` of it, at
+      most `LAMBDA_MARGIN_MAX_S`), so the error is raised, not cut off by the timeout.
+    - The queue is `queue_url`, else `RELAY_QUEUE_URL` (read on each call; missing:
       `ConfigError`); `publisher` replaces the process-wide one (tests, custom clients).
     """
     if on_error not in ("publish", "raise"):
@@ -455,7 +573,7 @@ def custom_step(
                 if on_error == "raise":
                     raise
                 failure = dataclasses.replace(success, status=Status.FAILURE)
-                message_id = target.publish(failure)
+                message_id = target.publish(failure, deadline_s=publish_deadline_s(context))
                 logger.exception(
                     "custom step failed: FAILURE published "
                     "(workflow %s, execution %s, token %s, message %s)",
@@ -465,7 +583,7 @@ def custom_step(
                     message_id,
                 )
                 return None
-            message_id = target.publish(success)
+            message_id = target.publish(success, deadline_s=publish_deadline_s(context))
             logger.info(
                 "custom step done: SUCCESS published (workflow %s, execution %s, token %s, "
                 "message %s)",
@@ -479,3 +597,13 @@ def custom_step(
         return run_step
 
     return decorate if handler is None else decorate(handler)
+
+
+def publish_deadline_s(context: Any) -> float | None:
+    """Seconds a publish may take in a Lambda invocation: its remaining time less the margin;
+    None for a context that does not tell (not Lambda, a test's None)."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining_ms):
+        return None
+    left_s = float(remaining_ms()) / 1000
+    return left_s - min(LAMBDA_MARGIN_MAX_S, LAMBDA_MARGIN_SHARE * max(left_s, 0.0))

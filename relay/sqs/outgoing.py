@@ -7,7 +7,8 @@ in `relay.sqs.batching` (the worker's dead-letter copies, replay) and the sync o
 here, so the producer stays free of aiobotocore.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -17,6 +18,13 @@ from relay.sqs.batches import payload_size, plan_batches
 
 NO_ANSWER: Final = "NoAnswer"
 """The code of an entry SQS's answer did not mention, so it cannot count as sent."""
+
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+"""The code of an entry not sent because the caller's deadline came first."""
+
+MIN_CALL_S: Final = 0.25
+"""The least time left worth starting a SendMessageBatch call with: a healthy SQS answers in
+tens of milliseconds; with less, the call could only time out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +88,64 @@ class BatchSend:
     sender go again in the next round, up to `attempts` rounds; sender faults (a body too
     large, a delay out of range, a missing queue) are final at once. In the end every message
     is in `message_ids` or in `failures()`, never in both and never in neither.
+
+    With a `deadline` (a `clock()` value, `time.monotonic` by default) no round starts that
+    could not make a call before it: what is left fails as `DeadlineExceeded`, with the reason
+    of its last try. Drivers bound each call by `time_left_s()` and report a call they did not
+    make, or cut short, at the deadline with `record_expired`.
     """
 
     def __init__(
-        self, messages: Sequence[OutgoingMessage], *, attempts: int = 4, backoff_s: float = 0.2
+        self,
+        messages: Sequence[OutgoingMessage],
+        *,
+        attempts: int = 4,
+        backoff_s: float = 0.2,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.messages = messages
         self.attempts = attempts
         self.backoff_s = backoff_s
+        self.deadline = deadline
+        self.clock = clock
         self.message_ids: dict[int, str] = {}
         self._failed: dict[int, SendFailure] = {}
+        self._last_try: dict[int, SendFailure] = {}
+        """Why each entry of the current round failed in the round before."""
 
     def rounds(self) -> Iterator[tuple[float, list[BatchRequest]]]:
-        """Yields (seconds to wait first, requests) per round until all are sent or final."""
+        """Yields (seconds to wait first, requests) per round until all are sent, final, or
+        out of time."""
         pending = list(range(len(self.messages)))
         for attempt in range(self.attempts):
             if not pending:
                 return
+            delay_s = self.backoff_s * 2 ** (attempt - 1) if attempt else 0.0
+            if self.deadline is not None and self.clock() + delay_s + MIN_CALL_S > self.deadline:
+                # What each entry's last round left in _failed is why it is still pending.
+                self._expire(
+                    pending, "no time for another attempt before the deadline", self._failed
+                )
+                return
+            self._last_try = {i: self._failed[i] for i in pending if i in self._failed}
             for index in pending:
                 # Until an answer names it, an entry is not sent: a lost answer is a failure.
                 self._failed[index] = SendFailure(index, NO_ANSWER, "SQS did not answer", False)
             batches = plan_batches(pending, lambda i: self.messages[i].size())
-            delay_s = self.backoff_s * 2 ** (attempt - 1) if attempt else 0.0
             yield delay_s, [self._request(batch) for batch in batches]
             pending = sorted(i for i, f in self._failed.items() if not f.sender_fault)
+
+    def time_left_s(self) -> float | None:
+        """Seconds until the deadline (negative once past it); None without one."""
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def record_expired(self, request: BatchRequest, why: str) -> None:
+        """Takes in a request not made, or cut short, because the deadline came: its entries
+        fail as `DeadlineExceeded` (SQS may still have accepted a call cut short)."""
+        self._expire(request.indexes, why, self._last_try)
 
     def record_response(self, request: BatchRequest, response: Mapping[str, Any]) -> None:
         """Takes in SQS's answer to one request: message ids, and the entries it failed."""
@@ -133,6 +173,16 @@ class BatchSend:
     def failures(self) -> list[SendFailure]:
         """Every message not sent, by index, with the last reason SQS gave."""
         return sorted(self._failed.values(), key=lambda failure: failure.index)
+
+    def _expire(self, indexes: Iterable[int], why: str, tried: Mapping[int, SendFailure]) -> None:
+        for index in indexes:
+            last = tried.get(index)
+            if last is not None and last.code == DEADLINE_EXCEEDED:
+                # Its last try was already cut short by the deadline: that says it all.
+                self._failed[index] = last
+                continue
+            detail = f"{why}; last try: {last.code}: {last.message}" if last else why
+            self._failed[index] = SendFailure(index, DEADLINE_EXCEEDED, detail, False)
 
     def _request(self, batch: list[int]) -> BatchRequest:
         return BatchRequest(tuple(batch), [self.messages[i].entry(str(i)) for i in batch])

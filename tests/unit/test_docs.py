@@ -1,15 +1,18 @@
 """The README and the code describe the same service: options, reasons, outcomes, errors."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import relay
 from relay.config import RUN_OPTIONS
 from relay.observability import Metrics
 from relay.outcomes import CLASSIFICATION, Outcome, Reason
 
-README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _table_rows(heading: str) -> list[list[str]]:
@@ -79,3 +82,13 @@ def test_every_metric_is_documented() -> None:
     documented = set(re.findall(r"`(relay_[a-z_]+)", README))
     missing = names - documented
     assert not missing, f"undocumented metrics: {sorted(missing)}"
+
+
+def test_the_distribution_name_is_pyprojects_and_the_readme_installs_it() -> None:
+    """relay.DISTRIBUTION (read by `relay --version`) is pyproject's name, which is not PyPI's
+    unrelated `relay`, and the README's install line names it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["name"] == relay.DISTRIBUTION
+    assert relay.DISTRIBUTION != "relay"
+    assert pyproject["project"]["scripts"]["relay"] == "relay.cli:main"
+    assert f"pip install {relay.DISTRIBUTION}" in README

@@ -23,10 +23,18 @@ from relay.producer import (
     StepResultPublisher,
     custom_step,
     message_for,
+    publish_deadline_s,
     shared_publisher,
 )
 from relay.sqs.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
-from relay.sqs.outgoing import NO_ANSWER, BatchRequest, BatchSend, OutgoingMessage
+from relay.sqs.outgoing import (
+    DEADLINE_EXCEEDED,
+    MIN_CALL_S,
+    NO_ANSWER,
+    BatchRequest,
+    BatchSend,
+    OutgoingMessage,
+)
 from tests.support import make_steps
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/results"
@@ -326,10 +334,12 @@ class RecordingPublisher(StepResultPublisher):
     def __init__(self) -> None:
         super().__init__(QUEUE, client=ScriptedSQS({}))
         self.published: list[Publishable] = []
+        self.deadlines: list[float | None] = []
 
-    def publish(self, result: Publishable) -> str:
-        """Records the result."""
+    def publish(self, result: Publishable, *, deadline_s: float | None = None) -> str:
+        """Records the result and the deadline it was given."""
         self.published.append(result)
+        self.deadlines.append(deadline_s)
         return f"m-{len(self.published)}"
 
 
@@ -439,3 +449,118 @@ def test_the_readme_shows_each_example_as_the_tests_run_it(name: str) -> None:
     root = Path(__file__).resolve().parents[2]
     example = (root / "examples" / name).read_text()
     assert f"```python\n{example}```" in (root / "README.md").read_text()
+
+
+# --- deadlines -----------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLambdaContext:
+    """The part of Lambda's context object `custom_step` reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_no_round_starts_that_could_not_make_a_call_before_the_deadline() -> None:
+    """After a failed round, the next one (0.2 s backoff) does not start when the deadline is
+    nearer than the backoff plus the least time a call needs: the entry fails as
+    DeadlineExceeded, saying why the last try failed."""
+    clock = FakeClock()
+    deadline = clock.now + 1.0
+    job = BatchSend([OutgoingMessage("a")], backoff_s=0.2, deadline=deadline, clock=clock)
+    rounds = job.rounds()
+    delay_s, [request] = next(rounds)
+    assert delay_s == 0
+    clock.now += 0.9  # the call took most of the time and failed on SQS's side
+    job.record_response(request, {"Failed": [{"Id": "0", "Code": "InternalError"}]})
+    assert job.time_left_s() == pytest.approx(0.1)
+    assert list(rounds) == []
+    [failure] = job.failures()
+    assert failure.code == DEADLINE_EXCEEDED
+    assert "last try: InternalError" in failure.message
+    assert not failure.sender_fault
+
+
+def test_a_call_cut_short_at_the_deadline_is_reported_as_such() -> None:
+    """A call its driver cut at the deadline fails its entries as DeadlineExceeded with the
+    driver's reason, and the round that cannot follow keeps that reason."""
+    clock = FakeClock()
+    job = BatchSend([OutgoingMessage("a")], deadline=clock.now + 2 * MIN_CALL_S, clock=clock)
+    rounds = job.rounds()
+    _, [request] = next(rounds)
+    clock.now += 2 * MIN_CALL_S
+    job.record_expired(request, "the call was still running at the deadline")
+    assert list(rounds) == []
+    [failure] = job.failures()
+    assert (failure.code, failure.message) == (
+        DEADLINE_EXCEEDED,
+        "the call was still running at the deadline",
+    )
+
+
+def test_a_deadline_already_past_sends_nothing() -> None:
+    """With no time left, no round is yielded and every entry fails as DeadlineExceeded."""
+    clock = FakeClock()
+    job = BatchSend([OutgoingMessage("a"), OutgoingMessage("b")], deadline=clock.now, clock=clock)
+    assert list(job.rounds()) == []
+    assert [f.code for f in job.failures()] == [DEADLINE_EXCEEDED, DEADLINE_EXCEEDED]
+
+
+def test_rounds_go_on_while_the_deadline_allows() -> None:
+    """A far deadline changes nothing: failed entries are retried round after round."""
+    clock = FakeClock()
+    job = BatchSend([OutgoingMessage("a")], attempts=3, deadline=clock.now + 60, clock=clock)
+    made = 0
+    for _, requests in job.rounds():
+        for request in requests:
+            made += 1
+            job.record_response(request, {"Failed": [{"Id": "0", "Code": "InternalError"}]})
+    assert made == 3
+    assert [f.code for f in job.failures()] == ["InternalError"]
+
+
+def test_a_publisher_past_its_deadline_raises_without_calling_sqs() -> None:
+    """`publish(deadline_s=0)` raises PublishError (DeadlineExceeded) and makes no call."""
+    client = ScriptedSQS({})
+    with pytest.raises(PublishError) as caught:
+        StepResultPublisher(QUEUE, client=client).publish(STEPS[0], deadline_s=0)
+    assert [f.code for f in caught.value.failures] == [DEADLINE_EXCEEDED]
+    assert client.requests == []
+
+
+@pytest.mark.parametrize(
+    ("remaining_ms", "deadline_s"),
+    [(500, 0.45), (5_000, 4.5), (10_000, 9.0), (60_000, 59.0), (900_000, 899.0), (0, 0.0)],
+)
+def test_custom_step_publishes_within_the_invocations_remaining_time_less_a_margin(
+    remaining_ms: int, deadline_s: float
+) -> None:
+    """The margin is a tenth of the remaining time, at most a second; the wrapper hands the
+    publisher that deadline, read after the handler ran."""
+    assert publish_deadline_s(FakeLambdaContext(remaining_ms)) == pytest.approx(deadline_s)
+    publisher = RecordingPublisher()
+    context = FakeLambdaContext(remaining_ms)
+    handler = custom_step(publisher=publisher)(
+        lambda event, ctx: setattr(ctx, "remaining_ms", ctx.remaining_ms // 2)
+    )
+    handler(EVENT, context)
+    assert publisher.deadlines == [publish_deadline_s(FakeLambdaContext(remaining_ms // 2))]
+
+
+def test_outside_lambda_there_is_no_deadline() -> None:
+    """A context without get_remaining_time_in_millis (None, a container's) sets none."""
+    assert publish_deadline_s(None) is None
+    assert publish_deadline_s(object()) is None
