@@ -43,14 +43,16 @@ class WireError:
     """One error answer as the protocol means it.
 
     `typed` says whether the answer named an error type; when it did not, `code` is the status
-    as a string. `members` are the body's other top-level members (the error shape's fields,
-    such as `Resource`), `server_time` the answer's `Date` header as an aware UTC datetime.
+    as a string. `object_body` says whether the body was a JSON object at all; `members` are its
+    other top-level members (the error shape's fields, such as `Resource`); `server_time` is the
+    answer's `Date` header as an aware UTC datetime.
     """
 
     code: str
     message: str
     http_status: int
     typed: bool
+    object_body: bool = False
     retry_after_s: float | None = None
     request_id: str | None = None
     server_time: datetime | None = None
@@ -84,6 +86,7 @@ def read_error(status: int, headers: Mapping[str, str], body: bytes) -> WireErro
         message=message,
         http_status=status,
         typed=bool(code),
+        object_body=document is not None,
         retry_after_s=retry_after_seconds(members.get("RetryAfterSeconds")),
         request_id=header(headers, REQUEST_ID_HEADER),
         server_time=http_date(header(headers, "Date")),

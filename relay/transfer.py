@@ -30,6 +30,14 @@ from tenacity import (
 )
 
 from relay.aws import new_session
+from relay.awsjson import (
+    ERROR_TYPE_HEADER,
+    WireError,
+    error_name,
+    header,
+    read_error,
+    retry_after_seconds,
+)
 from relay.errors import RelayError
 from relay.message import StepResult
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Rule, classify
@@ -60,10 +68,32 @@ async def open_transfer(
         max_pool_connections=max_pool_connections, call_timeout_s=call_timeout_s
     )
     async with session.create_client("transfer", config=config) as client:
+        # botocore's JSON 1.1 parser reads only `__type` (and raises AttributeError on a JSON body
+        # that is not an object); `before-parse` is the hook botocore itself uses to fix a
+        # service's error shape (`_map_oauth2_errors` for SSO OIDC). Everything botocore builds
+        # from `Error.Code` afterwards (the modeled exception class, RetryAfterSeconds and the
+        # other shape members) then follows DESIGN §1's reading.
+        client.meta.events.register(f"before-parse.transfer.{_OPERATION}", _read_error_first)
         yield client
 
 
-_TARGET = "TransferService.SendWorkflowStepState"
+def _read_error_first(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """Put DESIGN §1's reading of an error answer where botocore's parser will use it."""
+    status = response_dict["status_code"]
+    if status < 300:
+        return
+    error = read_error(status, response_dict["headers"], response_dict.get("body") or b"")
+    # Merged over what the parser makes of the answer, before the modeled members are read.
+    customized_response_dict["Error"] = {"Code": error.code, "Message": error.message}
+    if not error.object_body:
+        # Nothing in it to parse, and botocore's parser fails on JSON that is not an object.
+        response_dict["body"] = b""
+
+
+_OPERATION = "SendWorkflowStepState"
+_TARGET = f"TransferService.{_OPERATION}"
 _JSON_11 = "application/x-amz-json-1.1"
 
 
@@ -107,39 +137,31 @@ class LeanTransferClient:
             self._url, data=body, headers=dict(request.headers), proxy=self._proxy
         ) as response:
             payload = await response.read()
-            metadata = {
-                "HTTPStatusCode": response.status,
-                "RequestId": response.headers.get("x-amzn-RequestId", ""),
-            }
             if response.status == 200:
+                metadata = {
+                    "HTTPStatusCode": 200,
+                    "RequestId": response.headers.get("x-amzn-RequestId", ""),
+                }
                 return {"ResponseMetadata": metadata}
-            raise _client_error(response.status, response.reason or "", payload, metadata)
+            raise _client_error(read_error(response.status, response.headers, payload), response)
 
 
-def _client_error(
-    status: int, reason: str, payload: bytes, metadata: dict[str, Any]
-) -> ClientError:
-    """The ClientError botocore's JSON 1.1 parser would raise for this answer."""
-    try:
-        document = json.loads(payload) if payload else {}
-    except ValueError:
-        document = {}
-    if not isinstance(document, dict) or "__type" not in document:
-        # Not a service error body (a load balancer's 502): botocore names it by status.
-        bare: Any = {
-            "Error": {"Code": str(status), "Message": reason},
-            "ResponseMetadata": metadata,
-        }
-        return ClientError(bare, "SendWorkflowStepState")
-    code = str(document["__type"]).rsplit("#", 1)[-1]
-    message = str(document.get("message", document.get("Message", "")))
-    modeled = {k: v for k, v in document.items() if k not in ("__type", "message")}
-    response: Any = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": metadata,
-        **modeled,
+def _client_error(error: WireError, response: aiohttp.ClientResponse) -> ClientError:
+    """The ClientError botocore raises, built from DESIGN §1's reading of the answer."""
+    metadata = {
+        "HTTPStatusCode": error.http_status,
+        "RequestId": error.request_id or "",
+        "HTTPHeaders": {name.lower(): value for name, value in response.headers.items()},
     }
-    return ClientError(response, "SendWorkflowStepState")
+    # botocore merges the error shape's members into the top level; they must never replace
+    # `Error` or `ResponseMetadata` (a body member named `Error` once turned an
+    # InvalidRequestException into a throttle).
+    parsed: Any = {
+        **error.members,
+        "Error": {"Code": error.code, "Message": error.message},
+        "ResponseMetadata": metadata,
+    }
+    return ClientError(parsed, _OPERATION)
 
 
 @contextlib.asynccontextmanager
@@ -344,15 +366,21 @@ class TransferSender:
 def _from_client_error(exc: ClientError) -> CallbackError:
     response: Any = exc.response
     details = response.get("Error", {})
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    retry_after: float | None = None
-    raw = response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
-    if raw is not None:
-        with contextlib.suppress(TypeError, ValueError):
-            retry_after = max(0.0, float(raw))
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    # The header comes first (DESIGN §1). botocore's JSON 1.1 parser never reads it, so on a
+    # client not opened by `open_transfer` (without `_read_error_first`) it corrects a code that
+    # botocore left as the bare status.
+    code = (
+        error_name(header(metadata.get("HTTPHeaders", {}), ERROR_TYPE_HEADER))
+        or error_name(details.get("Code"))
+        or (str(status) if status is not None else "Unknown")
+    )
     return CallbackError(
-        str(details.get("Code", "Unknown")),
+        code,
         str(details.get("Message", "")),
         http_status=int(status) if status is not None else None,
-        retry_after_s=retry_after,
+        retry_after_s=retry_after_seconds(
+            response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
+        ),
     )
