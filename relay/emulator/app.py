@@ -69,10 +69,13 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
         )
         return web.Response(status=answer.http_status, body=answer.body, content_type="text/html")
     request_id = str(uuid.uuid4())
+    headers = {"x-amzn-RequestId": request_id}
     if answer is None:
         status, body, code = 200, SUCCESS_BODY, None
     else:
-        status, body, code = answer.http_status, answer.encode(), answer.code
+        extra, body = answer.render(state.faults.error_form)
+        status, code = answer.http_status, answer.code
+        headers.update(extra)
     state.record_call(
         received_at=received_at,
         fields=fields,
@@ -81,12 +84,7 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
         delay_ms=delay_ms,
         request_id=request_id,
     )
-    return web.Response(
-        status=status,
-        body=body,
-        content_type=JSON_CONTENT_TYPE,
-        headers={"x-amzn-RequestId": request_id},
-    )
+    return web.Response(status=status, body=body, content_type=JSON_CONTENT_TYPE, headers=headers)
 
 
 async def _answer_call(

@@ -500,6 +500,65 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         assert (await admin.faults())["deny_workflows"] == []
 
 
+async def test_admin_api_picks_the_wire_form_and_the_error_a_workflow_gets(
+    emulator: RunningEmulator, step: Step
+) -> None:
+    """Through the admin API a workflow can get ExpiredTokenException named only in the header."""
+    body = json.dumps(arguments(step)).encode()
+    async with EmulatorAdmin(emulator.url) as admin:
+        faults = await admin.set_faults(
+            error_form="header_uri", error_workflows={step.workflow_id: "ExpiredTokenException"}
+        )
+        assert (faults["error_form"], faults["error_workflows"]) == (
+            "header_uri",
+            {step.workflow_id: "ExpiredTokenException"},
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(emulator.url + "/", data=body, headers=SIGNED_HEADERS) as answer,
+        ):
+            document = json.loads(await answer.read())
+            error_type = answer.headers["X-Amzn-Errortype"]
+            assert answer.status == 400
+
+    assert error_type == (
+        "com.amazon.coral.service#ExpiredTokenException"
+        ":http://internal.amazon.com/coral/com.amazon.coral.validate/"
+    )
+    assert set(document) == {"Message"}
+    assert emulator.state.counts == {"ExpiredTokenException": 1}
+    assert emulator.state.is_waiting(*step)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        (FailureKind.BAD_GATEWAY, 502),
+        (FailureKind.GATEWAY_UNAVAILABLE, 503),
+        (FailureKind.GATEWAY_TIMEOUT, 504),
+    ],
+)
+@pytest.mark.parametrize("page", ["html", "empty"])
+async def test_gateway_faults_reach_botocore_as_a_bare_status(
+    emulator: RunningEmulator,
+    transfer: "TransferClient",
+    step: Step,
+    kind: FailureKind,
+    status: int,
+    page: str,
+) -> None:
+    """A gateway's 502/503/504, as a page or empty, reaches an unmodified client as the status."""
+    async with EmulatorAdmin(emulator.url) as admin:
+        await admin.set_faults(error_rate=1.0, error_kinds=[kind.value], gateway_body=page)
+
+    response = await send_failing(transfer, **arguments(step))
+
+    assert response["Error"]["Code"] == str(status)
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert "x-amzn-requestid" not in response["ResponseMetadata"]["HTTPHeaders"]
+    assert emulator.state.counts == {str(status): 1}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [
@@ -513,6 +572,10 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         ("PUT", "/_emulator/faults", {"error_rate": 2}),
         ("PUT", "/_emulator/faults", {"no_such_fault": 1}),
         ("PUT", "/_emulator/faults", {"error_kinds": ["Teapot"]}),
+        ("PUT", "/_emulator/faults", {"error_form": "xml"}),
+        ("PUT", "/_emulator/faults", {"gateway_body": "json"}),
+        ("PUT", "/_emulator/faults", {"error_workflows": {"w-a": 1}}),
+        ("PUT", "/_emulator/faults", {"error_workflows": ["w-a"]}),
         ("GET", "/_emulator/calls?since=x", None),
     ],
 )
