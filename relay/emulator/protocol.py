@@ -63,6 +63,8 @@ class ErrorForm(StrEnum):
     """The header, namespaced, with the Coral URI suffix (as Amazon Polly does)."""
     LOWER_MESSAGE = "lower_message"
     """`__type` with the message as lower-case `message`."""
+    TYPE_WITH_DECOYS = "__type_decoys"
+    """`__type`, plus unrelated `Code` and `Error` members naming a throttle, which never win."""
 
 
 class GatewayBody(StrEnum):
@@ -118,11 +120,15 @@ class ServiceError:
         # plain forms; the shape's full name, and the Coral URI, in the decorated ones.
         plain = self.namespace + self.code
         qualified = (self.namespace or TRANSFER_NAMESPACE) + self.code
-        body: dict[str, str] = {}
+        body: dict[str, object] = {}
         headers: dict[str, str] = {}
         match form:
             case ErrorForm.TYPE | ErrorForm.LOWER_MESSAGE:
                 body["__type"] = plain
+            case ErrorForm.TYPE_WITH_DECOYS:
+                body["__type"] = plain
+                body["Code"] = "ThrottlingException"
+                body["Error"] = {"Code": "ThrottlingException", "Message": "decoy"}
             case ErrorForm.TYPE_NAMESPACED:
                 body["__type"] = qualified
             case ErrorForm.TYPE_URI:

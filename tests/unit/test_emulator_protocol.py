@@ -191,6 +191,7 @@ QUALIFIED = TRANSFER_NAMESPACE + "ThrottlingException"
         (ErrorForm.HEADER, "ThrottlingException", None, None, "Message"),
         (ErrorForm.HEADER_URI, QUALIFIED + CORAL_URI, None, None, "Message"),
         (ErrorForm.LOWER_MESSAGE, None, "__type", "ThrottlingException", "message"),
+        (ErrorForm.TYPE_WITH_DECOYS, None, "__type", "ThrottlingException", "Message"),
     ],
 )
 def test_each_error_form_puts_the_type_and_message_where_it_names(
@@ -215,15 +216,17 @@ def test_each_error_form_puts_the_type_and_message_where_it_names(
 @pytest.mark.parametrize("form", list(ErrorForm))
 def test_every_error_form_reads_back_as_the_same_error(form: ErrorForm) -> None:
     """relay's reader gets the code, message and RetryAfterSeconds back from every form."""
-    headers, body = THROTTLE.render(form)
+    not_found = ServiceError(code="ResourceNotFoundException", message="gone")
+    for error, retry_after_s in ((THROTTLE, 2.0), (not_found, None)):
+        headers, body = error.render(form)
 
-    error = read_error(400, headers, body)
+        read = read_error(400, headers, body)
 
-    assert (error.code, error.message, error.retry_after_s) == (
-        "ThrottlingException",
-        "Rate exceeded",
-        2.0,
-    )
+        assert (read.code, read.message, read.retry_after_s) == (
+            error.code,
+            error.message,
+            retry_after_s,
+        )
 
 
 def test_framework_errors_keep_their_coral_namespace_in_the_plain_forms() -> None:
