@@ -5,6 +5,7 @@ drives every retry here, by the classification table in `relay.outcomes`.
 """
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+import relay
 from relay.aws import new_session
 from relay.awsjson import (
     ERROR_TYPE_HEADER,
@@ -48,24 +50,46 @@ else:
     TransferClient = Any
 
 
-def transfer_config(*, max_pool_connections: int, call_timeout_s: float) -> AioConfig:
-    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts."""
+def relay_user_agent() -> str:
+    """`relay/<version>`, appended to botocore's User-Agent by both senders (for CloudTrail)."""
+    try:
+        version = importlib.metadata.version("relay")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        version = relay.__version__
+    return f"relay/{version}"
+
+
+def transfer_config(
+    *, max_pool_connections: int, call_timeout_s: float, user_agent_extra: str | None = None
+) -> AioConfig:
+    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts.
+
+    `user_agent_extra` goes on the User-Agent before `relay/<version>`; the app id comes from
+    `AWS_SDK_UA_APP_ID` (or `sdk_ua_app_id` in the config file), which botocore reads itself.
+    """
     return AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max_pool_connections,
         connect_timeout=min(call_timeout_s, 5.0),
         read_timeout=call_timeout_s,
+        user_agent_extra=" ".join(filter(None, (user_agent_extra, relay_user_agent()))),
     )
 
 
 @contextlib.asynccontextmanager
 async def open_transfer(
-    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+    session: AioSession | None = None,
+    *,
+    max_pool_connections: int = 64,
+    call_timeout_s: float = 10,
+    user_agent_extra: str | None = None,
 ) -> AsyncIterator[TransferClient]:
     """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured)."""
     session = session or new_session()
     config = transfer_config(
-        max_pool_connections=max_pool_connections, call_timeout_s=call_timeout_s
+        max_pool_connections=max_pool_connections,
+        call_timeout_s=call_timeout_s,
+        user_agent_extra=user_agent_extra,
     )
     async with session.create_client("transfer", config=config) as client:
         # botocore's JSON 1.1 parser reads only `__type` (and raises AttributeError on a JSON body
@@ -115,12 +139,16 @@ class LeanTransferClient:
         credentials: Any,
         http: aiohttp.ClientSession,
         proxy: str | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self._url = endpoint_url.rstrip("/") + "/"
         self._region = region
         self._credentials = credentials
         self._http = http
         self._proxy = proxy
+        self._headers = {"Content-Type": _JSON_11, "X-Amz-Target": _TARGET}
+        if user_agent:
+            self._headers["User-Agent"] = user_agent
 
     async def send_workflow_step_state(self, **params: str) -> dict[str, Any]:
         """Same arguments, result and errors as the aiobotocore client's method."""
@@ -130,7 +158,7 @@ class LeanTransferClient:
             method="POST",
             url=self._url,
             data=body,
-            headers={"Content-Type": _JSON_11, "X-Amz-Target": _TARGET},
+            headers=dict(self._headers),
         )
         SigV4Auth(frozen, "transfer", self._region).add_auth(request)
         async with self._http.post(
@@ -166,12 +194,20 @@ def _client_error(error: WireError, response: aiohttp.ClientResponse) -> ClientE
 
 @contextlib.asynccontextmanager
 async def open_lean_transfer(
-    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+    session: AioSession | None = None,
+    *,
+    max_pool_connections: int = 64,
+    call_timeout_s: float = 10,
+    user_agent_extra: str | None = None,
 ) -> AsyncIterator[LeanTransferClient]:
-    """A `LeanTransferClient` with the endpoint, region and credentials botocore resolves."""
+    """A `LeanTransferClient` with the endpoint, region, credentials and User-Agent botocore
+    resolves."""
     session = session or new_session()
     async with open_transfer(
-        session, max_pool_connections=1, call_timeout_s=call_timeout_s
+        session,
+        max_pool_connections=1,
+        call_timeout_s=call_timeout_s,
+        user_agent_extra=user_agent_extra,
     ) as resolver:
         credentials = await session.get_credentials()
         if credentials is None:
@@ -190,7 +226,20 @@ async def open_lean_transfer(
                 credentials=credentials,
                 http=http,
                 proxy=proxy_for(endpoint_url),
+                user_agent=botocore_user_agent(session, resolver),
             )
+
+
+def botocore_user_agent(session: AioSession, client: TransferClient) -> str:
+    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
+
+    The same builder and inputs botocore's client uses (the session's name, version and extra,
+    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
+    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
+    """
+    # The session's creator got the session's name, version and extra when `client` was made.
+    creator = session.get_component("user_agent_creator")
+    return str(creator.with_client_config(client.meta.config).to_string())
 
 
 def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:

@@ -66,6 +66,7 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
             error_code=answer.code,
             delay_ms=delay_ms,
             request_id=None,
+            user_agent=request.headers.get("User-Agent"),
         )
         return web.Response(status=answer.http_status, body=answer.body, content_type="text/html")
     request_id = str(uuid.uuid4())
@@ -83,6 +84,7 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
         error_code=code,
         delay_ms=delay_ms,
         request_id=request_id,
+        user_agent=request.headers.get("User-Agent"),
     )
     return web.Response(status=status, body=body, content_type=JSON_CONTENT_TYPE, headers=headers)
 

@@ -102,7 +102,8 @@ class CallRecord:
 
     Times are wall-clock (`time.time()`) so they compare with other processes' logs.
     `delay_ms` is the latency injected into this call; `error_code` is None for a success and,
-    for a bare 502, the code botocore reports for it ("502").
+    for a bare 502, the code botocore reports for it ("502"). `user_agent` is the caller's
+    User-Agent header (what CloudTrail would show as its userAgent).
     """
 
     index: int
@@ -116,6 +117,7 @@ class CallRecord:
     error_code: str | None
     delay_ms: float
     request_id: str | None
+    user_agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the admin API shows it."""
@@ -131,6 +133,7 @@ class CallRecord:
             "error_code": self.error_code,
             "delay_ms": self.delay_ms,
             "request_id": self.request_id,
+            "user_agent": self.user_agent,
         }
 
 
@@ -298,6 +301,7 @@ class EmulatorState:
         error_code: str | None,
         delay_ms: float,
         request_id: str | None,
+        user_agent: str | None = None,
     ) -> CallRecord:
         """Append a call to the log, stamped with the time of its answer."""
         record = CallRecord(
@@ -312,6 +316,7 @@ class EmulatorState:
             error_code=error_code,
             delay_ms=delay_ms,
             request_id=request_id,
+            user_agent=user_agent,
         )
         self._calls.append(record)
         self._counts[SUCCESS if error_code is None else error_code] += 1

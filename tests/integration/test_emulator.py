@@ -480,6 +480,7 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         calls, next_index = await admin.calls()
         assert [c["error_code"] for c in calls] == [None, "AccessDeniedException"]
         assert (calls[0]["token"], calls[0]["http_status"]) == (first.token, 200)
+        assert calls[0]["user_agent"].startswith("aiobotocore/")
         assert next_index == 2
         later, _ = await admin.calls(since=1)
         assert [c["index"] for c in later] == [1]

@@ -7,6 +7,7 @@ the values the service meant. This is the table that keeps the lean sender the d
 """
 
 import contextlib
+import importlib.metadata
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ from relay.transfer import (
     TransferSender,
     open_lean_transfer,
     open_transfer,
+    relay_user_agent,
 )
 from tests.conftest import Emulator, Queues
 from tests.integration.worker_support import fast_config, outcome_totals, run_to_empty
@@ -176,6 +178,29 @@ async def test_a_client_not_opened_by_relay_still_reads_the_header_form(
 
         assert (result.code, result.http_status) == ("ExpiredTokenException", 400)
         assert result.message == "The security token included in the request is expired"
+
+
+async def test_both_senders_say_who_is_calling(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both send botocore's User-Agent with the app id, the caller's extra and relay/<version>."""
+    monkeypatch.setenv("AWS_SDK_UA_APP_ID", "step-callbacks")
+    steps = make_steps(2, seed=126)
+    emulator.state.accept_any = True
+    policy = RetryPolicy(max_attempts=1)
+    async with (
+        open_lean_transfer(user_agent_extra="team/files") as lean,
+        open_transfer(user_agent_extra="team/files") as plain,
+    ):
+        await TransferSender(lean, policy).call(steps[0])
+        await TransferSender(plain, policy).call(steps[1])
+
+    lean_agent, plain_agent = (call.user_agent or "" for call in emulator.state.calls)
+    assert relay_user_agent() == "relay/" + importlib.metadata.version("relay")
+    assert lean_agent.endswith(" team/files " + relay_user_agent())
+    assert " app/step-callbacks " in lean_agent
+    assert lean_agent.startswith("aiobotocore/")
+    assert lean_agent == plain_agent
 
 
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiobotocore"])
