@@ -5,6 +5,8 @@ drives every retry here, by the classification table in `relay.outcomes`.
 """
 
 import contextlib
+import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.auth import SigV4Auth
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.compat import get_current_datetime
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from tenacity import (
     AsyncRetrying,
@@ -42,12 +45,15 @@ from relay.awsjson import (
 )
 from relay.errors import RelayError
 from relay.message import StepResult
+from relay.observability import get_logger
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Rule, classify
 
 if TYPE_CHECKING:
     from types_aiobotocore_transfer import TransferClient
 else:
     TransferClient = Any
+
+log = get_logger("relay.transfer")
 
 
 def relay_user_agent() -> str:
@@ -83,32 +89,62 @@ async def open_transfer(
     max_pool_connections: int = 64,
     call_timeout_s: float = 10,
     user_agent_extra: str | None = None,
+    clock: "ClockOffset | None" = None,
 ) -> AsyncIterator[TransferClient]:
-    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured)."""
+    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured).
+
+    Errors are read as DESIGN §1 says, and requests are signed at the service's time once
+    `clock` has learnt how far this host's clock is off (pass the one the gauge shows).
+    """
     session = session or new_session()
+    clock = clock or ClockOffset()
     config = transfer_config(
         max_pool_connections=max_pool_connections,
         call_timeout_s=call_timeout_s,
         user_agent_extra=user_agent_extra,
     )
     async with session.create_client("transfer", config=config) as client:
+        events = client.meta.events
         # botocore's JSON 1.1 parser reads only `__type` (and raises AttributeError on a JSON body
         # that is not an object); `before-parse` is the hook botocore itself uses to fix a
         # service's error shape (`_map_oauth2_errors` for SSO OIDC). Everything botocore builds
         # from `Error.Code` afterwards (the modeled exception class, RetryAfterSeconds and the
         # other shape members) then follows DESIGN §1's reading.
-        client.meta.events.register(f"before-parse.transfer.{_OPERATION}", _read_error_first)
+        events.register(
+            f"before-parse.transfer.{_OPERATION}", functools.partial(_read_error_first, clock)
+        )
+        # botocore stamps a signature with this host's clock (SigV4Auth.add_auth reads
+        # `get_current_datetime()`) and offers no setting for an offset. The signer is a
+        # `request-created` handler; registered last, this one signs the request again at the
+        # service's time with the same signer class, region and credentials, and only once an
+        # offset has been learnt, so a host with a good clock pays nothing. The other hooks were
+        # worse: `before-sign` cannot change the time `add_auth` stamps afterwards,
+        # `choose-signer` can only name a signer class from botocore's process-wide
+        # AUTH_TYPE_MAPS (which cannot hold this client's offset), and the client's
+        # `_request_signer` is private.
+        credentials = await session.get_credentials()
+        events.register_last(
+            "request-created.transfer",
+            # aiobotocore awaits a coroutine handler; the stubs are botocore's, which does not.
+            functools.partial(  # type: ignore[arg-type]
+                _sign_at_service_time, clock, credentials, client.meta.region_name
+            ),
+        )
         yield client
 
 
 def _read_error_first(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    clock: "ClockOffset",
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
 ) -> None:
     """Put DESIGN §1's reading of an error answer where botocore's parser will use it."""
     status = response_dict["status_code"]
     if status < 300:
         return
     error = read_error(status, response_dict["headers"], response_dict.get("body") or b"")
+    clock.learn(error)
     # Merged over what the parser makes of the answer, before the modeled members are read.
     customized_response_dict["Error"] = {"Code": error.code, "Message": error.message}
     if not error.object_body:
@@ -116,9 +152,83 @@ def _read_error_first(
         response_dict["body"] = b""
 
 
+async def _sign_at_service_time(
+    clock: "ClockOffset", credentials: Any, region: str, request: AWSRequest, **_: Any
+) -> None:
+    """Sign a request again at this host's time plus the learnt offset (none learnt: no-op)."""
+    if not clock.seconds or credentials is None or "Authorization" not in request.headers:
+        return
+    signing = request.context.get("signing", {})
+    frozen = await credentials.get_frozen_credentials()
+    signer = ClockSigV4Auth(
+        frozen,
+        signing.get("signing_name", SIGNING_NAME),
+        signing.get("region", region),
+        clock=clock,
+    )
+    signer.add_auth(request)
+
+
 _OPERATION = "SendWorkflowStepState"
 _TARGET = f"TransferService.{_OPERATION}"
 _JSON_11 = "application/x-amz-json-1.1"
+SIGNING_NAME = "transfer"
+# A newly learnt offset this close to the last one is the Date header's whole-second rounding.
+_OFFSET_NOISE_S = 1.0
+
+
+class ClockOffset:
+    """How far the service's clock runs ahead of this host's, learnt from refused signatures.
+
+    DESIGN §1 "Clock offset": when the service refuses a signature as outside its time window,
+    its `Date` header says what time it is there; both senders sign later requests at this
+    host's time plus `seconds` (what the AWS SDKs for Java, Go and JavaScript do). `seconds`
+    is the value of the `relay_clock_offset_seconds` gauge. Logged at WARNING when first learnt
+    and whenever it moves by more than a second.
+    """
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self._learnt = False
+
+    def now(self) -> datetime.datetime:
+        """The service's time as botocore's signer wants it (naive UTC)."""
+        return get_current_datetime() + datetime.timedelta(seconds=self.seconds)
+
+    def learn(self, error: WireError, local_time: datetime.datetime | None = None) -> bool:
+        """Take the service's time from a clock-skew refusal; True if it was one with a Date."""
+        if not error.clock_skewed or error.server_time is None:
+            return False
+        local = local_time or datetime.datetime.now(datetime.UTC)
+        offset = (error.server_time - local).total_seconds()
+        previous, self.seconds = self.seconds, offset
+        if not self._learnt or abs(offset - previous) > _OFFSET_NOISE_S:
+            log.warning(
+                "clock offset learnt",
+                offset_s=round(offset, 3),
+                previous_s=round(previous, 3),
+                error_code=error.code,
+                service_time=error.server_time.isoformat(),
+            )
+        self._learnt = True
+        return True
+
+
+class ClockSigV4Auth(SigV4Auth):
+    """botocore's SigV4 signer, stamping requests with the service's time instead of this host's."""
+
+    def __init__(
+        self, credentials: Any, service_name: str, region_name: str, *, clock: ClockOffset
+    ) -> None:
+        super().__init__(credentials, service_name, region_name)
+        self._clock = clock
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        # `add_auth` stamps `context["timestamp"]` with botocore's clock just before calling this
+        # hook (which botocore's own S3 signers override too); X-Amz-Date, the credential scope,
+        # the string to sign and the signing key are all built from that value afterwards.
+        request.context["timestamp"] = self._clock.now().strftime(SIGV4_TIMESTAMP)
+        super()._modify_request_before_signing(request)  # type: ignore[misc]  # not in the stubs
 
 
 class LeanTransferClient:
@@ -140,7 +250,9 @@ class LeanTransferClient:
         http: aiohttp.ClientSession,
         proxy: str | None = None,
         user_agent: str | None = None,
+        clock: ClockOffset | None = None,
     ) -> None:
+        self.clock = clock or ClockOffset()
         self._url = endpoint_url.rstrip("/") + "/"
         self._region = region
         self._credentials = credentials
@@ -160,7 +272,7 @@ class LeanTransferClient:
             data=body,
             headers=dict(self._headers),
         )
-        SigV4Auth(frozen, "transfer", self._region).add_auth(request)
+        ClockSigV4Auth(frozen, SIGNING_NAME, self._region, clock=self.clock).add_auth(request)
         async with self._http.post(
             self._url, data=body, headers=dict(request.headers), proxy=self._proxy
         ) as response:
@@ -171,7 +283,9 @@ class LeanTransferClient:
                     "RequestId": response.headers.get("x-amzn-RequestId", ""),
                 }
                 return {"ResponseMetadata": metadata}
-            raise _client_error(read_error(response.status, response.headers, payload), response)
+            error = read_error(response.status, response.headers, payload)
+            self.clock.learn(error)
+            raise _client_error(error, response)
 
 
 def _client_error(error: WireError, response: aiohttp.ClientResponse) -> ClientError:
@@ -199,6 +313,7 @@ async def open_lean_transfer(
     max_pool_connections: int = 64,
     call_timeout_s: float = 10,
     user_agent_extra: str | None = None,
+    clock: ClockOffset | None = None,
 ) -> AsyncIterator[LeanTransferClient]:
     """A `LeanTransferClient` with the endpoint, region, credentials and User-Agent botocore
     resolves."""
@@ -227,6 +342,7 @@ async def open_lean_transfer(
                 http=http,
                 proxy=proxy_for(endpoint_url),
                 user_agent=botocore_user_agent(session, resolver),
+                clock=clock,
             )
 
 

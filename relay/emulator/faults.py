@@ -47,7 +47,9 @@ class Faults:
     from `error_kinds`. `deny_workflows` answer AccessDeniedException; `error_workflows` answer
     the given error code (`{workflow_id: "ExpiredTokenException"}`). `error_form` is how every
     service error names its type and message on the wire; `gateway_body` what a gateway's
-    502/503/504 carries.
+    502/503/504 carries. `clock_skew_s` sets the emulator's clock to real time plus this many
+    seconds (as if the caller's clock were that far behind): requests signed more than 5
+    minutes from it are refused, and every answer's `Date` header shows it.
     """
 
     latency_ms: float = 0.0
@@ -61,6 +63,7 @@ class Faults:
     error_workflows: Mapping[str, str] = field(default_factory=dict)
     error_form: ErrorForm = ErrorForm.TYPE
     gateway_body: GatewayBody = GatewayBody.HTML
+    clock_skew_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "jitter_ms", "throttle_rps"):
@@ -70,6 +73,7 @@ class Faults:
             or (_is_int(self.throttle_burst) and self.throttle_burst >= 1),
             "throttle_burst must be an integer >= 1",
         )
+        _require(_is_number(self.clock_skew_s), "clock_skew_s must be a finite number")
         _require(
             self.retry_after_s is None or _is_non_negative(self.retry_after_s),
             "retry_after_s must be a number >= 0",
@@ -131,6 +135,7 @@ class Faults:
             "error_workflows": dict(sorted(self.error_workflows.items())),
             "error_form": self.error_form.value,
             "gateway_body": self.gateway_body.value,
+            "clock_skew_s": self.clock_skew_s,
         }
 
     def updated(self, changes: Mapping[str, object]) -> "Faults":

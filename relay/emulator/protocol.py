@@ -23,10 +23,12 @@ require clients to read all of it (the error type in the `X-Amzn-Errortype` head
 than against the one their author also wrote (see /work/notes/smithy_awsjson11_errors.md).
 """
 
+import email.utils
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -269,6 +271,65 @@ def check_authorization(authorization: str | None, amz_date: str | None) -> Serv
             namespace=_CORAL,
         )
     return None
+
+
+SIGNING_WINDOW: Final = timedelta(minutes=5)
+"""How far a request's signing time may be from the service's clock, either way (SigV4)."""
+_AMZ_DATE: Final = "%Y%m%dT%H%M%SZ"
+
+
+def check_signing_time(amz_date: str, now: datetime) -> ServiceError | None:
+    """Refuse a request signed outside the service's 5-minute window, in AWS's own words.
+
+    `amz_date` is the X-Amz-Date (or Date) header, `now` the service's clock (aware, UTC).
+    The messages are those AWS JSON services answer, e.g. "Signature expired: 20261129T120000Z
+    is now earlier than 20261129T121500Z (20261129T122000Z - 5 min.)".
+    """
+    signed_at = _signing_time(amz_date)
+    if signed_at is None:
+        return ServiceError(
+            code="IncompleteSignatureException",
+            message=f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. "
+            "See http://en.wikipedia.org/wiki/ISO_8601",
+            namespace=_CORAL,
+        )
+    now = now.replace(microsecond=0)
+    if signed_at < now - SIGNING_WINDOW:
+        return ServiceError(
+            code="InvalidSignatureException",
+            message=f"Signature expired: {_basic(signed_at)} is now earlier than "
+            f"{_basic(now - SIGNING_WINDOW)} ({_basic(now)} - 5 min.)",
+            namespace=_CORAL,
+        )
+    if signed_at > now + SIGNING_WINDOW:
+        return ServiceError(
+            code="InvalidSignatureException",
+            message=f"Signature not yet current: {_basic(signed_at)} is still later than "
+            f"{_basic(now + SIGNING_WINDOW)} ({_basic(now)} + 5 min.)",
+            namespace=_CORAL,
+        )
+    return None
+
+
+def http_date(now: datetime) -> str:
+    """The `Date` header for this time (RFC 7231 IMF-fixdate), as every AWS answer carries."""
+    return email.utils.format_datetime(now.astimezone(UTC), usegmt=True)
+
+
+def _signing_time(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, _AMZ_DATE).replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    try:  # a Date header in place of X-Amz-Date, as SigV4 allows
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _basic(moment: datetime) -> str:
+    return moment.strftime(_AMZ_DATE)
 
 
 def decode_call(body: bytes) -> CallFields | ServiceError:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
@@ -32,15 +33,23 @@ if TYPE_CHECKING:
 
 # One attempt per call: the emulator's log then counts exactly what the caller sent.
 NO_RETRIES = Config(retries={"total_max_attempts": 1})
-# A well-formed SigV4 header for raw requests; the emulator checks presence and scope only.
-SIGNED_HEADERS = {
-    "Content-Type": "application/x-amz-json-1.1",
-    "X-Amz-Target": "TransferService.SendWorkflowStepState",
-    "X-Amz-Date": "20240101T000000Z",
-    "Authorization": "AWS4-HMAC-SHA256 "
-    "Credential=testing/20240101/us-east-1/transfer/aws4_request, "
-    "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00",
-}
+
+
+def signed_headers() -> dict[str, str]:
+    """A well-formed SigV4 header set for a raw request, dated now.
+
+    The emulator checks the header's presence, its scope and its time (5 minutes either way),
+    not the signature itself.
+    """
+    now = datetime.now(UTC)
+    return {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "TransferService.SendWorkflowStepState",
+        "X-Amz-Date": now.strftime("%Y%m%dT%H%M%SZ"),
+        "Authorization": "AWS4-HMAC-SHA256 "
+        f"Credential=testing/{now:%Y%m%d}/us-east-1/transfer/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00",
+    }
 
 
 class Step(NamedTuple):
@@ -429,7 +438,7 @@ async def test_request_the_service_would_not_route_is_rejected_in_json(
     emulator: RunningEmulator, step: Step, change: dict[str, str | None], code: str
 ) -> None:
     """A wrong target, content type or SigV4 header is a 400 JSON 1.1 error with the AWS code."""
-    headers = {k: v for k, v in {**SIGNED_HEADERS, **change}.items() if v is not None}
+    headers = {k: v for k, v in {**signed_headers(), **change}.items() if v is not None}
     body = json.dumps(arguments(step)).encode()
 
     async with (
@@ -454,7 +463,7 @@ async def test_body_that_is_not_an_object_of_strings_is_a_serialization_error(
     """A body that is not a JSON object of string members is SerializationException (400)."""
     async with (
         aiohttp.ClientSession() as session,
-        session.post(emulator.url + "/", data=body, headers=SIGNED_HEADERS) as answer,
+        session.post(emulator.url + "/", data=body, headers=signed_headers()) as answer,
     ):
         document = json.loads(await answer.read())
         assert answer.status == 400
@@ -516,7 +525,7 @@ async def test_admin_api_picks_the_wire_form_and_the_error_a_workflow_gets(
         )
         async with (
             aiohttp.ClientSession() as session,
-            session.post(emulator.url + "/", data=body, headers=SIGNED_HEADERS) as answer,
+            session.post(emulator.url + "/", data=body, headers=signed_headers()) as answer,
         ):
             document = json.loads(await answer.read())
             error_type = answer.headers["X-Amzn-Errortype"]

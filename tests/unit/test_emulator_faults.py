@@ -89,6 +89,10 @@ def test_default_burst_is_one_seconds_worth(rps: float, burst: int) -> None:
         {"error_workflows": [("w-a", "ThrottlingException")]},
         {"error_form": "__type"},
         {"gateway_body": "html"},
+        {"clock_skew_s": float("nan")},
+        {"clock_skew_s": float("-inf")},
+        {"clock_skew_s": "900"},
+        {"clock_skew_s": True},
     ],
 )
 def test_impossible_settings_are_a_config_error(settings: dict[str, object]) -> None:
@@ -109,6 +113,7 @@ def test_json_update_changes_only_the_given_settings() -> None:
             "error_workflows": {"w-b": "ExpiredTokenException"},
             "error_form": "header_uri",
             "gateway_body": "empty",
+            "clock_skew_s": -900,
         }
     )
 
@@ -121,6 +126,7 @@ def test_json_update_changes_only_the_given_settings() -> None:
         error_workflows={"w-b": "ExpiredTokenException"},
         error_form=ErrorForm.HEADER_URI,
         gateway_body=GatewayBody.EMPTY,
+        clock_skew_s=-900,
     )
     assert Faults().updated(updated.to_json()) == updated
 
@@ -161,3 +167,4 @@ def test_defaults_inject_nothing() -> None:
     assert faults.error_workflows == {}
     assert faults.error_kinds == DEFAULT_FAILURE_KINDS
     assert (faults.error_form, faults.gateway_body) == (ErrorForm.TYPE, GatewayBody.HTML)
+    assert faults.clock_skew_s == 0

@@ -1,6 +1,7 @@
 """The emulator's wire rules without a server: field rules, SigV4 presence and scope, errors."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -18,8 +19,10 @@ from relay.emulator.protocol import (
     StepCall,
     check_authorization,
     check_protocol,
+    check_signing_time,
     decode_call,
     gateway_page,
+    http_date,
     validate_call,
 )
 
@@ -255,6 +258,58 @@ def test_the_502_page_is_the_one_the_emulator_always_sent() -> None:
         b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
         b"<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
     )
+
+
+SERVICE_NOW = datetime(2026, 11, 29, 12, 20, 0, 400_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "signed_at",
+    ["20261129T121500Z", "20261129T122500Z", "20261129T122000Z", "Sun, 29 Nov 2026 12:24:59 GMT"],
+)
+def test_a_request_signed_within_five_minutes_is_in_time(signed_at: str) -> None:
+    """X-Amz-Date (or Date) up to 5 minutes either side of the service's clock passes."""
+    assert check_signing_time(signed_at, SERVICE_NOW) is None
+
+
+def test_a_request_signed_too_early_has_expired_in_aws_words() -> None:
+    """A signing time over 5 minutes behind is InvalidSignatureException "Signature expired"."""
+    error = check_signing_time("20261129T120000Z", SERVICE_NOW)
+
+    assert error is not None
+    assert (error.code, error.http_status) == ("InvalidSignatureException", 400)
+    assert error.message == (
+        "Signature expired: 20261129T120000Z is now earlier than 20261129T121500Z "
+        "(20261129T122000Z - 5 min.)"
+    )
+
+
+def test_a_request_signed_too_late_is_not_yet_current_in_aws_words() -> None:
+    """A signing time more than 5 minutes ahead is "Signature not yet current"."""
+    error = check_signing_time("20261129T124000Z", SERVICE_NOW)
+
+    assert error is not None
+    assert error.code == "InvalidSignatureException"
+    assert error.message == (
+        "Signature not yet current: 20261129T124000Z is still later than 20261129T122500Z "
+        "(20261129T122000Z + 5 min.)"
+    )
+
+
+def test_a_signing_time_that_is_no_date_is_an_incomplete_signature() -> None:
+    """An X-Amz-Date that is not ISO 8601 basic format is IncompleteSignatureException."""
+    error = check_signing_time("yesterday", SERVICE_NOW)
+
+    assert error is not None
+    assert error.code == "IncompleteSignatureException"
+    assert "'yesterday'" in error.message
+
+
+def test_the_date_header_is_rfc_7231_in_gmt() -> None:
+    """Answers carry the service's time as an IMF-fixdate, whatever the input's zone."""
+    assert http_date(SERVICE_NOW) == "Sun, 29 Nov 2026 12:20:00 GMT"
+    eastern = SERVICE_NOW.astimezone(timezone(timedelta(hours=-5)))
+    assert http_date(eastern) == "Sun, 29 Nov 2026 12:20:00 GMT"
 
 
 def _as_dict(fields: CallFields) -> dict[str, str | None]:
