@@ -5,6 +5,9 @@ drives every retry here, by the classification table in `relay.outcomes`.
 """
 
 import contextlib
+import datetime
+import functools
+import importlib.metadata
 import json
 import os
 import ssl
@@ -16,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.auth import SigV4Auth
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.compat import get_current_datetime
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from tenacity import (
     AsyncRetrying,
@@ -28,9 +32,19 @@ from tenacity import (
     wait_random_exponential,
 )
 
+import relay
 from relay.aws import new_session
+from relay.awsjson import (
+    ERROR_TYPE_HEADER,
+    WireError,
+    error_name,
+    header,
+    read_error,
+    retry_after_seconds,
+)
 from relay.errors import RelayError
 from relay.message import StepResult
+from relay.observability import get_logger
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, CallFailure, Rule
 
 if TYPE_CHECKING:
@@ -38,32 +52,182 @@ if TYPE_CHECKING:
 else:
     TransferClient = Any
 
+log = get_logger("relay.transfer")
 
-def transfer_config(*, max_pool_connections: int, call_timeout_s: float) -> AioConfig:
-    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts."""
+
+def relay_user_agent() -> str:
+    """`relay/<version>`, appended to botocore's User-Agent by both senders (for CloudTrail)."""
+    try:
+        version = importlib.metadata.version("relay")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        version = relay.__version__
+    return f"relay/{version}"
+
+
+def transfer_config(
+    *, max_pool_connections: int, call_timeout_s: float, user_agent_extra: str | None = None
+) -> AioConfig:
+    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts.
+
+    `user_agent_extra` goes on the User-Agent before `relay/<version>`; the app id comes from
+    `AWS_SDK_UA_APP_ID` (or `sdk_ua_app_id` in the config file), which botocore reads itself.
+    """
     return AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max_pool_connections,
         connect_timeout=min(call_timeout_s, 5.0),
         read_timeout=call_timeout_s,
+        user_agent_extra=" ".join(filter(None, (user_agent_extra, relay_user_agent()))),
     )
 
 
 @contextlib.asynccontextmanager
 async def open_transfer(
-    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+    session: AioSession | None = None,
+    *,
+    max_pool_connections: int = 64,
+    call_timeout_s: float = 10,
+    user_agent_extra: str | None = None,
+    clock: "ClockOffset | None" = None,
 ) -> AsyncIterator[TransferClient]:
-    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured)."""
+    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured).
+
+    Errors are read as DESIGN §1 says, and requests are signed at the service's time once
+    `clock` has learnt how far this host's clock is off (pass the one the gauge shows).
+    """
     session = session or new_session()
+    clock = clock or ClockOffset()
     config = transfer_config(
-        max_pool_connections=max_pool_connections, call_timeout_s=call_timeout_s
+        max_pool_connections=max_pool_connections,
+        call_timeout_s=call_timeout_s,
+        user_agent_extra=user_agent_extra,
     )
     async with session.create_client("transfer", config=config) as client:
+        events = client.meta.events
+        # botocore's JSON 1.1 parser reads only `__type` (and raises AttributeError on a JSON body
+        # that is not an object); `before-parse` is the hook botocore itself uses to fix a
+        # service's error shape (`_map_oauth2_errors` for SSO OIDC). Everything botocore builds
+        # from `Error.Code` afterwards (the modeled exception class, RetryAfterSeconds and the
+        # other shape members) then follows DESIGN §1's reading.
+        events.register(
+            f"before-parse.transfer.{_OPERATION}", functools.partial(_read_error_first, clock)
+        )
+        # botocore stamps a signature with this host's clock (SigV4Auth.add_auth reads
+        # `get_current_datetime()`) and offers no setting for an offset. The signer is a
+        # `request-created` handler; registered last, this one signs the request again at the
+        # service's time with the same signer class, region and credentials, and only once an
+        # offset has been learnt, so a host with a good clock pays nothing. The other hooks were
+        # worse: `before-sign` cannot change the time `add_auth` stamps afterwards,
+        # `choose-signer` can only name a signer class from botocore's process-wide
+        # AUTH_TYPE_MAPS (which cannot hold this client's offset), and the client's
+        # `_request_signer` is private.
+        credentials = await session.get_credentials()
+        events.register_last(
+            "request-created.transfer",
+            # aiobotocore awaits a coroutine handler; the stubs are botocore's, which does not.
+            functools.partial(  # type: ignore[arg-type]
+                _sign_at_service_time, clock, credentials, client.meta.region_name
+            ),
+        )
         yield client
 
 
-_TARGET = "TransferService.SendWorkflowStepState"
+def _read_error_first(
+    clock: "ClockOffset",
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
+) -> None:
+    """Put DESIGN §1's reading of an error answer where botocore's parser will use it."""
+    status = response_dict["status_code"]
+    if status < 300:
+        return
+    error = read_error(status, response_dict["headers"], response_dict.get("body") or b"")
+    clock.learn(error)
+    # Merged over what the parser makes of the answer, before the modeled members are read.
+    customized_response_dict["Error"] = {"Code": error.code, "Message": error.message}
+    if not error.object_body:
+        # Nothing in it to parse, and botocore's parser fails on JSON that is not an object.
+        response_dict["body"] = b""
+
+
+async def _sign_at_service_time(
+    clock: "ClockOffset", credentials: Any, region: str, request: AWSRequest, **_: Any
+) -> None:
+    """Sign a request again at this host's time plus the learnt offset (none learnt: no-op)."""
+    if not clock.seconds or credentials is None or "Authorization" not in request.headers:
+        return
+    signing = request.context.get("signing", {})
+    frozen = await credentials.get_frozen_credentials()
+    signer = ClockSigV4Auth(
+        frozen,
+        signing.get("signing_name", SIGNING_NAME),
+        signing.get("region", region),
+        clock=clock,
+    )
+    signer.add_auth(request)
+
+
+_OPERATION = "SendWorkflowStepState"
+_TARGET = f"TransferService.{_OPERATION}"
 _JSON_11 = "application/x-amz-json-1.1"
+SIGNING_NAME = "transfer"
+# A newly learnt offset this close to the last one is the Date header's whole-second rounding.
+_OFFSET_NOISE_S = 1.0
+
+
+class ClockOffset:
+    """How far the service's clock runs ahead of this host's, learnt from refused signatures.
+
+    DESIGN §1 "Clock offset": when the service refuses a signature as outside its time window,
+    its `Date` header says what time it is there; both senders sign later requests at this
+    host's time plus `seconds` (what the AWS SDKs for Java, Go and JavaScript do). `seconds`
+    is the value of the `relay_clock_offset_seconds` gauge. Logged at WARNING when first learnt
+    and whenever it moves by more than a second.
+    """
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self._learnt = False
+
+    def now(self) -> datetime.datetime:
+        """The service's time as botocore's signer wants it (naive UTC)."""
+        return get_current_datetime() + datetime.timedelta(seconds=self.seconds)
+
+    def learn(self, error: WireError, local_time: datetime.datetime | None = None) -> bool:
+        """Take the service's time from a clock-skew refusal; True if it was one with a Date."""
+        if not error.clock_skewed or error.server_time is None:
+            return False
+        local = local_time or datetime.datetime.now(datetime.UTC)
+        offset = (error.server_time - local).total_seconds()
+        previous, self.seconds = self.seconds, offset
+        if not self._learnt or abs(offset - previous) > _OFFSET_NOISE_S:
+            log.warning(
+                "clock offset learnt",
+                offset_s=round(offset, 3),
+                previous_s=round(previous, 3),
+                error_code=error.code,
+                service_time=error.server_time.isoformat(),
+            )
+        self._learnt = True
+        return True
+
+
+class ClockSigV4Auth(SigV4Auth):
+    """botocore's SigV4 signer, stamping requests with the service's time instead of this host's."""
+
+    def __init__(
+        self, credentials: Any, service_name: str, region_name: str, *, clock: ClockOffset
+    ) -> None:
+        super().__init__(credentials, service_name, region_name)
+        self._clock = clock
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        # `add_auth` stamps `context["timestamp"]` with botocore's clock just before calling this
+        # hook (which botocore's own S3 signers override too); X-Amz-Date, the credential scope,
+        # the string to sign and the signing key are all built from that value afterwards.
+        request.context["timestamp"] = self._clock.now().strftime(SIGV4_TIMESTAMP)
+        super()._modify_request_before_signing(request)  # type: ignore[misc]  # not in the stubs
 
 
 class LeanTransferClient:
@@ -84,12 +248,18 @@ class LeanTransferClient:
         credentials: Any,
         http: aiohttp.ClientSession,
         proxy: str | None = None,
+        user_agent: str | None = None,
+        clock: ClockOffset | None = None,
     ) -> None:
+        self.clock = clock or ClockOffset()
         self._url = endpoint_url.rstrip("/") + "/"
         self._region = region
         self._credentials = credentials
         self._http = http
         self._proxy = proxy
+        self._headers = {"Content-Type": _JSON_11, "X-Amz-Target": _TARGET}
+        if user_agent:
+            self._headers["User-Agent"] = user_agent
 
     async def send_workflow_step_state(self, **params: str) -> dict[str, Any]:
         """Same arguments, result and errors as the aiobotocore client's method."""
@@ -99,56 +269,59 @@ class LeanTransferClient:
             method="POST",
             url=self._url,
             data=body,
-            headers={"Content-Type": _JSON_11, "X-Amz-Target": _TARGET},
+            headers=dict(self._headers),
         )
-        SigV4Auth(frozen, "transfer", self._region).add_auth(request)
+        ClockSigV4Auth(frozen, SIGNING_NAME, self._region, clock=self.clock).add_auth(request)
         async with self._http.post(
             self._url, data=body, headers=dict(request.headers), proxy=self._proxy
         ) as response:
             payload = await response.read()
-            metadata = {
-                "HTTPStatusCode": response.status,
-                "RequestId": response.headers.get("x-amzn-RequestId", ""),
-            }
             if response.status == 200:
+                metadata = {
+                    "HTTPStatusCode": 200,
+                    "RequestId": response.headers.get("x-amzn-RequestId", ""),
+                }
                 return {"ResponseMetadata": metadata}
-            raise _client_error(response.status, response.reason or "", payload, metadata)
+            error = read_error(response.status, response.headers, payload)
+            self.clock.learn(error)
+            raise _client_error(error, response)
 
 
-def _client_error(
-    status: int, reason: str, payload: bytes, metadata: dict[str, Any]
-) -> ClientError:
-    """The ClientError botocore's JSON 1.1 parser would raise for this answer."""
-    try:
-        document = json.loads(payload) if payload else {}
-    except ValueError:
-        document = {}
-    if not isinstance(document, dict) or "__type" not in document:
-        # Not a service error body (a load balancer's 502): botocore names it by status.
-        bare: Any = {
-            "Error": {"Code": str(status), "Message": reason},
-            "ResponseMetadata": metadata,
-        }
-        return ClientError(bare, "SendWorkflowStepState")
-    code = str(document["__type"]).rsplit("#", 1)[-1]
-    message = str(document.get("message", document.get("Message", "")))
-    modeled = {k: v for k, v in document.items() if k not in ("__type", "message")}
-    response: Any = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": metadata,
-        **modeled,
+def _client_error(error: WireError, response: aiohttp.ClientResponse) -> ClientError:
+    """The ClientError botocore raises, built from DESIGN §1's reading of the answer."""
+    metadata = {
+        "HTTPStatusCode": error.http_status,
+        "RequestId": error.request_id or "",
+        "HTTPHeaders": {name.lower(): value for name, value in response.headers.items()},
     }
-    return ClientError(response, "SendWorkflowStepState")
+    # botocore merges the error shape's members into the top level; they must never replace
+    # `Error` or `ResponseMetadata` (a body member named `Error` once turned an
+    # InvalidRequestException into a throttle).
+    parsed: Any = {
+        **error.members,
+        "Error": {"Code": error.code, "Message": error.message},
+        "ResponseMetadata": metadata,
+    }
+    return ClientError(parsed, _OPERATION)
 
 
 @contextlib.asynccontextmanager
 async def open_lean_transfer(
-    session: AioSession | None = None, *, max_pool_connections: int = 64, call_timeout_s: float = 10
+    session: AioSession | None = None,
+    *,
+    max_pool_connections: int = 64,
+    call_timeout_s: float = 10,
+    user_agent_extra: str | None = None,
+    clock: ClockOffset | None = None,
 ) -> AsyncIterator[LeanTransferClient]:
-    """A `LeanTransferClient` with the endpoint, region and credentials botocore resolves."""
+    """A `LeanTransferClient` with the endpoint, region, credentials and User-Agent botocore
+    resolves."""
     session = session or new_session()
     async with open_transfer(
-        session, max_pool_connections=1, call_timeout_s=call_timeout_s
+        session,
+        max_pool_connections=1,
+        call_timeout_s=call_timeout_s,
+        user_agent_extra=user_agent_extra,
     ) as resolver:
         credentials = await session.get_credentials()
         if credentials is None:
@@ -167,7 +340,21 @@ async def open_lean_transfer(
                 credentials=credentials,
                 http=http,
                 proxy=proxy_for(endpoint_url),
+                user_agent=botocore_user_agent(session, resolver),
+                clock=clock,
             )
+
+
+def botocore_user_agent(session: AioSession, client: TransferClient) -> str:
+    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
+
+    The same builder and inputs botocore's client uses (the session's name, version and extra,
+    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
+    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
+    """
+    # The session's creator got the session's name, version and extra when `client` was made.
+    creator = session.get_component("user_agent_creator")
+    return str(creator.with_client_config(client.meta.config).to_string())
 
 
 def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -336,15 +523,21 @@ class TransferSender:
 def _from_client_error(exc: ClientError) -> CallbackError:
     response: Any = exc.response
     details = response.get("Error", {})
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    retry_after: float | None = None
-    raw = response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
-    if raw is not None:
-        with contextlib.suppress(TypeError, ValueError):
-            retry_after = max(0.0, float(raw))
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    # The header comes first (DESIGN §1). botocore's JSON 1.1 parser never reads it, so on a
+    # client not opened by `open_transfer` (without `_read_error_first`) it corrects a code that
+    # botocore left as the bare status.
+    code = (
+        error_name(header(metadata.get("HTTPHeaders", {}), ERROR_TYPE_HEADER))
+        or error_name(details.get("Code"))
+        or (str(status) if status is not None else "Unknown")
+    )
     return CallbackError(
-        str(details.get("Code", "Unknown")),
+        code,
         str(details.get("Message", "")),
         http_status=int(status) if status is not None else None,
-        retry_after_s=retry_after,
+        retry_after_s=retry_after_seconds(
+            response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
+        ),
     )

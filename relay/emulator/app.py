@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
@@ -30,7 +31,9 @@ from relay.emulator.protocol import (
     GatewayError,
     ServiceError,
     check_protocol,
+    check_signing_time,
     decode_call,
+    http_date,
     validate_call,
 )
 from relay.emulator.state import EmulatorState
@@ -58,6 +61,8 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     received_at = time.time()
     fields, answer, delay_ms = await _answer_call(request, state)
+    # Every answer carries the service's time (botocore and the other SDKs read it for skew).
+    headers = {"Date": http_date(_service_now(state))}
     if isinstance(answer, GatewayError):
         state.record_call(
             received_at=received_at,
@@ -66,13 +71,19 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
             error_code=answer.code,
             delay_ms=delay_ms,
             request_id=None,
+            user_agent=request.headers.get("User-Agent"),
         )
-        return web.Response(status=answer.http_status, body=answer.body, content_type="text/html")
+        return web.Response(
+            status=answer.http_status, body=answer.body, content_type="text/html", headers=headers
+        )
     request_id = str(uuid.uuid4())
+    headers["x-amzn-RequestId"] = request_id
     if answer is None:
         status, body, code = 200, SUCCESS_BODY, None
     else:
-        status, body, code = answer.http_status, answer.encode(), answer.code
+        extra, body = answer.render(state.faults.error_form)
+        status, code = answer.http_status, answer.code
+        headers.update(extra)
     state.record_call(
         received_at=received_at,
         fields=fields,
@@ -80,13 +91,9 @@ async def _send_workflow_step_state(request: web.Request) -> web.Response:
         error_code=code,
         delay_ms=delay_ms,
         request_id=request_id,
+        user_agent=request.headers.get("User-Agent"),
     )
-    return web.Response(
-        status=status,
-        body=body,
-        content_type=JSON_CONTENT_TYPE,
-        headers={"x-amzn-RequestId": request_id},
-    )
+    return web.Response(status=status, body=body, content_type=JSON_CONTENT_TYPE, headers=headers)
 
 
 async def _answer_call(
@@ -94,12 +101,13 @@ async def _answer_call(
 ) -> tuple[CallFields, Answer, float]:
     """Protocol checks, field rules, injected latency, then the state's decision."""
     headers = request.headers
+    amz_date = headers.get("X-Amz-Date") or headers.get("Date")
     rejected = check_protocol(
         content_type=request.content_type,
         target=headers.get("X-Amz-Target"),
         authorization=headers.get("Authorization"),
-        amz_date=headers.get("X-Amz-Date") or headers.get("Date"),
-    )
+        amz_date=amz_date,
+    ) or check_signing_time(amz_date or "", _service_now(state))
     if rejected is not None:
         return NO_FIELDS, rejected, 0.0
     decoded = decode_call(await request.read())
@@ -112,6 +120,11 @@ async def _answer_call(
     if delay_ms > 0.0:
         await asyncio.sleep(delay_ms / 1000.0)
     return decoded, state.decide(call), delay_ms
+
+
+def _service_now(state: EmulatorState) -> datetime:
+    """The emulated service's clock: real time plus the `clock_skew_s` fault."""
+    return datetime.fromtimestamp(time.time() + state.faults.clock_skew_s, UTC)
 
 
 def _bad_request(message: str) -> web.Response:

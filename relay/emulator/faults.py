@@ -1,12 +1,14 @@
-"""Fault settings of the emulator (latency, throttling, 5xx, denial) and its token bucket."""
+"""Fault settings of the emulator (latency, throttling, 5xx, denial, wire forms) and its bucket."""
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
+from relay.emulator.protocol import ErrorForm, GatewayBody
 from relay.errors import ConfigError
 
 
@@ -16,9 +18,23 @@ class FailureKind(StrEnum):
     SERVICE_UNAVAILABLE = "ServiceUnavailableException"
     INTERNAL_SERVICE_ERROR = "InternalServiceError"
     BAD_GATEWAY = "BadGateway"
+    """HTTP 502 from a load balancer in front of the service (no error type)."""
+    GATEWAY_UNAVAILABLE = "GatewayUnavailable"
+    """HTTP 503 from a load balancer (no error type)."""
+    GATEWAY_TIMEOUT = "GatewayTimeout"
+    """HTTP 504 from a load balancer (no error type)."""
 
 
 ALL_FAILURE_KINDS = tuple(FailureKind)
+DEFAULT_FAILURE_KINDS = (
+    FailureKind.SERVICE_UNAVAILABLE,
+    FailureKind.INTERNAL_SERVICE_ERROR,
+    FailureKind.BAD_GATEWAY,
+)
+"""What `error_rate` draws from unless told otherwise (the demo's and benchmarks' mix)."""
+
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]*")
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,7 +44,12 @@ class Faults:
     `throttle_rps` 0 turns throttling off; `throttle_burst` None means "one second's worth,
     at least 1". `retry_after_s` None derives `RetryAfterSeconds` from the bucket (see
     `retry_after_text`). `error_rate` is the probability of a 5xx, its kind drawn uniformly
-    from `error_kinds`.
+    from `error_kinds`. `deny_workflows` answer AccessDeniedException; `error_workflows` answer
+    the given error code (`{workflow_id: "ExpiredTokenException"}`). `error_form` is how every
+    service error names its type and message on the wire; `gateway_body` what a gateway's
+    502/503/504 carries. `clock_skew_s` sets the emulator's clock to real time plus this many
+    seconds (as if the caller's clock were that far behind): requests signed more than 5
+    minutes from it are refused, and every answer's `Date` header shows it.
     """
 
     latency_ms: float = 0.0
@@ -37,8 +58,12 @@ class Faults:
     throttle_burst: int | None = None
     retry_after_s: float | None = None
     error_rate: float = 0.0
-    error_kinds: tuple[FailureKind, ...] = ALL_FAILURE_KINDS
+    error_kinds: tuple[FailureKind, ...] = DEFAULT_FAILURE_KINDS
     deny_workflows: frozenset[str] = frozenset()
+    error_workflows: Mapping[str, str] = field(default_factory=dict)
+    error_form: ErrorForm = ErrorForm.TYPE
+    gateway_body: GatewayBody = GatewayBody.HTML
+    clock_skew_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "jitter_ms", "throttle_rps"):
@@ -48,6 +73,7 @@ class Faults:
             or (_is_int(self.throttle_burst) and self.throttle_burst >= 1),
             "throttle_burst must be an integer >= 1",
         )
+        _require(_is_number(self.clock_skew_s), "clock_skew_s must be a finite number")
         _require(
             self.retry_after_s is None or _is_non_negative(self.retry_after_s),
             "retry_after_s must be a number >= 0",
@@ -69,6 +95,24 @@ class Faults:
             and all(isinstance(workflow, str) for workflow in self.deny_workflows),
             "deny_workflows must be a frozenset of workflow ids",
         )
+        _require(
+            isinstance(self.error_workflows, Mapping)
+            and all(
+                isinstance(workflow, str)
+                and isinstance(code, str)
+                and _ERROR_CODE.fullmatch(code) is not None
+                for workflow, code in self.error_workflows.items()
+            ),
+            "error_workflows must map workflow ids to error codes",
+        )
+        _require(
+            isinstance(self.error_form, ErrorForm),
+            f"error_form must be one of {[form.value for form in ErrorForm]}",
+        )
+        _require(
+            isinstance(self.gateway_body, GatewayBody),
+            f"gateway_body must be one of {[body.value for body in GatewayBody]}",
+        )
 
     @property
     def burst(self) -> int:
@@ -88,6 +132,10 @@ class Faults:
             "error_rate": self.error_rate,
             "error_kinds": [kind.value for kind in self.error_kinds],
             "deny_workflows": sorted(self.deny_workflows),
+            "error_workflows": dict(sorted(self.error_workflows.items())),
+            "error_form": self.error_form.value,
+            "gateway_body": self.gateway_body.value,
+            "clock_skew_s": self.clock_skew_s,
         }
 
     def updated(self, changes: Mapping[str, object]) -> "Faults":
@@ -104,7 +152,23 @@ class Faults:
                 "deny_workflows must be a list of workflow ids",
             )
             values["deny_workflows"] = frozenset(workflows)
+        if "error_workflows" in values:
+            _require(
+                isinstance(values["error_workflows"], Mapping),
+                "error_workflows must be an object of workflow id to error code",
+            )
+            values["error_workflows"] = dict(values["error_workflows"])
+        for name, kind in (("error_form", ErrorForm), ("gateway_body", GatewayBody)):
+            if name in values:
+                values[name] = _choice(name, kind, values[name])
         return replace(self, **values)
+
+
+def _choice(name: str, kind: type[_Choice], value: object) -> _Choice:
+    choices = [member.value for member in kind]
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}")
+    return kind(value)
 
 
 def _failure_kinds(value: object) -> tuple[FailureKind, ...]:

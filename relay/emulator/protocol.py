@@ -15,12 +15,21 @@ then botocore/endpoint.py `_add_modeled_error_fields`):
   `e.response["ResourceType"]`, `e.response["Message"]` — not under `e.response["Error"]`.
 - A 5xx whose body is empty or starts with `<html>` is a "generic" error: Code is the HTTP
   status as a string (`"502"`), Message its reason phrase.
+
+The JSON 1.1 protocol allows more than Transfer Family's own form, and the Smithy protocol tests
+require clients to read all of it (the error type in the `X-Amzn-Errortype` header, or the body's
+`code` or `__type`, bare, namespaced or with a Coral URI; the message as `message` or `Message`).
+`ErrorForm` picks one per fault setting, so relay's senders are tested against every form rather
+than against the one their author also wrote (see /work/notes/smithy_awsjson11_errors.md).
 """
 
+import email.utils
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Final
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
@@ -30,14 +39,63 @@ SIGNING_NAME: Final = "transfer"
 # Framework-level rejections (before the operation runs) carry the Coral namespace on real AWS
 # JSON services; modeled errors of the operation carry their bare shape name.
 _CORAL: Final = "com.amazon.coral.service#"
+TRANSFER_NAMESPACE: Final = "com.amazonaws.transfer#"
+"""The namespace of Transfer Family's modeled shapes, as a namespaced error type shows it."""
+CORAL_URI: Final = ":http://internal.amazon.com/coral/com.amazon.coral.validate/"
+"""The suffix some Coral services append to an error type (Smithy's `...WithUri` cases)."""
+ERROR_TYPE_HEADER: Final = "X-Amzn-Errortype"
+
+
+class ErrorForm(StrEnum):
+    """Where and how an error answer names its type; the value is the fault setting's JSON."""
+
+    TYPE = "__type"
+    """`{"__type": "ThrottlingException", "Message": ...}`: what Transfer Family sends."""
+    TYPE_NAMESPACED = "__type_namespaced"
+    """`__type` as `com.amazonaws.transfer#ThrottlingException`."""
+    TYPE_URI = "__type_uri"
+    """`__type` namespaced, with the `:http://internal.amazon.com/coral/...` suffix."""
+    CODE = "code"
+    """The body's `code` member instead of `__type` (as S3 Glacier does)."""
+    CODE_URI = "code_uri"
+    """`code` namespaced, with the Coral URI suffix."""
+    HEADER = "header"
+    """Only the `X-Amzn-Errortype` header names the type; the body carries none."""
+    HEADER_URI = "header_uri"
+    """The header, namespaced, with the Coral URI suffix (as Amazon Polly does)."""
+    LOWER_MESSAGE = "lower_message"
+    """`__type` with the message as lower-case `message`."""
+    TYPE_WITH_DECOYS = "__type_decoys"
+    """`__type`, plus unrelated `Code` and `Error` members naming a throttle, which never win."""
+
+
+class GatewayBody(StrEnum):
+    """What a gateway in front of the service answers with; the value is the setting's JSON."""
+
+    HTML = "html"
+    EMPTY = "empty"
+
 
 SUCCESS_BODY: Final = b"{}"
 """botocore parses `{}` into an empty result; an empty body parses too, `{}` is what AWS sends."""
 
-BAD_GATEWAY_BODY: Final = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
-    b"<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
-)
+_GATEWAY_TITLES: Final = {
+    502: "502 Bad Gateway",
+    503: "503 Service Temporarily Unavailable",
+    504: "504 Gateway Time-out",
+}
+
+
+def gateway_page(http_status: int) -> bytes:
+    """The HTML page a load balancer answers with for this status (nginx's, as ELB sends)."""
+    title = _GATEWAY_TITLES.get(http_status, str(http_status)).encode()
+    return (
+        b"<html>\r\n<head><title>" + title + b"</title></head>\r\n"
+        b"<body>\r\n<center><h1>" + title + b"</h1></center>\r\n</body>\r\n</html>\r\n"
+    )
+
+
+BAD_GATEWAY_BODY: Final = gateway_page(502)
 """What a load balancer in front of the service answers: HTML, no request id, no error code."""
 
 _VALUE_SHOWN_CHARS: Final = 64
@@ -55,10 +113,39 @@ class ServiceError:
     namespace: str = ""
 
     def encode(self) -> bytes:
-        """Render the JSON 1.1 error body."""
-        body: dict[str, str] = {"__type": self.namespace + self.code, "Message": self.message}
+        """Render the JSON 1.1 error body in Transfer Family's own form."""
+        return self.render(ErrorForm.TYPE)[1]
+
+    def render(self, form: ErrorForm) -> tuple[dict[str, str], bytes]:
+        """The extra headers and the body of this error written in the given form."""
+        # The service's own decoration (bare, or Coral's namespace for framework errors) in the
+        # plain forms; the shape's full name, and the Coral URI, in the decorated ones.
+        plain = self.namespace + self.code
+        qualified = (self.namespace or TRANSFER_NAMESPACE) + self.code
+        body: dict[str, object] = {}
+        headers: dict[str, str] = {}
+        match form:
+            case ErrorForm.TYPE | ErrorForm.LOWER_MESSAGE:
+                body["__type"] = plain
+            case ErrorForm.TYPE_WITH_DECOYS:
+                body["__type"] = plain
+                body["Code"] = "ThrottlingException"
+                body["Error"] = {"Code": "ThrottlingException", "Message": "decoy"}
+            case ErrorForm.TYPE_NAMESPACED:
+                body["__type"] = qualified
+            case ErrorForm.TYPE_URI:
+                body["__type"] = qualified + CORAL_URI
+            case ErrorForm.CODE:
+                body["code"] = plain
+            case ErrorForm.CODE_URI:
+                body["code"] = qualified + CORAL_URI
+            case ErrorForm.HEADER:
+                headers[ERROR_TYPE_HEADER] = plain
+            case ErrorForm.HEADER_URI:
+                headers[ERROR_TYPE_HEADER] = qualified + CORAL_URI
+        body["message" if form is ErrorForm.LOWER_MESSAGE else "Message"] = self.message
         body.update(self.members)
-        return json.dumps(body, separators=(",", ":")).encode()
+        return headers, json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -184,6 +271,65 @@ def check_authorization(authorization: str | None, amz_date: str | None) -> Serv
             namespace=_CORAL,
         )
     return None
+
+
+SIGNING_WINDOW: Final = timedelta(minutes=5)
+"""How far a request's signing time may be from the service's clock, either way (SigV4)."""
+_AMZ_DATE: Final = "%Y%m%dT%H%M%SZ"
+
+
+def check_signing_time(amz_date: str, now: datetime) -> ServiceError | None:
+    """Refuse a request signed outside the service's 5-minute window, in AWS's own words.
+
+    `amz_date` is the X-Amz-Date (or Date) header, `now` the service's clock (aware, UTC).
+    The messages are those AWS JSON services answer, e.g. "Signature expired: 20261129T120000Z
+    is now earlier than 20261129T121500Z (20261129T122000Z - 5 min.)".
+    """
+    signed_at = _signing_time(amz_date)
+    if signed_at is None:
+        return ServiceError(
+            code="IncompleteSignatureException",
+            message=f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. "
+            "See http://en.wikipedia.org/wiki/ISO_8601",
+            namespace=_CORAL,
+        )
+    now = now.replace(microsecond=0)
+    if signed_at < now - SIGNING_WINDOW:
+        return ServiceError(
+            code="InvalidSignatureException",
+            message=f"Signature expired: {_basic(signed_at)} is now earlier than "
+            f"{_basic(now - SIGNING_WINDOW)} ({_basic(now)} - 5 min.)",
+            namespace=_CORAL,
+        )
+    if signed_at > now + SIGNING_WINDOW:
+        return ServiceError(
+            code="InvalidSignatureException",
+            message=f"Signature not yet current: {_basic(signed_at)} is still later than "
+            f"{_basic(now + SIGNING_WINDOW)} ({_basic(now)} + 5 min.)",
+            namespace=_CORAL,
+        )
+    return None
+
+
+def http_date(now: datetime) -> str:
+    """The `Date` header for this time (RFC 7231 IMF-fixdate), as every AWS answer carries."""
+    return email.utils.format_datetime(now.astimezone(UTC), usegmt=True)
+
+
+def _signing_time(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, _AMZ_DATE).replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    try:  # a Date header in place of X-Amz-Date, as SigV4 allows
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _basic(moment: datetime) -> str:
+    return moment.strftime(_AMZ_DATE)
 
 
 def decode_call(body: bytes) -> CallFields | ServiceError:

@@ -11,9 +11,11 @@ from relay.emulator.faults import FailureKind, Faults, TokenBucket, retry_after_
 from relay.emulator.protocol import (
     Answer,
     CallFields,
+    GatewayBody,
     GatewayError,
     ServiceError,
     StepCall,
+    gateway_page,
     validate_call,
 )
 
@@ -24,18 +26,37 @@ EXECUTION_RESOURCE_TYPE: Final = "Execution"
 """`ResourceType` of the ResourceNotFoundException for an unknown execution (cf. "Server")."""
 
 # The fixed answers are built once; the request path only picks one.
-_FAILURES: Final[dict[FailureKind, ServiceError | GatewayError]] = {
-    FailureKind.SERVICE_UNAVAILABLE: ServiceError(
-        code="ServiceUnavailableException",
-        message="The service is temporarily unavailable. Please retry.",
-        http_status=500,
-    ),
-    FailureKind.INTERNAL_SERVICE_ERROR: ServiceError(
-        code="InternalServiceError",
-        message="An internal error occurred. Please retry.",
-        http_status=500,
-    ),
-    FailureKind.BAD_GATEWAY: GatewayError(),
+_SERVICE_UNAVAILABLE: Final = ServiceError(
+    code="ServiceUnavailableException",
+    message="The service is temporarily unavailable. Please retry.",
+    http_status=500,
+)
+_INTERNAL_SERVICE_ERROR: Final = ServiceError(
+    code="InternalServiceError",
+    message="An internal error occurred. Please retry.",
+    http_status=500,
+)
+_GATEWAY_STATUS: Final = {
+    FailureKind.BAD_GATEWAY: 502,
+    FailureKind.GATEWAY_UNAVAILABLE: 503,
+    FailureKind.GATEWAY_TIMEOUT: 504,
+}
+_FAILURES: Final[dict[tuple[FailureKind, GatewayBody], ServiceError | GatewayError]] = {
+    **{
+        (kind, body): answer
+        for kind, answer in (
+            (FailureKind.SERVICE_UNAVAILABLE, _SERVICE_UNAVAILABLE),
+            (FailureKind.INTERNAL_SERVICE_ERROR, _INTERNAL_SERVICE_ERROR),
+        )
+        for body in GatewayBody
+    },
+    **{
+        (kind, body): GatewayError(
+            http_status=status, body=gateway_page(status) if body is GatewayBody.HTML else b""
+        )
+        for kind, status in _GATEWAY_STATUS.items()
+        for body in GatewayBody
+    },
 }
 _ALREADY_COMPLETED: Final = ServiceError(
     code="InvalidRequestException",
@@ -45,6 +66,34 @@ _WRONG_TOKEN: Final = ServiceError(
     code="InvalidRequestException",
     message="Invalid request: the token does not belong to a step waiting in this execution",
 )
+# Errors about the caller's own request, in the words and statuses of AWS JSON services; like
+# the other framework rejections they carry the Coral namespace.
+_CORAL: Final = "com.amazon.coral.service#"
+_IDENTITY_ERRORS: Final = {
+    code: ServiceError(code=code, message=message, http_status=status, namespace=_CORAL)
+    for code, status, message in (
+        ("ExpiredTokenException", 400, "The security token included in the request is expired"),
+        (
+            "UnrecognizedClientException",
+            400,
+            "The security token included in the request is invalid.",
+        ),
+        (
+            "InvalidSignatureException",
+            400,
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method. "
+            "Consult the service documentation for details.",
+        ),
+        (
+            "IncompleteSignatureException",
+            400,
+            "Authorization header requires 'Signature' parameter.",
+        ),
+        ("MissingAuthenticationTokenException", 400, "Request is missing Authentication Token"),
+        ("RequestExpired", 400, "Request has expired."),
+    )
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,7 +102,8 @@ class CallRecord:
 
     Times are wall-clock (`time.time()`) so they compare with other processes' logs.
     `delay_ms` is the latency injected into this call; `error_code` is None for a success and,
-    for a bare 502, the code botocore reports for it ("502").
+    for a bare 502, the code botocore reports for it ("502"). `user_agent` is the caller's
+    User-Agent header (what CloudTrail would show as its userAgent).
     """
 
     index: int
@@ -67,6 +117,7 @@ class CallRecord:
     error_code: str | None
     delay_ms: float
     request_id: str | None
+    user_agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the admin API shows it."""
@@ -82,6 +133,7 @@ class CallRecord:
             "error_code": self.error_code,
             "delay_ms": self.delay_ms,
             "request_id": self.request_id,
+            "user_agent": self.user_agent,
         }
 
 
@@ -100,8 +152,8 @@ class EmulatorState:
 
     A call that passed the protocol and field checks is delayed (the delay is drawn from the
     faults in force when it arrived), then decided in one step without awaiting, so concurrent
-    calls never race: deny, throttle, 5xx, then the execution's state. Only a success
-    consumes a waiting token. `seed` makes the jitter and the 5xx draws repeatable.
+    calls never race: injected error, deny, throttle, 5xx, then the execution's state. Only a
+    success consumes a waiting token. `seed` makes the jitter and the 5xx draws repeatable.
     """
 
     def __init__(
@@ -184,39 +236,50 @@ class EmulatorState:
         return faults.latency_ms
 
     def decide(self, call: StepCall) -> Answer:
-        """Answer a well-formed call: deny, throttle, 5xx, then the state; None is success."""
+        """Answer a well-formed call: injected error, deny, throttle, 5xx, then the state.
+
+        None is success.
+        """
         faults = self._faults
+        injected = faults.error_workflows.get(call.workflow_id)
+        if injected is not None:
+            return self._injected(injected, call)
         if call.workflow_id in faults.deny_workflows:
-            return ServiceError(
-                code="AccessDeniedException",
-                message="User is not authorized to perform: transfer:SendWorkflowStepState "
-                f"on resource: workflow/{call.workflow_id}",
-            )
+            return _access_denied(call)
         if self._bucket is not None:
             wait_s = self._bucket.take()
             if wait_s > 0.0:
-                return ServiceError(
-                    code="ThrottlingException",
-                    message="Rate exceeded",
-                    members={"RetryAfterSeconds": retry_after_text(wait_s, faults.retry_after_s)},
-                )
+                return _throttled(retry_after_text(wait_s, faults.retry_after_s))
         if faults.error_rate > 0.0 and self._rng.random() < faults.error_rate:
-            return _FAILURES[self._rng.choice(faults.error_kinds)]
+            return _FAILURES[self._rng.choice(faults.error_kinds), faults.gateway_body]
         return self._complete(call)
+
+    def _injected(self, code: str, call: StepCall) -> ServiceError:
+        """The answer `error_workflows` asks for: the service's own, or a bare 400 if unknown."""
+        match code:
+            case "AccessDeniedException":
+                return _access_denied(call)
+            case "ThrottlingException":
+                return _throttled(retry_after_text(1.0, self._faults.retry_after_s))
+            case "ResourceNotFoundException":
+                return _not_found(call)
+            case "InvalidRequestException":
+                return _WRONG_TOKEN
+            case "ServiceUnavailableException":
+                return _SERVICE_UNAVAILABLE
+            case "InternalServiceError":
+                return _INTERNAL_SERVICE_ERROR
+        known = _IDENTITY_ERRORS.get(code)
+        if known is not None:
+            return known
+        return ServiceError(code=code, message=f"Injected {code}")
 
     def _complete(self, call: StepCall) -> Answer:
         key = (call.workflow_id, call.execution_id)
         execution = self._executions.get(key)
         if execution is None:
             if not self.accept_any:
-                return ServiceError(
-                    code="ResourceNotFoundException",
-                    message=f"Unknown execution {call.execution_id} of workflow {call.workflow_id}",
-                    members={
-                        "Resource": call.execution_id,
-                        "ResourceType": EXECUTION_RESOURCE_TYPE,
-                    },
-                )
+                return _not_found(call)
             execution = self._executions[key] = _Execution()
         if call.token in execution.answered:
             return _ALREADY_COMPLETED
@@ -238,6 +301,7 @@ class EmulatorState:
         error_code: str | None,
         delay_ms: float,
         request_id: str | None,
+        user_agent: str | None = None,
     ) -> CallRecord:
         """Append a call to the log, stamped with the time of its answer."""
         record = CallRecord(
@@ -252,6 +316,7 @@ class EmulatorState:
             error_code=error_code,
             delay_ms=delay_ms,
             request_id=request_id,
+            user_agent=user_agent,
         )
         self._calls.append(record)
         self._counts[SUCCESS if error_code is None else error_code] += 1
@@ -302,3 +367,27 @@ class EmulatorState:
         self._rng.seed(self._seed)
         self._bucket = None
         self._faults = Faults()
+
+
+def _access_denied(call: StepCall) -> ServiceError:
+    return ServiceError(
+        code="AccessDeniedException",
+        message="User is not authorized to perform: transfer:SendWorkflowStepState "
+        f"on resource: workflow/{call.workflow_id}",
+    )
+
+
+def _throttled(retry_after: str) -> ServiceError:
+    return ServiceError(
+        code="ThrottlingException",
+        message="Rate exceeded",
+        members={"RetryAfterSeconds": retry_after},
+    )
+
+
+def _not_found(call: StepCall) -> ServiceError:
+    return ServiceError(
+        code="ResourceNotFoundException",
+        message=f"Unknown execution {call.execution_id} of workflow {call.workflow_id}",
+        members={"Resource": call.execution_id, "ResourceType": EXECUTION_RESOURCE_TYPE},
+    )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
@@ -32,15 +33,23 @@ if TYPE_CHECKING:
 
 # One attempt per call: the emulator's log then counts exactly what the caller sent.
 NO_RETRIES = Config(retries={"total_max_attempts": 1})
-# A well-formed SigV4 header for raw requests; the emulator checks presence and scope only.
-SIGNED_HEADERS = {
-    "Content-Type": "application/x-amz-json-1.1",
-    "X-Amz-Target": "TransferService.SendWorkflowStepState",
-    "X-Amz-Date": "20240101T000000Z",
-    "Authorization": "AWS4-HMAC-SHA256 "
-    "Credential=testing/20240101/us-east-1/transfer/aws4_request, "
-    "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00",
-}
+
+
+def signed_headers() -> dict[str, str]:
+    """A well-formed SigV4 header set for a raw request, dated now.
+
+    The emulator checks the header's presence, its scope and its time (5 minutes either way),
+    not the signature itself.
+    """
+    now = datetime.now(UTC)
+    return {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "TransferService.SendWorkflowStepState",
+        "X-Amz-Date": now.strftime("%Y%m%dT%H%M%SZ"),
+        "Authorization": "AWS4-HMAC-SHA256 "
+        f"Credential=testing/{now:%Y%m%d}/us-east-1/transfer/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00",
+    }
 
 
 class Step(NamedTuple):
@@ -429,7 +438,7 @@ async def test_request_the_service_would_not_route_is_rejected_in_json(
     emulator: RunningEmulator, step: Step, change: dict[str, str | None], code: str
 ) -> None:
     """A wrong target, content type or SigV4 header is a 400 JSON 1.1 error with the AWS code."""
-    headers = {k: v for k, v in {**SIGNED_HEADERS, **change}.items() if v is not None}
+    headers = {k: v for k, v in {**signed_headers(), **change}.items() if v is not None}
     body = json.dumps(arguments(step)).encode()
 
     async with (
@@ -454,7 +463,7 @@ async def test_body_that_is_not_an_object_of_strings_is_a_serialization_error(
     """A body that is not a JSON object of string members is SerializationException (400)."""
     async with (
         aiohttp.ClientSession() as session,
-        session.post(emulator.url + "/", data=body, headers=SIGNED_HEADERS) as answer,
+        session.post(emulator.url + "/", data=body, headers=signed_headers()) as answer,
     ):
         document = json.loads(await answer.read())
         assert answer.status == 400
@@ -480,6 +489,7 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         calls, next_index = await admin.calls()
         assert [c["error_code"] for c in calls] == [None, "AccessDeniedException"]
         assert (calls[0]["token"], calls[0]["http_status"]) == (first.token, 200)
+        assert calls[0]["user_agent"].startswith("aiobotocore/")
         assert next_index == 2
         later, _ = await admin.calls(since=1)
         assert [c["index"] for c in later] == [1]
@@ -500,6 +510,65 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         assert (await admin.faults())["deny_workflows"] == []
 
 
+async def test_admin_api_picks_the_wire_form_and_the_error_a_workflow_gets(
+    emulator: RunningEmulator, step: Step
+) -> None:
+    """Through the admin API a workflow can get ExpiredTokenException named only in the header."""
+    body = json.dumps(arguments(step)).encode()
+    async with EmulatorAdmin(emulator.url) as admin:
+        faults = await admin.set_faults(
+            error_form="header_uri", error_workflows={step.workflow_id: "ExpiredTokenException"}
+        )
+        assert (faults["error_form"], faults["error_workflows"]) == (
+            "header_uri",
+            {step.workflow_id: "ExpiredTokenException"},
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(emulator.url + "/", data=body, headers=signed_headers()) as answer,
+        ):
+            document = json.loads(await answer.read())
+            error_type = answer.headers["X-Amzn-Errortype"]
+            assert answer.status == 400
+
+    assert error_type == (
+        "com.amazon.coral.service#ExpiredTokenException"
+        ":http://internal.amazon.com/coral/com.amazon.coral.validate/"
+    )
+    assert set(document) == {"Message"}
+    assert emulator.state.counts == {"ExpiredTokenException": 1}
+    assert emulator.state.is_waiting(*step)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        (FailureKind.BAD_GATEWAY, 502),
+        (FailureKind.GATEWAY_UNAVAILABLE, 503),
+        (FailureKind.GATEWAY_TIMEOUT, 504),
+    ],
+)
+@pytest.mark.parametrize("page", ["html", "empty"])
+async def test_gateway_faults_reach_botocore_as_a_bare_status(
+    emulator: RunningEmulator,
+    transfer: "TransferClient",
+    step: Step,
+    kind: FailureKind,
+    status: int,
+    page: str,
+) -> None:
+    """A gateway's 502/503/504, as a page or empty, reaches an unmodified client as the status."""
+    async with EmulatorAdmin(emulator.url) as admin:
+        await admin.set_faults(error_rate=1.0, error_kinds=[kind.value], gateway_body=page)
+
+    response = await send_failing(transfer, **arguments(step))
+
+    assert response["Error"]["Code"] == str(status)
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert "x-amzn-requestid" not in response["ResponseMetadata"]["HTTPHeaders"]
+    assert emulator.state.counts == {str(status): 1}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [
@@ -513,6 +582,10 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         ("PUT", "/_emulator/faults", {"error_rate": 2}),
         ("PUT", "/_emulator/faults", {"no_such_fault": 1}),
         ("PUT", "/_emulator/faults", {"error_kinds": ["Teapot"]}),
+        ("PUT", "/_emulator/faults", {"error_form": "xml"}),
+        ("PUT", "/_emulator/faults", {"gateway_body": "json"}),
+        ("PUT", "/_emulator/faults", {"error_workflows": {"w-a": 1}}),
+        ("PUT", "/_emulator/faults", {"error_workflows": ["w-a"]}),
         ("GET", "/_emulator/calls?since=x", None),
     ],
 )

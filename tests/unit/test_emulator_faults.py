@@ -3,12 +3,13 @@
 import pytest
 
 from relay.emulator.faults import (
-    ALL_FAILURE_KINDS,
+    DEFAULT_FAILURE_KINDS,
     FailureKind,
     Faults,
     TokenBucket,
     retry_after_text,
 )
+from relay.emulator.protocol import ErrorForm, GatewayBody
 from relay.errors import ConfigError
 
 
@@ -83,6 +84,15 @@ def test_default_burst_is_one_seconds_worth(rps: float, burst: int) -> None:
         {"error_rate": 1.5},
         {"error_rate": 0.5, "error_kinds": ()},
         {"deny_workflows": ["w-0123456789abcdefg"]},
+        {"error_workflows": {"w-a": 3}},
+        {"error_workflows": {"w-a": "Not An Error"}},
+        {"error_workflows": [("w-a", "ThrottlingException")]},
+        {"error_form": "__type"},
+        {"gateway_body": "html"},
+        {"clock_skew_s": float("nan")},
+        {"clock_skew_s": float("-inf")},
+        {"clock_skew_s": "900"},
+        {"clock_skew_s": True},
     ],
 )
 def test_impossible_settings_are_a_config_error(settings: dict[str, object]) -> None:
@@ -96,15 +106,27 @@ def test_json_update_changes_only_the_given_settings() -> None:
     base = Faults(latency_ms=10, throttle_rps=5)
 
     updated = base.updated(
-        {"error_rate": 0.25, "error_kinds": ["BadGateway"], "deny_workflows": ["w-a", "w-a"]}
+        {
+            "error_rate": 0.25,
+            "error_kinds": ["BadGateway", "GatewayTimeout"],
+            "deny_workflows": ["w-a", "w-a"],
+            "error_workflows": {"w-b": "ExpiredTokenException"},
+            "error_form": "header_uri",
+            "gateway_body": "empty",
+            "clock_skew_s": -900,
+        }
     )
 
     assert updated == Faults(
         latency_ms=10,
         throttle_rps=5,
         error_rate=0.25,
-        error_kinds=(FailureKind.BAD_GATEWAY,),
+        error_kinds=(FailureKind.BAD_GATEWAY, FailureKind.GATEWAY_TIMEOUT),
         deny_workflows=frozenset({"w-a"}),
+        error_workflows={"w-b": "ExpiredTokenException"},
+        error_form=ErrorForm.HEADER_URI,
+        gateway_body=GatewayBody.EMPTY,
+        clock_skew_s=-900,
     )
     assert Faults().updated(updated.to_json()) == updated
 
@@ -116,6 +138,11 @@ def test_json_update_changes_only_the_given_settings() -> None:
         {"error_kinds": ["Teapot"]},
         {"error_kinds": "BadGateway"},
         {"deny_workflows": 3},
+        {"error_workflows": ["w-a"]},
+        {"error_workflows": {"w-a": None}},
+        {"error_form": "xml"},
+        {"error_form": 1},
+        {"gateway_body": "json"},
     ],
 )
 def test_json_update_with_unknown_or_mistyped_settings_is_a_config_error(
@@ -127,7 +154,7 @@ def test_json_update_with_unknown_or_mistyped_settings_is_a_config_error(
 
 
 def test_defaults_inject_nothing() -> None:
-    """The default faults add no latency, throttle, 5xx or denial, with all 5xx kinds ready."""
+    """The default faults add no latency, throttle, 5xx or denial, and write Transfer's own form."""
     faults = Faults()
 
     assert (faults.latency_ms, faults.jitter_ms, faults.throttle_rps, faults.error_rate) == (
@@ -137,4 +164,7 @@ def test_defaults_inject_nothing() -> None:
         0,
     )
     assert faults.deny_workflows == frozenset()
-    assert faults.error_kinds == ALL_FAILURE_KINDS
+    assert faults.error_workflows == {}
+    assert faults.error_kinds == DEFAULT_FAILURE_KINDS
+    assert (faults.error_form, faults.gateway_body) == (ErrorForm.TYPE, GatewayBody.HTML)
+    assert faults.clock_skew_s == 0

@@ -1,19 +1,28 @@
 """The emulator's wire rules without a server: field rules, SigV4 presence and scope, errors."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from relay.awsjson import read_error
 from relay.emulator.protocol import (
+    BAD_GATEWAY_BODY,
+    CORAL_URI,
+    TRANSFER_NAMESPACE,
     CallFields,
+    ErrorForm,
     ServiceError,
     StepCall,
     check_authorization,
     check_protocol,
+    check_signing_time,
     decode_call,
+    gateway_page,
+    http_date,
     validate_call,
 )
 
@@ -166,6 +175,141 @@ def test_error_body_carries_the_namespaced_type_message_and_members() -> None:
         "Message": "Rate exceeded",
         "RetryAfterSeconds": "3",
     }
+
+
+THROTTLE = ServiceError(
+    code="ThrottlingException", message="Rate exceeded", members={"RetryAfterSeconds": "2"}
+)
+QUALIFIED = TRANSFER_NAMESPACE + "ThrottlingException"
+
+
+@pytest.mark.parametrize(
+    ("form", "header", "type_member", "type_value", "message_member"),
+    [
+        (ErrorForm.TYPE, None, "__type", "ThrottlingException", "Message"),
+        (ErrorForm.TYPE_NAMESPACED, None, "__type", QUALIFIED, "Message"),
+        (ErrorForm.TYPE_URI, None, "__type", QUALIFIED + CORAL_URI, "Message"),
+        (ErrorForm.CODE, None, "code", "ThrottlingException", "Message"),
+        (ErrorForm.CODE_URI, None, "code", QUALIFIED + CORAL_URI, "Message"),
+        (ErrorForm.HEADER, "ThrottlingException", None, None, "Message"),
+        (ErrorForm.HEADER_URI, QUALIFIED + CORAL_URI, None, None, "Message"),
+        (ErrorForm.LOWER_MESSAGE, None, "__type", "ThrottlingException", "message"),
+        (ErrorForm.TYPE_WITH_DECOYS, None, "__type", "ThrottlingException", "Message"),
+    ],
+)
+def test_each_error_form_puts_the_type_and_message_where_it_names(
+    form: ErrorForm,
+    header: str | None,
+    type_member: str | None,
+    type_value: str | None,
+    message_member: str,
+) -> None:
+    """Every form writes the type in its place only, the message under its name, and the members."""
+    headers, body = THROTTLE.render(form)
+    document = json.loads(body)
+
+    assert headers.get("X-Amzn-Errortype") == header
+    assert {k for k in document if k in ("__type", "code")} == ({type_member} - {None})
+    if type_member is not None:
+        assert document[type_member] == type_value
+    assert document[message_member] == "Rate exceeded"
+    assert document["RetryAfterSeconds"] == "2"
+
+
+@pytest.mark.parametrize("form", list(ErrorForm))
+def test_every_error_form_reads_back_as_the_same_error(form: ErrorForm) -> None:
+    """relay's reader gets the code, message and RetryAfterSeconds back from every form."""
+    not_found = ServiceError(code="ResourceNotFoundException", message="gone")
+    for error, retry_after_s in ((THROTTLE, 2.0), (not_found, None)):
+        headers, body = error.render(form)
+
+        read = read_error(400, headers, body)
+
+        assert (read.code, read.message, read.retry_after_s) == (
+            error.code,
+            error.message,
+            retry_after_s,
+        )
+
+
+def test_framework_errors_keep_their_coral_namespace_in_the_plain_forms() -> None:
+    """A Coral rejection keeps `com.amazon.coral.service#` where the form writes the plain type."""
+    error = ServiceError(code="UnknownOperationException", message="m", namespace="c.s#")
+
+    assert json.loads(error.render(ErrorForm.CODE)[1])["code"] == "c.s#UnknownOperationException"
+    assert json.loads(error.render(ErrorForm.TYPE_NAMESPACED)[1])["__type"] == (
+        "c.s#UnknownOperationException"
+    )
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_pages_are_html_naming_their_status(status: int) -> None:
+    """A gateway's page is HTML (what botocore sniffs as generic) with the status in its title."""
+    page = gateway_page(status)
+
+    assert page.startswith(b"<html>")
+    assert f"<title>{status} ".encode() in page
+    assert read_error(status, {}, page).code == str(status)
+
+
+def test_the_502_page_is_the_one_the_emulator_always_sent() -> None:
+    """The 502 page keeps its bytes (nginx's page, as an ELB sends it)."""
+    assert BAD_GATEWAY_BODY == (
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
+        b"<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+    )
+
+
+SERVICE_NOW = datetime(2026, 11, 29, 12, 20, 0, 400_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "signed_at",
+    ["20261129T121500Z", "20261129T122500Z", "20261129T122000Z", "Sun, 29 Nov 2026 12:24:59 GMT"],
+)
+def test_a_request_signed_within_five_minutes_is_in_time(signed_at: str) -> None:
+    """X-Amz-Date (or Date) up to 5 minutes either side of the service's clock passes."""
+    assert check_signing_time(signed_at, SERVICE_NOW) is None
+
+
+def test_a_request_signed_too_early_has_expired_in_aws_words() -> None:
+    """A signing time over 5 minutes behind is InvalidSignatureException "Signature expired"."""
+    error = check_signing_time("20261129T120000Z", SERVICE_NOW)
+
+    assert error is not None
+    assert (error.code, error.http_status) == ("InvalidSignatureException", 400)
+    assert error.message == (
+        "Signature expired: 20261129T120000Z is now earlier than 20261129T121500Z "
+        "(20261129T122000Z - 5 min.)"
+    )
+
+
+def test_a_request_signed_too_late_is_not_yet_current_in_aws_words() -> None:
+    """A signing time more than 5 minutes ahead is "Signature not yet current"."""
+    error = check_signing_time("20261129T124000Z", SERVICE_NOW)
+
+    assert error is not None
+    assert error.code == "InvalidSignatureException"
+    assert error.message == (
+        "Signature not yet current: 20261129T124000Z is still later than 20261129T122500Z "
+        "(20261129T122000Z + 5 min.)"
+    )
+
+
+def test_a_signing_time_that_is_no_date_is_an_incomplete_signature() -> None:
+    """An X-Amz-Date that is not ISO 8601 basic format is IncompleteSignatureException."""
+    error = check_signing_time("yesterday", SERVICE_NOW)
+
+    assert error is not None
+    assert error.code == "IncompleteSignatureException"
+    assert "'yesterday'" in error.message
+
+
+def test_the_date_header_is_rfc_7231_in_gmt() -> None:
+    """Answers carry the service's time as an IMF-fixdate, whatever the input's zone."""
+    assert http_date(SERVICE_NOW) == "Sun, 29 Nov 2026 12:20:00 GMT"
+    eastern = SERVICE_NOW.astimezone(timezone(timedelta(hours=-5)))
+    assert http_date(eastern) == "Sun, 29 Nov 2026 12:20:00 GMT"
 
 
 def _as_dict(fields: CallFields) -> dict[str, str | None]:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from relay.emulator import EmulatorState, Faults
-from relay.emulator.protocol import NO_FIELDS, ServiceError, StepCall
+from relay.emulator import EmulatorState, FailureKind, Faults
+from relay.emulator.protocol import NO_FIELDS, GatewayBody, GatewayError, ServiceError, StepCall
 
 WORKFLOW = "w-0123456789abcdefg"
 EXECUTION = "0123abcd-0123-4567-89ef-0123456789ab"
@@ -107,3 +107,73 @@ def test_call_log_indexes_and_counts_each_call() -> None:
     assert [record.index for record in state.calls_since(1)] == [1, 2]
     assert state.counts == {"success": 2, "ThrottlingException": 1}
     assert state.stats()["calls"] == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "namespace"),
+    [
+        ("ThrottlingException", 400, ""),
+        ("AccessDeniedException", 400, ""),
+        ("ResourceNotFoundException", 400, ""),
+        ("InvalidRequestException", 400, ""),
+        ("ServiceUnavailableException", 500, ""),
+        ("InternalServiceError", 500, ""),
+        ("ExpiredTokenException", 400, "com.amazon.coral.service#"),
+        ("UnrecognizedClientException", 400, "com.amazon.coral.service#"),
+        ("InvalidSignatureException", 400, "com.amazon.coral.service#"),
+        ("SomethingNewException", 400, ""),
+    ],
+)
+def test_error_workflows_answer_the_chosen_code_before_anything_else(
+    code: str, status: int, namespace: str
+) -> None:
+    """A workflow in error_workflows gets that code (with its status) even when also denied."""
+    state = EmulatorState(accept_any=True)
+    state.set_faults(
+        Faults(
+            error_workflows={WORKFLOW: code},
+            deny_workflows=frozenset({WORKFLOW}),
+            retry_after_s=3,
+        )
+    )
+
+    answer = state.decide(call())
+
+    assert isinstance(answer, ServiceError)
+    assert (answer.code, answer.http_status, answer.namespace) == (code, status, namespace)
+    assert answer.message
+    if code == "ThrottlingException":
+        assert answer.members == {"RetryAfterSeconds": "3"}
+    assert state.decide(call()) == answer, "an injected error keeps answering"
+    assert state.waiting_tokens == 0
+
+
+def test_other_workflows_are_not_touched_by_error_workflows() -> None:
+    """Only the named workflow gets the injected error; others complete as usual."""
+    state = EmulatorState(accept_any=True)
+    state.set_faults(Faults(error_workflows={"w-zzzzzzzzzzzzzzzzz": "ExpiredTokenException"}))
+
+    assert state.decide(call()) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        (FailureKind.BAD_GATEWAY, 502),
+        (FailureKind.GATEWAY_UNAVAILABLE, 503),
+        (FailureKind.GATEWAY_TIMEOUT, 504),
+    ],
+)
+@pytest.mark.parametrize("body", list(GatewayBody))
+def test_gateway_failures_answer_their_status_with_a_page_or_nothing(
+    kind: FailureKind, status: int, body: GatewayBody
+) -> None:
+    """Each gateway kind answers its status, with an HTML page or an empty body as set."""
+    state = EmulatorState(accept_any=True)
+    state.set_faults(Faults(error_rate=1.0, error_kinds=(kind,), gateway_body=body))
+
+    answer = state.decide(call())
+
+    assert isinstance(answer, GatewayError)
+    assert answer.http_status == status
+    assert answer.body.startswith(b"<html>") if body is GatewayBody.HTML else answer.body == b""
