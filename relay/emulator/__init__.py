@@ -6,7 +6,7 @@ client pointed at `endpoint_url` gets the real results and error shapes (DESIGN 
 
 from relay.emulator.app import create_app
 from relay.emulator.client import EmulatorAdmin, EmulatorAdminError
-from relay.emulator.faults import FailureKind, Faults, TokenBucket
+from relay.emulator.faults import FailureKind, Faults
 from relay.emulator.protocol import ErrorForm, GatewayBody
 from relay.emulator.server import RunningEmulator, run_emulator, serve
 from relay.emulator.state import CallRecord, EmulatorState
@@ -21,7 +21,6 @@ __all__ = [
     "Faults",
     "GatewayBody",
     "RunningEmulator",
-    "TokenBucket",
     "create_app",
     "run_emulator",
     "serve",

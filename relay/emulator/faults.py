@@ -2,8 +2,7 @@
 
 import math
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeGuard, TypeVar
@@ -199,35 +198,6 @@ def _is_number(value: object) -> TypeGuard[float]:
 
 def _is_non_negative(value: object) -> bool:
     return _is_number(value) and value >= 0
-
-
-class TokenBucket:
-    """A token bucket: `rate_per_s` tokens a second, at most `burst` saved, starting full."""
-
-    __slots__ = ("_burst", "_clock", "_rate_per_s", "_tokens", "_updated_at")
-
-    def __init__(
-        self,
-        *,
-        rate_per_s: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._rate_per_s = rate_per_s
-        self._burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._updated_at = clock()
-
-    def take(self) -> float:
-        """Take one token and return 0.0, or return the seconds until one is available."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated_at) * self._rate_per_s)
-        self._updated_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._rate_per_s
 
 
 def retry_after_text(wait_s: float, override_s: float | None) -> str:

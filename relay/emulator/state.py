@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from relay.emulator.faults import FailureKind, Faults, TokenBucket, retry_after_text
+from relay.emulator.faults import FailureKind, Faults, retry_after_text
 from relay.emulator.protocol import (
     Answer,
     CallFields,
@@ -18,6 +18,7 @@ from relay.emulator.protocol import (
     gateway_page,
     validate_call,
 )
+from relay.limits import TokenBucket
 
 SUCCESS: Final = "success"
 """The result name of a 200 answer in `counts` and `stats()`."""
@@ -190,7 +191,7 @@ class EmulatorState:
         )
         if self._bucket is None or throttle_changed:
             self._bucket = (
-                TokenBucket(rate_per_s=faults.throttle_rps, burst=faults.burst, clock=self._clock)
+                TokenBucket(faults.throttle_rps, burst=faults.burst, clock=self._clock)
                 if faults.throttle_rps > 0
                 else None
             )
@@ -247,7 +248,7 @@ class EmulatorState:
         if call.workflow_id in faults.deny_workflows:
             return _access_denied(call)
         if self._bucket is not None:
-            wait_s = self._bucket.take()
+            wait_s = self._bucket.try_take()
             if wait_s > 0.0:
                 return _throttled(retry_after_text(wait_s, faults.retry_after_s))
         if faults.error_rate > 0.0 and self._rng.random() < faults.error_rate:

@@ -6,7 +6,6 @@ from relay.emulator.faults import (
     DEFAULT_FAILURE_KINDS,
     FailureKind,
     Faults,
-    TokenBucket,
     retry_after_text,
 )
 from relay.emulator.protocol import ErrorForm, GatewayBody
@@ -21,29 +20,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_bucket_gives_its_burst_then_says_when_the_next_token_comes() -> None:
-    """A full bucket yields `burst` tokens at once, then the wait until one more has refilled."""
-    clock = FakeClock()
-    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=clock)
-
-    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.take() == pytest.approx(0.5)
-    clock.now += 0.25
-    assert bucket.take() == pytest.approx(0.25)
-    clock.now += 0.25
-    assert bucket.take() == 0.0
-
-
-def test_bucket_saves_no_more_than_its_burst() -> None:
-    """An idle bucket refills only up to its burst."""
-    clock = FakeClock()
-    bucket = TokenBucket(rate_per_s=10.0, burst=2, clock=clock)
-    clock.now += 3600
-
-    assert [bucket.take() for _ in range(2)] == [0.0, 0.0]
-    assert bucket.take() > 0.0
 
 
 @pytest.mark.parametrize(

@@ -166,3 +166,26 @@ async def test_a_reserve_waits_for_a_slot_to_be_freed() -> None:
     assert not waiting.done()
     budget.release(1)
     assert await asyncio.wait_for(waiting, 5) == 1
+
+
+def test_bucket_gives_its_burst_then_says_when_the_next_token_comes() -> None:
+    """A full bucket yields `burst` tokens at once, then the wait until one more has refilled."""
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, burst=3, clock=clock)
+
+    assert [bucket.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.try_take() == pytest.approx(0.5)
+    clock.now += 0.25
+    assert bucket.try_take() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert bucket.try_take() == 0.0
+
+
+def test_bucket_saves_no_more_than_its_burst() -> None:
+    """An idle bucket refills only up to its burst."""
+    clock = FakeClock()
+    bucket = TokenBucket(10.0, burst=2, clock=clock)
+    clock.now += 3600
+
+    assert [bucket.try_take() for _ in range(2)] == [0.0, 0.0]
+    assert bucket.try_take() > 0.0
