@@ -12,7 +12,8 @@ cannot disagree. The rules are those of the Smithy awsJson1_1 protocol tests
 - a body that is not a JSON object (a gateway's HTML page, an empty body) leaves only the status,
   which then is the code, as botocore names its "generic" errors.
 
-botocore's JSON 1.1 parser reads only `__type` (see /work/notes/smithy_awsjson11_errors.md).
+botocore's JSON 1.1 parser reads only `__type`: the aiobotocore sender hands it this reading
+(`relay.transfer`), so both see every form.
 """
 
 import email.utils

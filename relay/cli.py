@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from relay import DISTRIBUTION
 from relay.config import (
@@ -412,8 +411,11 @@ def replay(**options: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script: runs a command and exits with its code; usage errors are one line."""
+    from relay.aws import aws_errors
+
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        with aws_errors():
+            code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
@@ -425,14 +427,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail(f"relay: {exc}")
     except RelayError as exc:
         # Any other failure relay reports on purpose: the job ran and failed.
-        _fail(f"relay: {exc}", EXIT_FAILURES)
-    except NoRegionError:
-        _fail("relay: no AWS region: set AWS_REGION")
-    except NoCredentialsError:
-        _fail("relay: no AWS credentials found in the standard chain")
-    except ClientError as exc:
-        _fail(f"relay: {exc}", EXIT_FAILURES)
-    except BotoCoreError as exc:
         _fail(f"relay: {exc}", EXIT_FAILURES)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
