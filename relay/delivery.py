@@ -12,6 +12,7 @@ dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
 import asyncio
 import collections
 import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from relay.transfer import (
 )
 
 log = get_logger("relay.delivery")
+
+IDENTITY_LOG_EVERY_S: Final = 60.0
+"""Errors about relay's own credentials or clock are logged at most this often (all counted)."""
 
 ATTEMPT_MEMORY: Final = 10_000
 """Message ids whose callback attempts are remembered across receives (relay-attempts)."""
@@ -81,6 +85,7 @@ class AdaptivePacer:
     def __init__(self, metrics: Metrics, rate: AdaptiveRate) -> None:
         self.metrics = metrics
         self.rate = rate
+        self._identity_logged_at = -math.inf
 
     async def before_call(self, step: StepResult) -> None:
         await self.rate.acquire()
@@ -96,6 +101,22 @@ class AdaptivePacer:
         if error.rule.throttle:
             self.metrics.throttles.inc()
             self.rate.throttled()
+        if error.rule.identity:
+            self._identity_refused(error)
+
+    def _identity_refused(self, error: CallbackError) -> None:
+        """AWS refused relay's own request: counted each time, logged at most once a minute."""
+        self.metrics.identity_errors.labels(code=error.code).inc()
+        now = time.monotonic()
+        if now - self._identity_logged_at < IDENTITY_LOG_EVERY_S:
+            return
+        self._identity_logged_at = now
+        log.error(
+            "AWS refused relay's own request (credentials, signature or clock), not the message; "
+            "relay retries and releases, and dead-letters only on --max-receives",
+            error_code=error.code,
+            error=error.message[:300],
+        )
 
 
 class AttemptMemory:

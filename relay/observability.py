@@ -140,6 +140,17 @@ class Metrics:
             "Visibility extensions of messages still in flight.",
             registry=r,
         )
+        self.identity_errors = Counter(
+            "relay_identity_errors",
+            "Callbacks refused for relay's own credentials, signature or clock, by code.",
+            ["code"],
+            registry=r,
+        )
+        self.clock_offset = Gauge(
+            "relay_clock_offset_seconds",
+            "Offset relay signs with: the service's clock minus this host's (from its Date).",
+            registry=r,
+        )
 
     def finished(self, outcome: Outcome, reason: str | None) -> None:
         """Counts one finished message."""

@@ -54,11 +54,33 @@ class Rule:
     reason: Reason | None = None
     throttle: bool = False
     """Throttling: honour RetryAfterSeconds and slow the send rate."""
+    identity: bool = False
+    """About relay's own request (credentials, signature, clock), never the message's fault."""
+    exhausted: Reason = Reason.RETRIES_EXHAUSTED
+    """The reason a retryable failure is dead-lettered with on --max-receives."""
+    expires: bool = True
+    """Past --callback-deadline a retryable failure is dead-lettered as expired; False: it is
+    dead-lettered only on --max-receives."""
     http_status: int | None = None
     """The HTTP status the service answers with (documentation only)."""
     advice: str = ""
     """What an operator should do about it (the README's table)."""
 
+
+IDENTITY_CODES: Final = (
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "RequestExpired",
+    "RequestTimeTooSkewed",
+)
+"""Errors about relay's own request (DESIGN §1): an expired session, a bad key, a clock outside
+the signing window. One credential hiccup must not drain the queue into the DLQ."""
 
 CLASSIFICATION: Final[dict[str, Rule]] = {
     "ThrottlingException": Rule(
@@ -91,6 +113,18 @@ CLASSIFICATION: Final[dict[str, Rule]] = {
         http_status=400,
         advice="Fix the task role (transfer:SendWorkflowStepState), then replay.",
     ),
+    **{
+        code: Rule(
+            Action.RETRY,
+            identity=True,
+            expires=False,
+            http_status=403 if code == "InvalidClientTokenId" else 400,
+            advice="Check the task role's credentials and the host's clock; relay refreshes, "
+            "corrects its clock offset, retries and releases, and dead-letters only on "
+            "--max-receives.",
+        )
+        for code in IDENTITY_CODES
+    },
 }
 
 # Transport failures get these synthetic codes so every failure has one.
@@ -99,14 +133,16 @@ READ_TIMEOUT: Final = "ReadTimeout"
 
 _RETRY: Final = Rule(Action.RETRY, advice="Nothing: relay retries with backoff.")
 _UNEXPECTED: Final = Rule(
-    Action.DEAD_LETTER,
-    Reason.UNEXPECTED_ERROR,
+    Action.RETRY,
+    exhausted=Reason.UNEXPECTED_ERROR,
+    expires=False,
     advice="Read relay-error-code and relay-error-message; replay once understood.",
 )
 
 
 def classify(code: str, http_status: int | None = None) -> Rule:
-    """The rule for an error code: the table, then any 5xx or transport error, else unexpected."""
+    """The rule for an error code: the table, then any 5xx or transport error, else unexpected
+    (retried and released like a 5xx; dead-lettered as unexpected_error on --max-receives)."""
     rule = CLASSIFICATION.get(code)
     if rule is not None:
         return rule
@@ -271,8 +307,8 @@ def _after_failure(s: Situation, failure: CallFailure, limits: Limits, at_limit:
     if rule.action is Action.DEAD_LETTER and rule.reason is not None:
         return Verdict(Outcome.DEAD_LETTERED, rule.reason, code, message)
     if at_limit:
-        return Verdict(Outcome.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED, code, message)
-    if s.age_s > limits.callback_deadline_s:
+        return Verdict(Outcome.DEAD_LETTERED, rule.exhausted, code, message)
+    if rule.expires and s.age_s > limits.callback_deadline_s:
         return Verdict(Outcome.DEAD_LETTERED, Reason.EXPIRED, code, message)
     delay = limits.release_delay_s(s.receive_count, failure.retry_after_s, s.jitter)
     return Verdict(Outcome.RELEASED, code=code, text=message, delay_s=delay)

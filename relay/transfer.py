@@ -9,10 +9,11 @@ import datetime
 import functools
 import importlib.metadata
 import json
+import math
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,7 +46,7 @@ from relay.awsjson import (
 from relay.errors import RelayError
 from relay.message import StepResult
 from relay.observability import get_logger
-from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, CallFailure, Rule
+from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, CallFailure, Rule, classify
 
 if TYPE_CHECKING:
     from types_aiobotocore_transfer import TransferClient
@@ -172,6 +173,9 @@ _OPERATION = "SendWorkflowStepState"
 _TARGET = f"TransferService.{_OPERATION}"
 _JSON_11 = "application/x-amz-json-1.1"
 SIGNING_NAME = "transfer"
+CREDENTIAL_RELOAD_EVERY_S = 30.0
+"""The lean sender reads the credential chain again after an identity error at most this often
+(the aiobotocore client's refreshable credentials renew themselves before they expire)."""
 # A newly learnt offset this close to the last one is the Date header's whole-second rounding.
 _OFFSET_NOISE_S = 1.0
 
@@ -250,8 +254,11 @@ class LeanTransferClient:
         proxy: str | None = None,
         user_agent: str | None = None,
         clock: ClockOffset | None = None,
+        reload_credentials: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.clock = clock or ClockOffset()
+        self._reload_credentials = reload_credentials
+        self._reloaded_at = -math.inf
         self._url = endpoint_url.rstrip("/") + "/"
         self._region = region
         self._credentials = credentials
@@ -283,8 +290,20 @@ class LeanTransferClient:
                 }
                 return {"ResponseMetadata": metadata}
             error = read_error(response.status, response.headers, payload)
-            self.clock.learn(error)
+            if not self.clock.learn(error) and classify(error.code).identity:
+                await self._reload()
             raise _client_error(error, response)
+
+    async def _reload(self) -> None:
+        """The service refused our credentials: read them from the chain again (an expired
+        session, a rotated key), at most every `CREDENTIAL_RELOAD_EVERY_S`."""
+        now = time.monotonic()
+        if self._reload_credentials is None or now - self._reloaded_at < CREDENTIAL_RELOAD_EVERY_S:
+            return
+        self._reloaded_at = now
+        fresh = await self._reload_credentials()
+        if fresh is not None:
+            self._credentials = fresh
 
 
 def _client_error(error: WireError, response: aiohttp.ClientResponse) -> ClientError:
@@ -342,6 +361,7 @@ async def open_lean_transfer(
                 proxy=proxy_for(endpoint_url),
                 user_agent=botocore_user_agent(session, resolver),
                 clock=clock,
+                reload_credentials=session.get_component("credential_provider").load_credentials,
             )
 
 

@@ -41,7 +41,7 @@ from relay.sqs import (
     receive_messages,
     resolve_queue,
 )
-from relay.transfer import CallbackClient, open_lean_transfer, open_transfer
+from relay.transfer import CallbackClient, ClockOffset, open_lean_transfer, open_transfer
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -370,16 +370,19 @@ async def open_worker(
     """Opens the clients and the health server, checks the queues, yields the worker; closes
     everything in reverse on the way out."""
     session = session or new_session()
+    clock = ClockOffset()
     async with (
         open_sqs(session, max_pool_connections=config.pollers + 20) as sqs,
         (open_lean_transfer if config.lean_sender else open_transfer)(
             session,
             max_pool_connections=config.max_in_flight,
             call_timeout_s=config.call_timeout_s,
+            clock=clock,
         ) as transfer,
     ):
         dlq_url = await check_queues(sqs, config)
         worker = Worker(config, sqs=sqs, transfer=transfer, dlq_url=dlq_url, metrics=metrics)
+        worker.metrics.clock_offset.set_function(lambda: clock.seconds)
         app = create_app(worker.health, worker.metrics)
         async with serve_http(app, config.http_host, config.http_port):
             yield worker

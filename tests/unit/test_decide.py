@@ -145,6 +145,58 @@ def test_transient_failures_are_released_with_backoff_then_exhausted(
     )
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
+    ],
+)
+def test_errors_about_relays_own_request_never_dead_letter_before_the_limit(code: str) -> None:
+    """Credentials, signature, clock: released (even past --callback-deadline), and only on
+    --max-receives dead-lettered as retries_exhausted with the code (§1)."""
+    old = dataclasses.replace(FIRST, age_s=LIMITS.callback_deadline_s * 10)
+    for situation in (FIRST, old, dataclasses.replace(LAST, receive_count=9)):
+        verdict = decide(called(situation, code, http_status=403), LIMITS)
+        assert verdict is not None
+        assert verdict.outcome is Outcome.RELEASED, situation
+    last = decide(called(LAST, code, http_status=403), LIMITS)
+    assert last == Verdict(
+        Outcome.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED, code, f"{code} happened"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("SomethingNew", 400), ("ValidationException", 400), ("400", 400), ("", None)],
+)
+def test_an_unknown_error_is_retried_like_a_5xx_and_dead_lettered_only_at_the_limit(
+    code: str, status: int | None
+) -> None:
+    """An unknown code or a bare 4xx: released (past the deadline too); unexpected_error only
+    on --max-receives (§1)."""
+    old = dataclasses.replace(FIRST, age_s=LIMITS.callback_deadline_s * 10)
+    for situation in (FIRST, old):
+        verdict = decide(called(situation, code, http_status=status), LIMITS)
+        assert verdict is not None
+        assert verdict.outcome is Outcome.RELEASED
+    last = decide(called(LAST, code, http_status=status), LIMITS)
+    assert last is not None
+    assert (last.outcome, last.reason, last.code) == (
+        Outcome.DEAD_LETTERED,
+        Reason.UNEXPECTED_ERROR,
+        code,
+    )
+
+
 def test_throttling_is_released_no_sooner_than_retry_after_seconds() -> None:
     """RetryAfterSeconds above the backoff sets the release delay (§1)."""
     verdict = decide(called(FIRST, "ThrottlingException", retry_after_s=120.0), LIMITS)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client import Gauge
 
 from relay.emf import (
     EMF_METRICS,
@@ -280,16 +279,15 @@ def test_an_idle_interval_writes_only_the_gauges() -> None:
     }
 
 
-def test_gauges_are_read_at_flush_time_and_the_clock_offset_when_it_exists() -> None:
-    """Gauges backed by functions are read at each flush; ClockOffset reads its gauge once added."""
+def test_gauges_are_read_at_flush_time_and_the_clock_offset_with_them() -> None:
+    """Gauges backed by functions, the clock offset among them, are read at each flush."""
     metrics = Metrics()
     in_flight = [3]
     metrics.in_flight.set_function(lambda: in_flight[0])
     writer = writer_for(metrics)
     first = checked(writer.documents())[-1]
     in_flight[0] = 7
-    offset = Gauge("relay_clock_offset_seconds", "Clock offset.", registry=metrics.registry)
-    offset.set(-1.25)
+    metrics.clock_offset.set(-1.25)
 
     second = checked(writer.documents())[-1]
 

@@ -26,34 +26,68 @@ DESIGN_REASONS = [
 ]
 
 
+EXHAUSTED = Reason.RETRIES_EXHAUSTED
+UNEXPECTED = Reason.UNEXPECTED_ERROR
+
+
 @pytest.mark.parametrize(
-    ("code", "http_status", "action", "reason", "throttle"),
+    ("code", "http_status", "action", "reason", "at_limit", "identity"),
     [
-        ("ThrottlingException", 400, Action.RETRY, None, True),
-        ("ServiceUnavailableException", 500, Action.RETRY, None, False),
-        ("InternalServiceError", 500, Action.RETRY, None, False),
-        ("InvalidRequestException", 400, Action.DEAD_LETTER, Reason.INVALID_REQUEST, False),
-        ("ResourceNotFoundException", 400, Action.DEAD_LETTER, Reason.NOT_FOUND, False),
-        ("AccessDeniedException", 400, Action.CIRCUIT, Reason.ACCESS_DENIED, False),
-        (CONNECTION_ERROR, None, Action.RETRY, None, False),
-        (READ_TIMEOUT, None, Action.RETRY, None, False),
-        ("BadGateway", 502, Action.RETRY, None, False),
-        ("ServiceUnavailable", 503, Action.RETRY, None, False),
-        ("GatewayTimeout", 504, Action.RETRY, None, False),
-        ("", 599, Action.RETRY, None, False),
-        ("ValidationException", 400, Action.DEAD_LETTER, Reason.UNEXPECTED_ERROR, False),
-        ("ConflictException", 409, Action.DEAD_LETTER, Reason.UNEXPECTED_ERROR, False),
-        ("UnrecognizedClientException", 403, Action.DEAD_LETTER, Reason.UNEXPECTED_ERROR, False),
-        ("SomethingNew", None, Action.DEAD_LETTER, Reason.UNEXPECTED_ERROR, False),
-        ("", None, Action.DEAD_LETTER, Reason.UNEXPECTED_ERROR, False),
+        ("ThrottlingException", 400, Action.RETRY, None, EXHAUSTED, False),
+        ("ServiceUnavailableException", 500, Action.RETRY, None, EXHAUSTED, False),
+        ("InternalServiceError", 500, Action.RETRY, None, EXHAUSTED, False),
+        (
+            "InvalidRequestException",
+            400,
+            Action.DEAD_LETTER,
+            Reason.INVALID_REQUEST,
+            EXHAUSTED,
+            False,
+        ),
+        ("ResourceNotFoundException", 400, Action.DEAD_LETTER, Reason.NOT_FOUND, EXHAUSTED, False),
+        ("AccessDeniedException", 400, Action.CIRCUIT, Reason.ACCESS_DENIED, EXHAUSTED, False),
+        (CONNECTION_ERROR, None, Action.RETRY, None, EXHAUSTED, False),
+        (READ_TIMEOUT, None, Action.RETRY, None, EXHAUSTED, False),
+        ("BadGateway", 502, Action.RETRY, None, EXHAUSTED, False),
+        ("ServiceUnavailable", 503, Action.RETRY, None, EXHAUSTED, False),
+        ("GatewayTimeout", 504, Action.RETRY, None, EXHAUSTED, False),
+        ("", 599, Action.RETRY, None, EXHAUSTED, False),
+        ("ExpiredTokenException", 400, Action.RETRY, None, EXHAUSTED, True),
+        ("ExpiredToken", 400, Action.RETRY, None, EXHAUSTED, True),
+        ("UnrecognizedClientException", 403, Action.RETRY, None, EXHAUSTED, True),
+        ("InvalidClientTokenId", 403, Action.RETRY, None, EXHAUSTED, True),
+        ("InvalidSignatureException", 400, Action.RETRY, None, EXHAUSTED, True),
+        ("SignatureDoesNotMatch", 403, Action.RETRY, None, EXHAUSTED, True),
+        ("IncompleteSignature", 400, Action.RETRY, None, EXHAUSTED, True),
+        ("MissingAuthenticationToken", 403, Action.RETRY, None, EXHAUSTED, True),
+        ("RequestExpired", 400, Action.RETRY, None, EXHAUSTED, True),
+        ("RequestTimeTooSkewed", 403, Action.RETRY, None, EXHAUSTED, True),
+        ("ValidationException", 400, Action.RETRY, None, UNEXPECTED, False),
+        ("ConflictException", 409, Action.RETRY, None, UNEXPECTED, False),
+        ("SomethingNew", None, Action.RETRY, None, UNEXPECTED, False),
+        ("400", 400, Action.RETRY, None, UNEXPECTED, False),
+        ("", None, Action.RETRY, None, UNEXPECTED, False),
     ],
 )
 def test_classify_follows_the_design_table(
-    code: str, http_status: int | None, action: Action, reason: Reason | None, throttle: bool
+    code: str,
+    http_status: int | None,
+    action: Action,
+    reason: Reason | None,
+    at_limit: Reason,
+    identity: bool,
 ) -> None:
-    """Each error code, transport failure and status gets DESIGN §1's decision and reason."""
+    """Each error code, transport failure and status gets DESIGN §1's decision, its reason,
+    the reason it is dead-lettered with on --max-receives, and whether it is about relay's own
+    request rather than the message."""
     rule = classify(code, http_status)
-    assert (rule.action, rule.reason, rule.throttle) == (action, reason, throttle)
+    assert (rule.action, rule.reason, rule.exhausted, rule.identity) == (
+        action,
+        reason,
+        at_limit,
+        identity,
+    )
+    assert rule.throttle is (code == "ThrottlingException")
 
 
 @pytest.mark.parametrize("code", sorted(CLASSIFICATION))
@@ -66,7 +100,8 @@ def test_a_code_in_the_table_decides_whatever_the_status(
 
 
 def test_the_table_holds_exactly_the_codes_of_the_design() -> None:
-    """The table names the six AWS codes of DESIGN §1 with their documented HTTP status."""
+    """The table names the six Transfer Family codes and the ten identity and clock codes of
+    DESIGN §1."""
     assert {code: rule.http_status for code, rule in CLASSIFICATION.items()} == {
         "ThrottlingException": 400,
         "ServiceUnavailableException": 500,
@@ -74,6 +109,19 @@ def test_the_table_holds_exactly_the_codes_of_the_design() -> None:
         "InvalidRequestException": 400,
         "ResourceNotFoundException": 400,
         "AccessDeniedException": 400,
+        **{code: rule.http_status for code, rule in CLASSIFICATION.items() if rule.identity},
+    }
+    assert {code for code, rule in CLASSIFICATION.items() if rule.identity} == {
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
     }
 
 
