@@ -46,6 +46,21 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+def check_namespace(namespace: str) -> str:
+    """The namespace, if CloudWatch takes it for custom metrics; else a `ConfigError`.
+
+    CloudWatch's rule (PutMetricData): ASCII without control characters, at most 255, and
+    not `AWS/...`, which is reserved for AWS's own services.
+    """
+    if not namespace.strip() or len(namespace) > 255:
+        raise ConfigError(f"--emf-namespace must be 1 to 255 characters: {namespace!r}")
+    if not (namespace.isascii() and namespace.isprintable()):
+        raise ConfigError(f"--emf-namespace must be printable ASCII: {namespace!r}")
+    if namespace.startswith("AWS/"):
+        raise ConfigError(f"--emf-namespace must not start with AWS/ (reserved): {namespace!r}")
+    return namespace
+
+
 def default_of(cls: type, name: str) -> Any:
     """The default written on a config dataclass's field (for CLI options that show it)."""
     for item in fields(cls):
@@ -208,6 +223,13 @@ class RunConfig:
         "json", "json (one object per line) or text.", choices=("json", "text")
     )
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR.")
+    emf_interval_s: float = option(
+        0.0,
+        "Seconds between CloudWatch Embedded Metric Format documents on stdout, deltas over the "
+        "interval (0 = off).",
+        minimum=0,
+    )
+    emf_namespace: str = option("relay", "CloudWatch namespace of the EMF metrics.")
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 
@@ -222,6 +244,7 @@ class RunConfig:
             raise ConfigError(
                 f"--log-level must be DEBUG, INFO, WARNING or ERROR: {self.log_level}"
             )
+        check_namespace(self.emf_namespace)
 
     def limits(self) -> Limits:
         """The settings the rules of `relay.outcomes.decide` read."""
@@ -425,6 +448,9 @@ class DemoConfig:
     seed: int | None = None
     keep_running: bool = option(
         False, "Afterwards, keep the endpoints up and print their settings until Ctrl-C."
+    )
+    emf: bool = option(
+        False, "Show the CloudWatch EMF documents the worker writes (every 5 s) as it runs."
     )
     max_receives: int = 10
     max_backlog: int = 40

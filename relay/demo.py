@@ -9,6 +9,7 @@ this one's event loop.
 
 import asyncio
 import collections
+import io
 import json
 import math
 import random
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
+from rich.text import Text
 
 from relay.config import DemoConfig, RunConfig
 from relay.dead_letter import DeadMessage
@@ -54,6 +56,8 @@ else:
     SQSClient = Any
 
 QUEUE_NAME: Final = "relay-demo"
+EMF_INTERVAL_S: Final = 5.0
+"""`relay demo --emf`: the worker's EMF interval (60 s on AWS; short here, to see it)."""
 BATCH: Final = 10
 """Messages per SendMessageBatch, SQS's maximum."""
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -165,7 +169,22 @@ def worker_config(queues: QueuePair, config: DemoConfig) -> RunConfig:
         # Dead-lettering is the demo's point, and the worker logs each one as a warning.
         log_level="ERROR",
         log_format="text",
+        emf_interval_s=EMF_INTERVAL_S if config.emf else 0.0,
     )
+
+
+class EmfLines(io.StringIO):
+    """Where `relay demo --emf` has the worker write its EMF documents: printed through the
+    console, so they scroll above the live panel instead of across it."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self._console = console
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            self._console.print(Text(f"EMF {line}", style="dim"), soft_wrap=True)
+        return len(text)
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -269,7 +288,8 @@ async def run_pipeline(
     """The producer and the worker together until every message is finished, with progress."""
     progress = DemoProgress(total=len(mix.bodies))
     stop = asyncio.Event()
-    async with open_worker(worker_config(queues, config)) as worker:
+    emf = EmfLines(console) if config.emf else None
+    async with open_worker(worker_config(queues, config), emf_stream=emf) as worker:
 
         def interrupt(signal_name: str) -> None:
             # The first Ctrl-C stops producing and drains; a second abandons what is in flight.

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, TextIO
 
-from relay.errors import ConfigError
+from relay.config import check_namespace
 from relay.observability import Metrics, get_logger
+from relay.sqs.queues import queue_name
 
 log = get_logger("relay.emf")
 
@@ -155,26 +156,6 @@ EMF_METRICS: Final[dict[str, EmfMetric]] = {
 
 Number = int | float
 Document = dict[str, Any]
-
-
-def queue_name(queue_url: str) -> str:
-    """The `QueueName` dimension: the last path segment of the queue's URL."""
-    return queue_url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def check_namespace(namespace: str) -> str:
-    """The namespace, if CloudWatch takes it for custom metrics; else a `ConfigError`.
-
-    CloudWatch's rule (PutMetricData): ASCII without control characters, at most 255, and
-    not `AWS/...`, which is reserved for AWS's own services.
-    """
-    if not namespace.strip() or len(namespace) > 255:
-        raise ConfigError(f"--emf-namespace must be 1 to 255 characters: {namespace!r}")
-    if not (namespace.isascii() and namespace.isprintable()):
-        raise ConfigError(f"--emf-namespace must be printable ASCII: {namespace!r}")
-    if namespace.startswith("AWS/"):
-        raise ConfigError(f"--emf-namespace must not start with AWS/ (reserved): {namespace!r}")
-    return namespace
 
 
 class EmfWriter:

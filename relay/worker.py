@@ -10,13 +10,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiobotocore.session import AioSession
 
 from relay.aws import new_session
 from relay.config import RunConfig
 from relay.delivery import Delivery, MessageResult
+from relay.emf import report_emf
 from relay.http import create_app, serve_http
 from relay.lifecycle import (
     Lease,
@@ -365,10 +366,15 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> str:
 
 @contextlib.asynccontextmanager
 async def open_worker(
-    config: RunConfig, *, session: AioSession | None = None, metrics: Metrics | None = None
+    config: RunConfig,
+    *,
+    session: AioSession | None = None,
+    metrics: Metrics | None = None,
+    emf_stream: TextIO | None = None,
 ) -> AsyncIterator[Worker]:
-    """Opens the clients and the health server, checks the queues, yields the worker; closes
-    everything in reverse on the way out."""
+    """Opens the clients, the health server and the EMF writer, checks the queues, yields the
+    worker; closes everything in reverse on the way out (the EMF writer flushes its last
+    interval, so the documents add up to the whole run)."""
     session = session or new_session()
     clock = ClockOffset()
     async with (
@@ -384,7 +390,16 @@ async def open_worker(
         worker = Worker(config, sqs=sqs, transfer=transfer, dlq_url=dlq_url, metrics=metrics)
         worker.metrics.clock_offset.set_function(lambda: clock.seconds)
         app = create_app(worker.health, worker.metrics)
-        async with serve_http(app, config.http_host, config.http_port):
+        async with (
+            serve_http(app, config.http_host, config.http_port),
+            report_emf(
+                worker.metrics,
+                queue_url=config.queue_url,
+                interval_s=config.emf_interval_s,
+                namespace=config.emf_namespace,
+                stream=emf_stream,
+            ),
+        ):
             yield worker
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
-from relay.emf import EMF_METRICS, report_emf
+from relay.emf import EMF_METRICS
 from relay.emulator import FailureKind, Faults
 from relay.message import Status, StepResult
 from relay.worker import open_worker
@@ -71,11 +71,8 @@ async def test_emf_sums_equal_what_the_worker_the_emulator_and_the_queues_saw(
     await send_bodies(sqs, queues.url, bodies)
     stream = io.StringIO()
 
-    config = fast_config(queues.url, max_receives=3, max_attempts=2)
-    async with (
-        open_worker(config) as worker,
-        report_emf(worker.metrics, queue_url=queues.url, interval_s=0.1, stream=stream),
-    ):
+    config = fast_config(queues.url, max_receives=3, max_attempts=2, emf_interval_s=0.1)
+    async with open_worker(config, emf_stream=stream) as worker:
         await asyncio.wait_for(worker.run(handle_signals=False), 90)
 
     documents = read_documents(stream.getvalue())
