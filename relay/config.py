@@ -212,6 +212,11 @@ class RunConfig:
     dedupe_ttl_s: float = option(
         3600.0, "Seconds a delivered step result is remembered.", minimum=0
     )
+    dedupe_table: str = option(
+        "",
+        "DynamoDB table a fleet shares so each step is answered once (empty = each process "
+        "remembers alone).",
+    )
     http_host: str = option("0.0.0.0", "Address of the health and metrics server.")
     http_port: int = option(
         8080, "Port of /healthz and /metrics (0 = no server).", minimum=0, maximum=65_535

@@ -12,19 +12,28 @@ dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
 import asyncio
 import collections
 import dataclasses
-import math
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from relay.config import RunConfig, default_of
 from relay.dead_letter import DeadLetter, dead_letter_copy
+from relay.dedupe import (
+    Claim,
+    Claimed,
+    DedupeTable,
+    DedupeUnavailable,
+    Delivered,
+    HeldElsewhere,
+    lease_for,
+)
 from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
-from relay.observability import Metrics, get_logger
+from relay.observability import EveryInterval, Metrics, get_logger
 from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, decide
 from relay.sqs import BatchedQueue, ReceivedMessage, SqsError, is_fifo
 from relay.sqs.batches import MAX_BATCH_BYTES
@@ -38,8 +47,12 @@ from relay.transfer import (
 
 log = get_logger("relay.delivery")
 
+T = TypeVar("T")
+
 IDENTITY_LOG_EVERY_S: Final = 60.0
 """Errors about relay's own credentials or clock are logged at most this often (all counted)."""
+DEDUPE_LOG_EVERY_S: Final = 60.0
+"""Failures of the delivered-memory table are logged at most this often (all counted)."""
 
 ATTEMPT_MEMORY: Final = 10_000
 """Message ids whose callback attempts are remembered across receives (relay-attempts)."""
@@ -85,7 +98,7 @@ class AdaptivePacer:
     def __init__(self, metrics: Metrics, rate: AdaptiveRate) -> None:
         self.metrics = metrics
         self.rate = rate
-        self._identity_logged_at = -math.inf
+        self._identity_log = EveryInterval(IDENTITY_LOG_EVERY_S)
 
     async def before_call(self, step: StepResult) -> None:
         await self.rate.acquire()
@@ -107,10 +120,8 @@ class AdaptivePacer:
     def _identity_refused(self, error: CallbackError) -> None:
         """AWS refused relay's own request: counted each time, logged at most once a minute."""
         self.metrics.identity_errors.labels(code=error.code).inc()
-        now = time.monotonic()
-        if now - self._identity_logged_at < IDENTITY_LOG_EVERY_S:
+        if not self._identity_log.due():
             return
-        self._identity_logged_at = now
         log.error(
             "AWS refused relay's own request (credentials, signature or clock), not the message; "
             "relay retries and releases, and dead-letters only on --max-receives",
@@ -155,8 +166,13 @@ class Delivery:
         transfer: CallbackClient,
         metrics: Metrics,
         dlq_max_bytes: int = MAX_BATCH_BYTES,
+        table: DedupeTable | None = None,
     ) -> None:
         self.config = config
+        self.table = table
+        """The fleet's delivered-memory (DESIGN §10), when `--dedupe-table` names one."""
+        self.lease_s = lease_for(config.retry_budget_s, config.call_timeout_s)
+        self._table_log = EveryInterval(DEDUPE_LOG_EVERY_S)
         self.queue = queue
         self.dlq = dlq
         self.dlq_max_bytes = dlq_max_bytes
@@ -223,11 +239,22 @@ class Delivery:
             mine.set_result(ending)
 
     async def _deliver(self, message: ReceivedMessage, step: StepResult) -> MessageResult:
-        """The circuit, the call, and what its answer decides."""
+        """The circuit, the fleet's claim, the call, and what its answer decides."""
         before = self._situation(message, step)
         workflow = step.workflow_id
         if not self.circuits.allow(workflow):
             situation = dataclasses.replace(before, circuit_wait_s=self.circuits.wait_s(workflow))
+            earlier = self.attempts.earlier(message)
+            return await self._carry_out(message, decide(situation, self.limits), earlier, step)
+        claim = await self._claim(step)
+        if isinstance(claim, Delivered | HeldElsewhere):
+            # Settled or being settled by another task: no call, so no probe either.
+            self.circuits.cancel_probe(workflow)
+            if isinstance(claim, Delivered):
+                self.delivered.remember(step.step_key, claim.status.value)
+                situation = dataclasses.replace(before, delivered_status=claim.status.value)
+            else:
+                situation = dataclasses.replace(before, held_elsewhere_s=claim.wait_s())
             earlier = self.attempts.earlier(message)
             return await self._carry_out(message, decide(situation, self.limits), earlier, step)
         try:
@@ -235,18 +262,53 @@ class Delivery:
         except CallbackFailed as failed:
             self.metrics.retries.inc(failed.attempts - 1)
             self._learn(step, failed.error)
+            if claim is not None:
+                await self._table_call(self._table_give_up(claim))
             attempts = self.attempts.earlier(message) + failed.attempts
             situation = dataclasses.replace(before, called=True, failure=failed.error.failure)
             return await self._carry_out(message, decide(situation, self.limits), attempts, step)
         self.metrics.retries.inc(sent.attempts - 1)
         self.circuits.answered(workflow)
         self.delivered.remember(step.step_key, step.status.value)
+        if self.table is not None:
+            ttl_s = self.config.dedupe_ttl_s
+            await self._table_call(self.table.record_delivered(step.step_key, step.status, ttl_s))
         verdict = decide(dataclasses.replace(before, called=True), self.limits)
         attempts = self.attempts.earlier(message) + sent.attempts
         result = await self._carry_out(message, verdict, attempts, step)
         if result.outcome is Outcome.DELIVERED:
             self.metrics.end_to_end_latency.observe(max(0.0, time.time() - message.sent_at))
         return result
+
+    # --- the fleet's memory (DESIGN §10) -------------------------------------------------------
+
+    async def _claim(self, step: StepResult) -> Claim | None:
+        """Claims the step in the table before the call; None without a table, or when it
+        failed (the local memory stands in for this message)."""
+        if self.table is None:
+            return None
+        return await self._table_call(self.table.claim(step.step_key, step.status, self.lease_s))
+
+    async def _table_give_up(self, claim: Claim) -> None:
+        """The call did not deliver: end our claim early, so another task need not wait."""
+        if self.table is not None and isinstance(claim, Claimed):
+            await self.table.give_up(claim)
+
+    async def _table_call(self, call: Awaitable[T]) -> T | None:
+        """A table call; its failure is counted, logged once a minute, and never stops the
+        callback (None)."""
+        try:
+            return await call
+        except DedupeUnavailable as exc:
+            self.metrics.dedupe_table_errors.labels(code=exc.code).inc()
+            if self._table_log.due():
+                log.warning(
+                    "dedupe table unavailable: the local memory stands in (a copy delivered by "
+                    "another task may be called again)",
+                    error_code=exc.code,
+                    error=str(exc)[:300],
+                )
+            return None
 
     def _learn(self, step: StepResult, error: CallbackError) -> None:
         """What a failed call teaches the workflow's circuit."""

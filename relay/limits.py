@@ -303,3 +303,9 @@ class Circuits:
     def answered(self, workflow_id: str) -> None:
         """Any answer but AccessDenied: the workflow no longer refuses us; close it."""
         self._open.pop(workflow_id, None)
+
+    def cancel_probe(self, workflow_id: str) -> None:
+        """The probe taken by `allow` was not sent after all: the next message may probe."""
+        circuit = self._open.get(workflow_id)
+        if circuit is not None:
+            circuit.probing = False

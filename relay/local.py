@@ -5,6 +5,7 @@ and the standard AWS chain's variables pointing at them.
 Everything listens on 127.0.0.1 only. moto comes from the dev extra (`pip install -e '.[dev]'`).
 """
 
+import collections
 import contextlib
 import io
 import json
@@ -14,6 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
@@ -25,20 +27,23 @@ REGION: Final = "us-east-1"
 
 
 class SerialCalls:
-    """WSGI middleware around one of moto's service apps: calls that change state run one at a
-    time, and so do receives from one queue.
+    """WSGI middleware around one of moto's service apps: calls run one at a time, except
+    receives, which run one at a time per queue; each call is counted by operation.
 
-    moto's backend is not thread-safe and its server runs a thread per request: a delete
+    moto's backends are not thread-safe and its server runs a thread per request: an SQS delete
     rebuilds the message list without a lock, so two concurrent DeleteMessageBatch calls can
     bring a deleted message back and a send beside a delete can lose one; two concurrent
-    receives can hand out the same message. Receives get locks of their own so that a long
-    poll never holds up sends and deletes, nor reads of another queue.
+    receives can hand out the same message; a DynamoDB conditional PutItem reads, checks and
+    stores with nothing stopping another thread in between, where DynamoDB lets exactly one
+    racing claim win. Receives get locks of their own so that a long poll never holds up sends
+    and deletes, nor reads of another queue.
     """
 
     def __init__(self, app: Any) -> None:
         self._app = app
         self._changes = threading.Lock()
         self._receives: dict[str, threading.Lock] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         """Runs one request under the lock for its kind."""
@@ -48,7 +53,16 @@ class SerialCalls:
             # dict.setdefault is atomic: two threads never get different locks for one queue.
             lock = self._receives.setdefault(_queue_url(environ), threading.Lock())
         with lock:
+            self.calls[str(action).rpartition(".")[2]] += 1
             return self._app(environ, start_response)
+
+
+@dataclass(frozen=True, slots=True)
+class MotoServer:
+    """A running moto server: its URL, and the calls it has served by operation."""
+
+    url: str
+    calls: collections.Counter[str]
 
 
 def _queue_url(environ: dict[str, Any]) -> str:
@@ -73,8 +87,9 @@ def require_moto() -> None:
 
 
 @contextlib.contextmanager
-def serve_moto(service: str = "sqs") -> Iterator[str]:
-    """moto's server for one service in this process, on a free loopback port; its URL."""
+def serve_moto(service: str = "sqs") -> Iterator[MotoServer]:
+    """moto's server for one service (`sqs`, `dynamodb`) in this process, on a free loopback
+    port."""
     require_moto()
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
@@ -92,7 +107,7 @@ def serve_moto(service: str = "sqs") -> Iterator[str]:
     )
     thread.start()
     try:
-        yield f"http://{HOST}:{server.server_port}"
+        yield MotoServer(url=f"http://{HOST}:{server.server_port}", calls=app.calls)
     finally:
         server.shutdown()
         thread.join(timeout=5)
@@ -102,8 +117,8 @@ def _serve_until_told(conn: Connection, service: str) -> None:
     """The child process: serves until the parent says stop or goes away."""
     # Ctrl-C reaches the whole process group; when to stop is the parent's decision.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with serve_moto(service) as url:
-        conn.send(url)
+    with serve_moto(service) as server:
+        conn.send(server.url)
         with contextlib.suppress(EOFError, OSError):
             conn.recv()
 

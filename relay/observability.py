@@ -7,7 +7,10 @@ from the values themselves, which a histogram's buckets no longer hold.
 """
 
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 import structlog
@@ -146,6 +149,12 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.dedupe_table_errors = Counter(
+            "relay_dedupe_table_errors",
+            "Delivered-memory table calls that failed (the local memory stood in), by code.",
+            ["code"],
+            registry=r,
+        )
         self.clock_offset = Gauge(
             "relay_clock_offset_seconds",
             "Offset relay signs with: the service's clock minus this host's (from its Date).",
@@ -199,6 +208,24 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+class EveryInterval:
+    """Says yes at most once per `interval_s`: for log lines that would otherwise repeat per
+    message (an outage is logged once a minute and counted every time)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        """True when the interval has passed since the last True."""
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return True
 
 
 def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:

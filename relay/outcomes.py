@@ -253,6 +253,8 @@ class Situation:
     """How a copy of this step that was in flight ended, when it did not deliver."""
     circuit_wait_s: float | None = None
     """The workflow's circuit is open (no call): seconds until its probe is due (0: probing)."""
+    held_elsewhere_s: float | None = None
+    """Another task of the fleet holds a live claim on this step: seconds until it lapses."""
     called: bool = False
     """The callback was sent this receive; `failure` is its last error, None if it succeeded."""
     failure: CallFailure | None = None
@@ -280,6 +282,14 @@ def decide(situation: Situation, limits: Limits) -> Verdict | None:
             return Verdict(Outcome.DEAD_LETTERED, first.reason, first.code, first.text)
         delay = limits.release_delay_s(s.receive_count, jitter=s.jitter)
         return Verdict(Outcome.RELEASED, text="a copy in flight did not deliver", delay_s=delay)
+    if s.held_elsewhere_s is not None:
+        # Not a failure, so never dead-lettered: the other task delivers (a duplicate when this
+        # comes back) or its lease lapses and this one takes the step over.
+        # Look again soon (the holder usually answers within a call), at the latest when its
+        # lease lapses.
+        backoff = max(1.0, limits.release_delay_s(s.receive_count, jitter=s.jitter))
+        delay = min(s.held_elsewhere_s + s.jitter, backoff)
+        return Verdict(Outcome.RELEASED, text="another task is delivering this step", delay_s=delay)
     if s.circuit_wait_s is not None:
         if at_limit:
             text = f"circuit open for workflow {s.workflow_id} after AccessDeniedException"

@@ -16,6 +16,7 @@ from aiobotocore.session import AioSession
 
 from relay.aws import new_session
 from relay.config import RunConfig
+from relay.dedupe import DedupeTable, DedupeUnavailable, open_dedupe_table
 from relay.delivery import Delivery, MessageResult
 from relay.emf import report_emf
 from relay.http import create_app, serve_http
@@ -102,6 +103,7 @@ class Worker:
         transfer: CallbackClient,
         dlq_url: str,
         metrics: Metrics | None = None,
+        table: DedupeTable | None = None,
     ) -> None:
         self.config = config
         self.sqs = sqs
@@ -110,7 +112,12 @@ class Worker:
         self.queue = BatchedQueue(sqs, config.queue_url)
         self.dlq = BatchedQueue(sqs, dlq_url)
         self.delivery = Delivery(
-            config, queue=self.queue, dlq=self.dlq, transfer=transfer, metrics=self.metrics
+            config,
+            queue=self.queue,
+            dlq=self.dlq,
+            transfer=transfer,
+            metrics=self.metrics,
+            table=table,
         )
         self.shutdown = Shutdown()
         self._draining = False
@@ -365,6 +372,28 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> str:
 
 
 @contextlib.asynccontextmanager
+async def open_table(config: RunConfig, session: AioSession) -> AsyncIterator[DedupeTable | None]:
+    """The fleet's delivered-memory when `--dedupe-table` names one: checked at start-up (a
+    missing or denied table is exit 2; one that does not answer now is a warning, and each
+    message falls back to the local memory until it does)."""
+    if not config.dedupe_table:
+        yield None
+        return
+    async with open_dedupe_table(
+        config.dedupe_table, session=session, max_pool_connections=config.max_in_flight
+    ) as table:
+        try:
+            await table.check()
+        except DedupeUnavailable as exc:
+            log.warning(
+                "dedupe table does not answer; starting with the local memory",
+                table=config.dedupe_table,
+                error=str(exc)[:300],
+            )
+        yield table
+
+
+@contextlib.asynccontextmanager
 async def open_worker(
     config: RunConfig,
     *,
@@ -385,9 +414,12 @@ async def open_worker(
             call_timeout_s=config.call_timeout_s,
             clock=clock,
         ) as transfer,
+        open_table(config, session) as table,
     ):
         dlq_url = await check_queues(sqs, config)
-        worker = Worker(config, sqs=sqs, transfer=transfer, dlq_url=dlq_url, metrics=metrics)
+        worker = Worker(
+            config, sqs=sqs, transfer=transfer, dlq_url=dlq_url, metrics=metrics, table=table
+        )
         worker.metrics.clock_offset.set_function(lambda: clock.seconds)
         app = create_app(worker.health, worker.metrics)
         async with (

@@ -16,6 +16,7 @@ from relay.emulator import EmulatorState
 from relay.local import (
     ISOLATED_FILES,
     UNSET_FOR_LOOPBACK,
+    MotoServer,
     local_emulator,
     serve_moto,
 )
@@ -38,8 +39,16 @@ def moto_url() -> Iterator[str]:
     threaded server lets two deletes resurrect a message or two receives hand out the same
     one. relay.local's serialises the calls that would race (see `relay.local.SerialCalls`).
     """
-    with serve_moto("sqs") as url:
-        yield url
+    with serve_moto("sqs") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def local_dynamodb() -> Iterator[MotoServer]:
+    """moto's DynamoDB server on a random loopback port, for the whole session (its calls are
+    counted by operation, so a test can tell what a message costs in table calls)."""
+    with serve_moto("dynamodb") as server:
+        yield server
 
 
 @pytest.fixture(scope="session", autouse=True)

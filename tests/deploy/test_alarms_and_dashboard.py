@@ -97,8 +97,7 @@ def test_emf_is_on_once_a_minute_in_the_namespace_parameter(template: dict[str, 
     assert environment["RELAY_EMF_INTERVAL"] == "60"
     assert environment["RELAY_EMF_NAMESPACE"] == EMF_NAMESPACE
     default = template["Parameters"]["EmfNamespace"]["Default"]
-    # DESIGN §6: --emf-namespace defaults to `relay` (relay.config gains the option in issue 13).
-    expected = OPTIONS["--emf-namespace"].default if "--emf-namespace" in OPTIONS else "relay"
+    expected = OPTIONS["--emf-namespace"].default
     assert default == expected
     assert re.fullmatch(template["Parameters"]["EmfNamespace"]["AllowedPattern"], default)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from relay.dedupe import KEY, TTL_ATTRIBUTE
 from tests.deploy.support import resources, with_conditions
 
 ON = {"EnableDedupeTable": "true"}
@@ -47,12 +48,12 @@ def test_table_has_the_key_ttl_billing_and_encryption_relay_expects(
     it is billed per request and encrypted at rest with KMS."""
     (table,) = resources(with_conditions(template, ON), "AWS::DynamoDB::Table").values()
     properties = table["Properties"]
-    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert properties["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert properties["KeySchema"] == [{"AttributeName": KEY, "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": KEY, "AttributeType": "S"}]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert "ProvisionedThroughput" not in properties
     assert properties["TimeToLiveSpecification"] == {
-        "AttributeName": "expires_at",
+        "AttributeName": TTL_ATTRIBUTE,
         "Enabled": True,
     }
     assert properties["SSESpecification"]["SSEEnabled"] is True

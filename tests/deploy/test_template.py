@@ -17,9 +17,6 @@ EXECUTION_POLICY_ARN = (
 WORKFLOWS_ARN = {
     "Fn::Sub": "arn:${AWS::Partition}:transfer:${AWS::Region}:${AWS::AccountId}:workflow/*"
 }
-# Options DESIGN §6 (EMF) and §10 (the dedupe table) name, which the template sets before this
-# branch's relay.config has them; once RUN_OPTIONS holds them this adds nothing (remove it then).
-DESIGN_ENVIRONMENT = {"RELAY_EMF_INTERVAL", "RELAY_EMF_NAMESPACE", "RELAY_DEDUPE_TABLE"}
 
 
 def _container(
@@ -196,7 +193,6 @@ def test_mapping_rows_match_the_allowed_values(template: dict[str, Any]) -> None
 def test_container_environment_names_are_relay_settings(template: dict[str, Any]) -> None:
     """Every RELAY_* variable given to the container is one relay reads, JSON logs included."""
     known = {spec.env for spec in RUN_OPTIONS} | {env_name("--queue-url"), env_name("--dlq-url")}
-    known |= DESIGN_ENVIRONMENT
     environment = _environment(template, {"EnableDedupeTable": "true"})
     assert {name for name in environment if name.startswith("RELAY_")} <= known
     assert environment["RELAY_LOG_FORMAT"] == "json"

@@ -9,7 +9,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,8 +29,9 @@ from relay.dedupe import (
 )
 from relay.errors import ConfigError
 from relay.limits import StepKey
+from relay.local import MotoServer
 from relay.message import Status
-from tests.dedupe_support import LocalDynamoDB, serve_moto_dynamodb, serve_refusing_dynamodb
+from tests.dedupe_support import serve_refusing_dynamodb
 from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps
 
@@ -43,16 +44,9 @@ LEASE_S = 30.0
 TTL_S = 3600.0
 
 
-@pytest.fixture(scope="session")
-def local_dynamodb() -> Iterator[LocalDynamoDB]:
-    """moto's DynamoDB server on a random loopback port, for the whole session."""
-    with serve_moto_dynamodb() as local:
-        yield local
-
-
 @pytest.fixture
 async def dynamodb(
-    local_dynamodb: LocalDynamoDB, monkeypatch: pytest.MonkeyPatch
+    local_dynamodb: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[DynamoDBClient]:
     """A DynamoDB client found the way relay finds it: AWS_ENDPOINT_URL_DYNAMODB."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
@@ -237,7 +231,7 @@ async def test_give_up_never_undoes_a_delivered_record(
 
 
 async def test_many_tasks_racing_for_one_step_make_exactly_one_claim(
-    local_dynamodb: LocalDynamoDB,
+    local_dynamodb: MotoServer,
     dynamodb: DynamoDBClient,
     table_name: str,
     step_key: StepKey,
@@ -276,7 +270,7 @@ async def test_the_table_stores_no_token_and_no_ids(
 
 
 async def test_a_delivered_message_costs_two_writes_and_a_duplicate_one(
-    local_dynamodb: LocalDynamoDB, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    local_dynamodb: MotoServer, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """Calls per message: delivered 2 PutItem; a duplicate 1 PutItem; a failed call 1 more."""
 
