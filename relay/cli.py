@@ -371,7 +371,12 @@ def dlq_stats_command(
 @click.option(
     "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help=_DLQ_URL_HELP
 )
-@click.option("--out", required=True, metavar="F.jsonl", help="File to write (replaced).")
+@click.option(
+    "--out",
+    required=True,
+    metavar="F.jsonl",
+    help="File to write (mode 0600), replaced only when the whole DLQ was read.",
+)
 @click.option("--max-messages", default=100_000, show_default=True, help="Messages read at most.")
 @_scan_options
 @click.option("--json", "json_output", is_flag=True, help="The summary as one JSON object.")
@@ -387,7 +392,9 @@ def dlq_export_command(
     """Copy the DLQ to a JSON Lines file (for audit, or `relay replay --from-file`).
 
     One object per message: message_id, sent_timestamp (ms), attributes, body. Changes
-    nothing: every message read is made visible again as soon as reading ends.
+    nothing: every message read is made visible again as soon as reading ends. The file holds
+    whole callback tokens: it is created 0600, never through a symbolic link, and an existing
+    one is replaced only when the export is whole (exit 1 and left as it was otherwise).
     """
     from relay.config import ExportConfig, ScanConfig
 
@@ -402,8 +409,12 @@ def dlq_export_command(
     from relay.dlq.export import dlq_export, open_export
     from relay.terminal import print_export, print_json, show_progress
 
-    with open_export(config.out) as file:
-        summary = asyncio.run(dlq_export(config, file, show_progress))
+    # Checked (a symbolic link, a directory) before the DLQ is read; the target is replaced
+    # only by a whole export and is left as it was by anything less.
+    with open_export(config.out) as export:
+        summary = asyncio.run(dlq_export(config, export.file, show_progress))
+        export.keep = summary.complete
+    summary.saved = export.saved
     if json_output:
         print_json(summary.to_json())
     else:
