@@ -437,7 +437,7 @@ async def test_export_is_created_0600_and_replaces_a_file_only_when_whole(
     assert run.code == 0, run.err
     assert (run.json()["written"], run.json()["saved"]) == (2, True)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["dlq.jsonl"]
+    assert list(directory_listing(tmp_path)) == ["dlq.jsonl"], "a temporary file was left"
     assert sorted(json.loads(line)["body"] for line in out.read_text().splitlines()) == sorted(
         bodies
     )
