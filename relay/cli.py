@@ -424,7 +424,11 @@ def dlq_export_command(
 
 @cli.command()
 @click.option("--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, help="Replay from this DLQ.")
-@click.option("--from-file", metavar="F.jsonl", help="Replay a `relay dlq export` file instead.")
+@click.option(
+    "--from-file",
+    metavar="F.jsonl",
+    help="Replay a `relay dlq export` file instead (every line checked before anything is sent).",
+)
 @click.option(
     "--to",
     type=click.Choice(["queue", "transfer"]),
@@ -434,8 +438,8 @@ def dlq_export_command(
 )
 @click.option(
     "--queue-url",
-    help="Destination queue for every message  [default: each message's relay-source-queue; "
-    "needed for unannotated ones]",
+    help="Destination queue for every message  [default: each message's relay-source-queue, "
+    "only if SQS lists it as a source of the DLQ; needed for unannotated ones]",
 )
 @click.option(
     "--reason",
@@ -479,8 +483,11 @@ def replay(**options: Any) -> int:
     A DLQ message is deleted only after its replay succeeded: accepted by the destination
     queue (body verbatim, relay-* attributes dropped), or answered 200 by Transfer Family
     (with the worker's retry policy). Failures and unselected messages stay in the DLQ,
-    visible at once. SIGINT/SIGTERM stop reading, let replays in progress finish within
-    --shutdown-grace and give the rest back. Exit 0 when everything selected was replayed,
+    visible at once. What a DLQ or a file holds is data: it is shown escaped, and a copy goes
+    only to --queue-url or to a queue SQS lists as a source of the DLQ (destination_not_allowed
+    otherwise; a DLQ without sources, or a file, sends to each annotated queue and lists it).
+    SIGINT/SIGTERM stop reading, let replays in progress finish within --shutdown-grace and
+    give the rest back. Exit 0 when everything selected was replayed,
     1 when some was not.
     """
     from click.core import ParameterSource

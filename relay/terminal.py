@@ -282,7 +282,7 @@ def print_replay(summary: "ReplaySummary", top: int) -> None:
 
 _ALLOWED_BY: Final = {
     "queue_url": "--queue-url",
-    "dead_letter_source": "a source queue of the DLQ (SQS lists it)",
+    "dead_letter_source": "a source of the DLQ (SQS lists it)",
     "unchecked": "UNCHECKED: the message's relay-source-queue only",
 }
 
