@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from relay.sqs import OutgoingMessage, send_messages
+from relay.sqs import BatchedQueue, OutgoingMessage, send_messages
 from tests.conftest import Queues, create_queue_pair
 from tests.integration.test_replay import (
     FAST,
@@ -466,3 +466,39 @@ async def test_export_refuses_a_symbolic_link_and_a_directory(
     assert directory_listing(tmp_path) == before
     assert link.is_symlink()
     await account(sqs, dlq=(queues.dlq_url, Counter([GOOD_BODY])))
+
+
+async def test_a_replay_that_raises_fails_alone_and_the_rest_go_on(
+    sqs: SQSClient,
+    queues: Queues,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One replay raising something unforeseen (it stopped its replayer, and every message
+    queued behind it was reported "not tried") fails alone as unexpected_error and stays; with
+    one replayer, every other message is still replayed."""
+    bodies = [s.to_body() for s in make_steps(6, seed=51)]
+    await put_dlq(
+        sqs, queues.dlq_url, [dead(b, reason="not_found", source=queues.url) for b in bodies]
+    )
+    send = BatchedQueue.send
+
+    async def send_but_one(self: BatchedQueue, message: OutgoingMessage) -> None:
+        if message.body == bodies[2]:
+            raise RuntimeError("a bug on the way")
+        await send(self, message)
+
+    monkeypatch.setattr(BatchedQueue, "send", send_but_one)
+    run = await relay(
+        capsys, "replay", "--dlq-url", queues.dlq_url, "--concurrency", "1", "--json", *FAST
+    )
+    assert run.code == 1
+    summary = run.json()
+    assert (summary["replayed"], summary["abandoned"]) == (5, 0)
+    assert summary["failed_by_reason"] == {"unexpected_error": 1}
+    assert "RuntimeError: a bug on the way" in summary["failure_details"]["unexpected_error"]
+    await account(
+        sqs,
+        dlq=(queues.dlq_url, Counter([bodies[2]])),
+        source=(queues.url, Counter(bodies) - Counter([bodies[2]])),
+    )

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from relay.config import ReplayConfig, ScanConfig
 from relay.dead_letter import DEAD_LETTERED_AT, SOURCE_QUEUE, DeadMessage, iso_utc, parse_time
 from relay.dlq.export import ExportFile, ExportWriteFailed, open_export
-from relay.dlq.replay import AllowedBy, Destinations, Route
+from relay.dlq.replay import AllowedBy, Destinations, Route, allowed_destinations
 from relay.errors import ConfigError
 from relay.message import InvalidMessage, StepResult, parse
 from relay.sqs import dead_letter_sources, queue_identity
@@ -411,3 +413,22 @@ def test_a_failed_rename_is_an_export_write_failure(target: Path) -> None:
         export_to(target, keep_but_put_a_directory_there)
     assert (target / "inside").read_text() == "kept\n"
     assert [p.name for p in target.parent.iterdir()] == ["dlq.jsonl"]
+
+
+class DeniedSources:
+    """ListDeadLetterSourceQueues refused, as IAM refuses a role without the permission."""
+
+    async def list_dead_letter_source_queues(self, **request: Any) -> dict[str, Any]:
+        error = {"Error": {"Code": "AccessDenied", "Message": "not authorized"}}
+        raise ClientError(error, "ListDeadLetterSourceQueues")  # type: ignore[arg-type]
+
+
+async def test_a_refused_source_list_is_bad_configuration_naming_the_permission() -> None:
+    """Without sqs:ListDeadLetterSourceQueues a replay to the source queues stops before
+    reading (exit 2), saying which permission, or --queue-url, it needs."""
+    config = ReplayConfig(scan=ScanConfig(dlq_url="https://sqs.x/123456789012/dlq"))
+    with pytest.raises(ConfigError) as raised:
+        await allowed_destinations(DeniedSources(), config)  # type: ignore[arg-type]
+    assert "AccessDenied" in str(raised.value)
+    assert "sqs:ListDeadLetterSourceQueues" in str(raised.value)
+    assert "--queue-url" in str(raised.value)
