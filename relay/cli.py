@@ -318,14 +318,21 @@ def dlq_stats_command(**options: Any) -> int:
 
 @dlq.command("export")
 @_DLQ_URL
-@click.option("--out", required=True, metavar="F.jsonl", help="File to write (replaced).")
+@click.option(
+    "--out",
+    required=True,
+    metavar="F.jsonl",
+    help="File to write (mode 0600), replaced only when the whole DLQ was read.",
+)
 @_options(ExportConfig)
 @_options(ScanConfig)
 def dlq_export_command(**options: Any) -> int:
     """Copy the DLQ to a JSON Lines file (for audit, or `relay replay --from-file`).
 
     One object per message: message_id, sent_timestamp (ms), attributes, body. Changes
-    nothing: every message read is made visible again as soon as reading ends.
+    nothing: every message read is made visible again as soon as reading ends. The file holds
+    whole callback tokens: it is created 0600, never through a symbolic link, and an existing
+    one is replaced only when the export is whole (exit 1 and left as it was otherwise).
     """
     scan = _scan_config(options)
     assert scan is not None  # --dlq-url is required
@@ -333,8 +340,12 @@ def dlq_export_command(**options: Any) -> int:
     from relay.dlq.export import dlq_export, open_export
     from relay.terminal import print_export, print_json, show_progress
 
-    with open_export(config.out) as file:
-        summary = asyncio.run(dlq_export(config, file, show_progress))
+    # Checked (a symbolic link, a directory) before the DLQ is read; the target is replaced
+    # only by a whole export and is left as it was by anything less.
+    with open_export(config.out) as export:
+        summary = asyncio.run(dlq_export(config, export.file, show_progress))
+        export.keep = summary.complete
+    summary.saved = export.saved
     if config.json_output:
         print_json(summary.to_json())
     else:
@@ -344,11 +355,15 @@ def dlq_export_command(**options: Any) -> int:
 
 @cli.command()
 @click.option("--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, help="Replay from this DLQ.")
-@click.option("--from-file", metavar="F.jsonl", help="Replay a `relay dlq export` file instead.")
+@click.option(
+    "--from-file",
+    metavar="F.jsonl",
+    help="Replay a `relay dlq export` file instead (every line checked before anything is sent).",
+)
 @click.option(
     "--queue-url",
-    help="Destination queue for every message  [default: each message's relay-source-queue; "
-    "needed for unannotated ones]",
+    help="Destination queue for every message  [default: each message's relay-source-queue, "
+    "only if SQS lists it as a source of the DLQ; needed for unannotated ones]",
 )
 @click.option(
     "--reason",
@@ -373,8 +388,11 @@ def replay(**options: Any) -> int:
     A DLQ message is deleted only after its replay succeeded: accepted by the destination
     queue (body verbatim, relay-* attributes dropped), or answered 200 by Transfer Family
     (with the worker's retry policy). Failures and unselected messages stay in the DLQ,
-    visible at once. SIGINT/SIGTERM stop reading, let replays in progress finish within
-    --shutdown-grace and give the rest back. Exit 0 when everything selected was replayed,
+    visible at once. What a DLQ or a file holds is data: it is shown escaped, and a copy goes
+    only to --queue-url or to a queue SQS lists as a source of the DLQ (destination_not_allowed
+    otherwise; a DLQ without sources, or a file, sends to each annotated queue and lists it).
+    SIGINT/SIGTERM stop reading, let replays in progress finish within --shutdown-grace and
+    give the rest back. Exit 0 when everything selected was replayed,
     1 when some was not.
     """
     from click.core import ParameterSource

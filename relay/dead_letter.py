@@ -31,20 +31,26 @@ UNANNOTATED: Final = "unannotated"
 
 def iso_utc(moment: datetime) -> str:
     """UTC, ISO 8601 with `Z` and milliseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, not strftime: strftime writes years before 1000 without their leading zeros.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def parse_time(text: str | None) -> float | None:
-    """ISO 8601 (`...Z` or with an offset; naive means UTC) → Unix seconds; None if unreadable."""
+    """ISO 8601 (`...Z` or with an offset; naive means UTC) → Unix seconds; None when absent,
+    unreadable, or not a time in years 1 to 9999 once in UTC.
+
+    The text comes from a DLQ or an export file, which anyone allowed to send there wrote: it is
+    read, never trusted (`9999-12-31T23:59:59-01:00` parses, but is past year 9999 in UTC).
+    """
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).timestamp()
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -156,6 +162,11 @@ class DeadMessage:
     def dead_lettered_at(self) -> float | None:
         """Unix seconds of `relay-dead-lettered-at`; None when absent or unreadable."""
         return parse_time(self.attributes.get(DEAD_LETTERED_AT))
+
+    @property
+    def unreadable_date(self) -> bool:
+        """It has a `relay-dead-lettered-at`, but not one that reads as a time."""
+        return DEAD_LETTERED_AT in self.attributes and self.dead_lettered_at is None
 
     def age_s(self, now: float) -> float:
         """Seconds since it was dead-lettered (since it was sent, when that is unknown)."""

@@ -8,8 +8,13 @@ Three input shapes are accepted and normalised to the four fields of the callbac
 
 Anything else raises `InvalidMessage`, which names the field (as a path in the input, so a
 producer can find it) and the rule it broke. No other exception escapes `parse`.
+
+A key relay reads that appears twice in one object (`"Status": "FAILURE", "Status": "SUCCESS"`)
+is refused: JSON readers disagree on which one wins, so the step processor and relay could
+read different results from one message.
 """
 
+import collections
 import hashlib
 import json
 import random
@@ -36,6 +41,23 @@ _TOKEN = re.compile(TOKEN_RULE)
 
 _EVENT_PATH: Final = ("serviceMetadata", "executionDetails")
 _MISSING: Final = object()
+
+_READ_KEYS: Final = (
+    "Type",
+    "Message",
+    "WorkflowId",
+    "ExecutionId",
+    "Token",
+    "Status",
+    "token",
+    "status",
+    "serviceMetadata",
+    "executionDetails",
+    "workflowId",
+    "executionId",
+)
+"""Every key relay reads, in any shape: one of them twice in an object relay reads is refused.
+A repeated key it ignores is ignored, like the key (and never named: errors repeat no input)."""
 
 
 class Status(StrEnum):
@@ -122,6 +144,7 @@ def parse(body: str | bytes) -> StepResult:
         except UnicodeDecodeError as exc:
             raise InvalidMessage("body", f"not UTF-8 (byte {exc.start})") from None
     document = _load_object(body, "body")
+    _unique(document, "")
     if document.get("Type") == "Notification" and (
         "Message" in document or not _has_step_fields(document)
     ):
@@ -129,7 +152,9 @@ def parse(body: str | bytes) -> StepResult:
         inner = _required(document, "Message", "")
         if not isinstance(inner, str):
             raise InvalidMessage("Message", "SNS Message must be a JSON string")
-        return _from_document(_load_object(inner, "Message"), prefix="Message.")
+        message = _load_object(inner, "Message")
+        _unique(message, "Message.")
+        return _from_document(message, prefix="Message.")
     return _from_document(document, prefix="")
 
 
@@ -185,9 +210,33 @@ def sns_body(inner: str, rng: random.Random | None = None, region: str = "us-eas
     )
 
 
+class _Repeating(dict[str, Any]):
+    """A JSON object in which some keys appeared more than once (the last value is kept)."""
+
+    repeated: frozenset[str] = frozenset()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) == len(pairs):
+        return document  # the usual case, at C speed
+    counts = collections.Counter(key for key, _ in pairs)
+    repeating = _Repeating(document)
+    repeating.repeated = frozenset(key for key, n in counts.items() if n > 1)
+    return repeating
+
+
+def _unique(document: dict[str, Any], prefix: str) -> None:
+    """Refuses an object relay reads that repeats a key relay reads."""
+    if isinstance(document, _Repeating):
+        for key in _READ_KEYS:
+            if key in document.repeated:
+                raise InvalidMessage(prefix + key, "duplicate key")
+
+
 def _load_object(text: str, field: str) -> dict[str, Any]:
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_object)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and integers past the digit limit.
         raise InvalidMessage(field, "not valid JSON") from None
@@ -220,6 +269,7 @@ def _from_event(document: dict[str, Any], status: Status | None, prefix: str) ->
         path = f"{path}{key}."
         if not isinstance(node, dict):
             raise InvalidMessage(path.rstrip("."), f"must be an object, not {_json_type(node)}")
+        _unique(node, path)
     workflow_id = node.get("workflowId", _MISSING)
     execution_id = node.get("executionId", _MISSING)
     token = document.get("token", _MISSING)

@@ -15,6 +15,7 @@ from typing import Any, Final, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from structlog.tracebacks import ExceptionDictTransformer
 
 from relay.outcomes import Outcome
 
@@ -229,19 +230,31 @@ class EveryInterval:
 
 
 def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """One JSON object per line (or readable text) on stdout, with bound context."""
+    """One JSON object per line (or readable text) on stdout, with bound context.
+
+    An unexpected error's traceback never shows local variables: a frame's locals hold whole
+    callback tokens. In JSON it is structured (`exception`: each exception's type, message and
+    frames, each frame's file, line and function); in text it is Python's plain traceback.
+    """
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    if fmt == "json":
+        processors += [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        # The default formatter (rich's or better-exceptions') prints every frame's locals.
+        processors.append(
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        )
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

@@ -3,20 +3,50 @@
 Each line is one JSON object, ASCII only (every line splitter agrees where a line ends):
 `message_id`, `sent_timestamp` (milliseconds), `attributes` (String message attributes),
 `group_id` on FIFO queues, and `body`, byte for byte.
+
+A file read back may have been edited, truncated or written by something else: `read_export`
+checks every line before anything is sent, against what SQS would accept, so a bad line is
+one `FILE:LINE: what is wrong` (exit 2) rather than a failed send halfway through.
+
+Writing one holds whole callback tokens: it goes to a temporary file beside the target (mode
+0600), renamed over the target only when the DLQ was read to the end.
 """
 
+import contextlib
 import hashlib
 import json
+import os
+import re
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from relay.config import ExportConfig
-from relay.dead_letter import DeadMessage
+from relay.dead_letter import RELAY_PREFIX, DeadMessage
 from relay.dlq.scan import ReadEnd, read_through
-from relay.errors import ConfigError
+from relay.errors import ConfigError, RelayError
+from relay.sqs.batches import MAX_BATCH_BYTES, payload_size
+from relay.sqs.outgoing import text_problem
 from relay.terminal import ProgressView, Snapshot, no_progress
+
+MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last millisecond a date can show."""
+
+MAX_ATTRIBUTES: Final = 10
+"""SQS's limit of message attributes on one message."""
+
+MAX_MESSAGE_ID_CHARS: Final = 256
+
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_GROUP_ID = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
+"""SQS's MessageGroupId: 1 to 128 alphanumerics and punctuation."""
+
+
+class ExportWriteFailed(RelayError):
+    """The export file could not be written (exit 1); an existing file is left as it was."""
 
 
 def to_record(message: DeadMessage) -> dict[str, Any]:
@@ -33,36 +63,112 @@ def to_record(message: DeadMessage) -> dict[str, Any]:
 
 
 def from_record(record: Any, where: str) -> DeadMessage:
-    """Reads one export line back; ConfigError names the line and what is wrong."""
+    """Reads one export line back; ConfigError names the line and what is wrong.
+
+    Everything a replay sends or reads is checked: what SQS would refuse, what a date or an id
+    could not hold. The error texts name fields, never repeat their values.
+    """
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: not a JSON object")
     body = record.get("body")
-    if not isinstance(body, str):
-        raise ConfigError(f"{where}: body must be a string")
+    if not isinstance(body, str) or not body:
+        raise ConfigError(f"{where}: body must be a non-empty string")
+    _check_text(body, "body", where)
     attributes = record.get("attributes", {})
-    if not isinstance(attributes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
-    ):
+    if not isinstance(attributes, dict):
         raise ConfigError(f"{where}: attributes must map names to strings")
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise ConfigError(f"{where}: attributes: {len(attributes)}, SQS allows {MAX_ATTRIBUTES}")
+    for name, value in attributes.items():
+        problem = _attribute_name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"{where}: attribute name {_quoted(name)}: {problem}")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: attribute {_quoted(name)}: must be a non-empty string")
+        _check_text(value, f"attribute {_quoted(name)}", where)
+    forwarded = {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in attributes.items()
+        if not name.startswith(RELAY_PREFIX)
+    }
+    size = payload_size(body, forwarded)
+    if size > MAX_BATCH_BYTES:
+        raise ConfigError(f"{where}: body and attributes: {size} bytes, over SQS's 1 MiB")
     message_id = record.get("message_id")
-    if not isinstance(message_id, str) or not message_id:
+    if message_id is None:
         # Without an id, the body's hash stands in (FIFO deduplication ids need one).
         message_id = hashlib.sha256(body.encode()).hexdigest()
+    elif not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_CHARS:
+        raise ConfigError(
+            f"{where}: message_id must be a string of 1 to {MAX_MESSAGE_ID_CHARS} characters"
+        )
+    else:
+        _check_text(message_id, "message_id", where)
     sent = record.get("sent_timestamp", 0)
-    if not isinstance(sent, int) or isinstance(sent, bool):
-        raise ConfigError(f"{where}: sent_timestamp must be milliseconds since 1970")
+    if not isinstance(sent, int) or isinstance(sent, bool) or not 0 <= sent <= MAX_TIMESTAMP_MS:
+        raise ConfigError(
+            f"{where}: sent_timestamp must be milliseconds since 1970, "
+            f"0 to {MAX_TIMESTAMP_MS} (year 9999)"
+        )
     group_id = record.get("group_id")
+    if group_id is not None and (
+        not isinstance(group_id, str) or not _GROUP_ID.fullmatch(group_id)
+    ):
+        raise ConfigError(
+            f"{where}: group_id must be 1 to 128 letters, digits and punctuation (SQS's rule)"
+        )
     return DeadMessage(
         message_id=message_id,
         body=body,
         attributes=attributes,
         sent_at_ms=sent,
-        group_id=group_id if isinstance(group_id, str) else None,
+        group_id=group_id,
     )
 
 
+def _check_text(text: str, what: str, where: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise ConfigError(f"{where}: {what}: {problem}")
+
+
+def _attribute_name_problem(name: str) -> str | None:
+    """What SQS would refuse in a message attribute's name, or None."""
+    if _ATTRIBUTE_NAME.fullmatch(name) is None:
+        return "must be 1 to 256 letters, digits, '_', '-' or '.'"
+    if name.lower().startswith(("aws.", "amazon.")):
+        return "'AWS.' and 'Amazon.' are reserved"
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        return "must not start or end with '.' or hold '..'"
+    return None
+
+
+def _quoted(text: str) -> str:
+    """A name from the file, short and in ASCII (it goes into a one-line error)."""
+    return ascii(text[:60])
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object hook refusing repeated keys: readers disagree on which one wins."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return document
+
+
 def read_export(path: str) -> list[DeadMessage]:
-    """Reads an export file (JSON Lines); a line that is not a record is bad usage (exit 2)."""
+    """Reads an export file (JSON Lines), checking every line before returning any; a line that
+    is not a record is bad usage (exit 2)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -73,8 +179,11 @@ def read_export(path: str) -> list[DeadMessage]:
             continue
         where = f"{path}:{number}"
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{where}: duplicate key {_quoted(exc.key)}") from None
         except (ValueError, RecursionError):
+            # ValueError covers bytes that are not UTF-8 and integers past the digit limit.
             raise ConfigError(f"{where}: not valid JSON") from None
         messages.append(from_record(record, where))
     return messages
@@ -89,11 +198,15 @@ class ExportSummary:
     written: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
     end: ReadEnd = field(default_factory=ReadEnd)
+    write_error: str | None = None
+    """Why writing the temporary file failed (the rest was read, not written)."""
+    saved: bool = False
+    """The file at `out` is this export (renamed into place); False leaves what was there."""
 
     @property
     def complete(self) -> bool:
-        """Read to the end (or a limit the user set), with no error or interruption."""
-        return self.end.complete
+        """Read to the end (or a limit the user set) and written, with no error or interruption."""
+        return self.end.complete and self.write_error is None
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable form (`--json`)."""
@@ -101,20 +214,76 @@ class ExportSummary:
             "dlq_url": self.dlq_url,
             "out": self.out,
             "written": self.written,
+            "saved": self.saved,
             "complete": self.complete,
             "stopped_by": self.end.stopped_by,
             "read_error": self.end.read_error,
+            "write_error": self.write_error,
             "by_reason": dict(self.by_reason.most_common()),
             "release_errors": self.end.release_errors,
         }
 
 
-def open_export(path: str) -> IO[str]:
-    """The export file, opened for writing (replaced); ConfigError when it cannot be."""
+class ExportFile:
+    """An export being written: a temporary file beside the target, which `open_export` renames
+    over the target on the way out if `keep` was set, and removes otherwise."""
+
+    def __init__(self, path: Path, temporary: Path, file: IO[str]) -> None:
+        self.path = path
+        self.temporary = temporary
+        self.file = file
+        self.keep = False
+        """Set when the export is whole: only then does it replace the target."""
+        self.saved = False
+        """The target is now this export."""
+
+
+@contextlib.contextmanager
+def open_export(path: str) -> Iterator[ExportFile]:
+    """The export file for writing, beside `path` (mode 0600, a name of its own, O_EXCL);
+    renamed over `path` on the way out when `keep` is set, else removed, so `path` is either
+    the whole new export or untouched.
+
+    ConfigError (exit 2) when `path` is a symbolic link, not a regular file, or its directory
+    cannot take the file; `ExportWriteFailed` (exit 1) when writing fails later.
+    """
+    target = Path(path)
+    if target.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link: not written through; give the real path")
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"{path} exists and is not a regular file")
     try:
-        return Path(path).open("w", encoding="utf-8", newline="\n")
+        # mkstemp: O_CREAT|O_EXCL and mode 0600 whatever the umask: the file holds whole tokens.
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+        )
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    export = ExportFile(target, Path(temporary), os.fdopen(fd, "w", encoding="utf-8", newline="\n"))
+    try:
+        yield export
+        if export.keep:
+            _save(export)
+    finally:
+        if not export.saved:
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                export.file.close()
+            export.temporary.unlink(missing_ok=True)
+
+
+def _save(export: ExportFile) -> None:
+    """Puts the whole export in place of the target, on disk before the rename."""
+    try:
+        export.file.flush()
+        os.fsync(export.file.fileno())
+        export.file.close()
+        # rename(2) replaces a symbolic link put there meanwhile; it never follows it.
+        os.replace(export.temporary, export.path)
+    except OSError as exc:
+        raise ExportWriteFailed(
+            f"cannot write {export.path}: {exc.strerror or exc}; an existing file is left as it was"
+        ) from None
+    export.saved = True
 
 
 async def dlq_export(
@@ -124,7 +293,13 @@ async def dlq_export(
     summary = ExportSummary(dlq_url=config.scan.dlq_url, out=config.out)
 
     async def take(message: DeadMessage) -> None:
-        out.write(json.dumps(to_record(message)) + "\n")
+        if summary.write_error is not None:
+            return  # the export is lost; reading goes on only to give every message back
+        try:
+            out.write(json.dumps(to_record(message)) + "\n")
+        except OSError as exc:
+            summary.write_error = f"{exc.strerror or exc}"
+            return
         summary.written += 1
         summary.by_reason[message.reason] += 1
 

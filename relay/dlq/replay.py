@@ -3,6 +3,10 @@ Transfer Family, with bounded concurrency and rate.
 
 A DLQ message is deleted only after its replay succeeded: accepted by the destination queue,
 or answered 200 by Transfer Family. Any other end gives it back, visible at once.
+
+A message's `relay-source-queue` was written by whoever could send to the DLQ, so it is a
+request, not an order: without `--queue-url`, a copy goes only to a queue SQS lists as this
+DLQ's source (`Destinations`); anything else fails as `destination_not_allowed` and stays.
 """
 
 import asyncio
@@ -11,19 +15,30 @@ import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ReplayConfig
 from relay.dead_letter import DeadMessage
 from relay.delivery import retry_policy
 from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
+from relay.errors import ConfigError
 from relay.lifecycle import Shutdown, drain, handling_signals, wait_any
 from relay.limits import TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, decide
-from relay.sqs import BatchedQueue, OutgoingMessage, SqsError, check_queue, is_fifo, open_sqs
+from relay.sqs import (
+    BatchedQueue,
+    OutgoingMessage,
+    SqsError,
+    check_queue,
+    dead_letter_sources,
+    is_fifo,
+    open_sqs,
+    queue_identity,
+)
 from relay.terminal import ProgressView, Snapshot, no_progress
 from relay.transfer import CallbackFailed, TransferSender, open_transfer
 
@@ -43,6 +58,86 @@ LAST_RECEIVE: Final = Limits(
     release_cap_s=0.0,
 )
 """A replay to Transfer Family has one go: its failure ends as the worker's last receive would."""
+
+
+NOT_ALLOWED: Final = "destination_not_allowed"
+"""The failure of a copy whose `relay-source-queue` is no queue replay may send to."""
+
+
+class AllowedBy(StrEnum):
+    """What let a replay send to a queue."""
+
+    QUEUE_URL = "queue_url"
+    """The operator named it with --queue-url."""
+    DEAD_LETTER_SOURCE = "dead_letter_source"
+    """SQS lists it as a source queue of this DLQ (its redrive policy names the DLQ)."""
+    UNCHECKED = "unchecked"
+    """Only the message's `relay-source-queue` names it: nothing could be checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one copy goes, and why it may."""
+
+    queue_url: str
+    allowed_by: AllowedBy
+
+
+@dataclass(frozen=True, slots=True)
+class Destinations:
+    """The queues a replay to a queue may send to, settled before anything is read."""
+
+    queue_url: str | None = None
+    """--queue-url: every copy goes there."""
+    sources: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """This DLQ's source queues as SQS lists them, by (account, name)."""
+    unchecked_why: str | None = None
+    """Set when no list can be had: annotated queues are then taken as they are, and shown."""
+
+    def route(self, message: DeadMessage) -> Route | tuple[str, str]:
+        """Where this message's copy goes, or (reason, detail) when it may go nowhere."""
+        if self.queue_url is not None:
+            return Route(self.queue_url, AllowedBy.QUEUE_URL)
+        annotated = message.source_queue
+        if annotated is None:
+            return "no_destination", "no relay-source-queue attribute: pass --queue-url"
+        identity = queue_identity(annotated)
+        if identity is None:
+            return NOT_ALLOWED, f"relay-source-queue is not a queue URL: {annotated[:200]}"
+        if self.unchecked_why is not None:
+            return Route(annotated, AllowedBy.UNCHECKED)
+        listed = self.sources.get(identity)
+        if listed is None:
+            return NOT_ALLOWED, (
+                f"relay-source-queue {annotated[:200]} is not a source queue of this DLQ; "
+                "pass --queue-url to send there"
+            )
+        # SQS's own URL, not the message's: the message only picks which listed queue.
+        return Route(listed, AllowedBy.DEAD_LETTER_SOURCE)
+
+
+async def allowed_destinations(sqs: SQSClient, config: ReplayConfig) -> Destinations:
+    """--queue-url; else the DLQ's source queues as SQS lists them; else, where it lists none
+    (a DLQ no redrive policy names, or an export file), each message's own, unchecked."""
+    if config.queue_url is not None:
+        return Destinations(queue_url=config.queue_url)
+    if config.scan is None:
+        return Destinations(
+            unchecked_why="an export file names no DLQ whose sources SQS could list"
+        )
+    dlq_url = config.scan.dlq_url
+    try:
+        urls = await dead_letter_sources(sqs, dlq_url)
+    except SqsError as exc:
+        raise ConfigError(
+            f"cannot list the source queues of {dlq_url} ({exc.code}): replaying to each "
+            "relay-source-queue needs sqs:ListDeadLetterSourceQueues on the DLQ; "
+            "or pass --queue-url"
+        ) from None
+    sources = {identity: url for url in urls if (identity := queue_identity(url)) is not None}
+    if not sources:
+        return Destinations(unchecked_why="SQS lists no queue whose redrive policy names this DLQ")
+    return Destinations(sources=sources)
 
 
 def selects(
@@ -82,6 +177,14 @@ class ReplaySummary:
     selected_by_reason: Counter[str] = field(default_factory=Counter)
     selected_by_workflow: Counter[str] = field(default_factory=Counter)
     replayed_by_reason: Counter[str] = field(default_factory=Counter)
+    destinations: Counter[str] = field(default_factory=Counter)
+    """Selected messages by the queue their copy goes (or, in a dry run, would go) to."""
+    allowed_by: dict[str, AllowedBy] = field(default_factory=dict)
+    unchecked_why: str | None = None
+    would_fail_by_reason: Counter[str] = field(default_factory=Counter)
+    """Dry run: selected messages a replay would fail before sending (no allowed destination)."""
+    unreadable_dates: int = 0
+    """Messages read whose relay-dead-lettered-at is not a readable time (aged as if absent)."""
     interrupted: bool = False
     end: ReadEnd = field(default_factory=ReadEnd)
     duration_s: float = 0.0
@@ -101,10 +204,25 @@ class ReplaySummary:
         """Everything selected was replayed and taken off the DLQ."""
         return not (self.failed or self.abandoned or self.not_deleted or self.end.read_error)
 
+    @property
+    def unchecked_destinations(self) -> list[str]:
+        """Queues sent to on a message's word alone."""
+        return [url for url, by in self.allowed_by.items() if by is AllowedBy.UNCHECKED]
+
     def fail(self, reason: str, detail: str) -> None:
         """Counts one failed replay."""
         self.failed_by_reason[reason] += 1
         self.failure_details.setdefault(reason, detail[:300])
+
+    def would_fail(self, reason: str, detail: str) -> None:
+        """Counts one replay a dry run found would fail."""
+        self.would_fail_by_reason[reason] += 1
+        self.failure_details.setdefault(reason, detail[:300])
+
+    def route(self, route: Route) -> None:
+        """Counts one copy going to a queue."""
+        self.destinations[route.queue_url] += 1
+        self.allowed_by[route.queue_url] = route.allowed_by
 
     def progress(self) -> Snapshot:
         """For the progress display."""
@@ -137,6 +255,14 @@ class ReplaySummary:
             "selected_by_reason": dict(self.selected_by_reason.most_common()),
             "selected_by_workflow": dict(self.selected_by_workflow.most_common()),
             "replayed_by_reason": dict(self.replayed_by_reason.most_common()),
+            "would_fail_by_reason": dict(self.would_fail_by_reason.most_common()),
+            "destinations": [
+                {"queue_url": url, "messages": n, "allowed_by": self.allowed_by[url].value}
+                for url, n in self.destinations.most_common()
+            ],
+            "unchecked_destinations": self.unchecked_destinations,
+            "unchecked_why": self.unchecked_why,
+            "unreadable_dates": self.unreadable_dates,
             "interrupted": self.interrupted,
             **self.end.to_json(),
             "duration_s": round(self.duration_s, 3),
@@ -155,6 +281,7 @@ class Replayer:
         sqs: SQSClient,
         sender: TransferSender | None,
         reader: DlqReader | None,
+        destinations: Destinations | None = None,
     ) -> None:
         self.config = config
         self.summary = summary
@@ -162,10 +289,12 @@ class Replayer:
         self.sqs = sqs
         self.sender = sender
         self.reader = reader
+        self.destinations = destinations
+        """Where copies may go (`--to queue`); None for `--to transfer`."""
         self.bucket = TokenBucket(config.rate, burst=1)
         self.started_at = time.time()
         """Ages are measured from the command's start, so one run applies one cut-off."""
-        self._queue: asyncio.Queue[DeadMessage | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[DeadMessage, Route | None] | None] = asyncio.Queue()
         self._pending_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -207,6 +336,8 @@ class Replayer:
         """Takes one message read: a selected one queues for replay, the rest go back."""
         summary = self.summary
         summary.read += 1
+        if message.unreadable_date:
+            summary.unreadable_dates += 1
         step = step_or_none(message.body)
         workflow_id = step.workflow_id if step is not None else None
         if not selects(self.config, message, workflow_id, self.started_at):
@@ -220,6 +351,18 @@ class Replayer:
         summary.selected += 1
         summary.selected_by_reason[message.reason] += 1
         summary.selected_by_workflow[workflow_id or "-"] += 1
+        route: Route | None = None
+        if self.destinations is not None:
+            routed = self.destinations.route(message)
+            if isinstance(routed, Route):
+                route = routed
+                summary.route(route)
+            elif self.config.dry_run:
+                summary.would_fail(*routed)
+            else:
+                summary.fail(*routed)
+                await self._give_back(message)
+                return
         if self.config.dry_run:
             await self._give_back(message)
             return
@@ -229,13 +372,14 @@ class Replayer:
             self._room.clear()
             await wait_any(self._room, self.shutdown.requested)
         self._pending_bytes += len(message.body)
-        self._queue.put_nowait(message)
+        self._queue.put_nowait((message, route))
 
     async def _work(self) -> None:
         """One of `--concurrency` replayers: takes queued messages until its end marker."""
         # Bounded: the queue holds what was read (at most `--max-messages` selected) and ends
         # with one marker per worker.
-        while (message := await self._queue.get()) is not None:
+        while (item := await self._queue.get()) is not None:
+            message, route = item
             self._pending_bytes -= len(message.body)
             if self._pending_bytes <= PENDING_BYTES_LIMIT:
                 self._room.set()
@@ -243,7 +387,12 @@ class Replayer:
             if self.shutdown.is_requested or not await self._token():
                 await self._give_back(message)
                 continue
-            failure = await self._replay(message)
+            try:
+                failure = await self._replay(message, route)
+            except Exception as exc:
+                # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
+                # it must not stop this replayer and strand the messages queued behind it.
+                failure = "unexpected_error", f"{type(exc).__name__}: {exc}"
             if failure is None:
                 self.summary.replayed += 1
                 self.summary.replayed_by_reason[message.reason] += 1
@@ -266,16 +415,15 @@ class Replayer:
         if self.reader is not None:
             await self.reader.give_back(message.message_id)
 
-    async def _replay(self, message: DeadMessage) -> tuple[str, str] | None:
+    async def _replay(self, message: DeadMessage, route: Route | None) -> tuple[str, str] | None:
         """Replays one message; None when it succeeded, else (reason, detail)."""
         if self.sender is not None:
             return await self._to_transfer(message, self.sender)
-        return await self._to_queue(message)
+        if route is None:
+            raise RuntimeError("a replay to a queue without a route")
+        return await self._to_queue(message, route.queue_url)
 
-    async def _to_queue(self, message: DeadMessage) -> tuple[str, str] | None:
-        queue_url = self.config.queue_url or message.source_queue
-        if queue_url is None:
-            return "no_destination", "no relay-source-queue attribute: pass --queue-url"
+    async def _to_queue(self, message: DeadMessage, queue_url: str) -> tuple[str, str] | None:
         destination = self._destinations.get(queue_url)
         if destination is None:
             destination = self._destinations[queue_url] = BatchedQueue(self.sqs, queue_url)
@@ -364,10 +512,22 @@ async def replay(
         stack.enter_context(handling_signals(shutdown))
         if config.scan is not None:
             await check_queue(sqs, config.scan.dlq_url, "DLQ")
+        destinations = await allowed_destinations(sqs, config) if config.to == "queue" else None
+        if destinations is not None:
+            summary.unchecked_why = destinations.unchecked_why
+        if config.scan is not None:
             reader = await stack.enter_async_context(
                 DlqReader(sqs, config.scan, shutdown).holding()
             )
-        replayer = Replayer(config, summary, shutdown, sqs=sqs, sender=sender, reader=reader)
+        replayer = Replayer(
+            config,
+            summary,
+            shutdown,
+            sqs=sqs,
+            sender=sender,
+            reader=reader,
+            destinations=destinations,
+        )
         await stack.enter_async_context(progress("replay", summary.progress))
 
         async def read() -> None:

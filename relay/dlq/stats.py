@@ -23,6 +23,8 @@ class DlqStats:
     without_workflow: int = 0
     oldest_dead_lettered_at: float | None = None
     newest_dead_lettered_at: float | None = None
+    unreadable_dates: int = 0
+    """Messages whose relay-dead-lettered-at is not a readable time (left out of the span)."""
     end: ReadEnd = field(default_factory=ReadEnd)
 
     def add(self, message: DeadMessage) -> None:
@@ -36,6 +38,8 @@ class DlqStats:
         else:
             self.by_workflow[step.workflow_id] += 1
         moment = message.dead_lettered_at
+        if message.unreadable_date:
+            self.unreadable_dates += 1
         if moment is not None:
             oldest, newest = self.oldest_dead_lettered_at, self.newest_dead_lettered_at
             self.oldest_dead_lettered_at = moment if oldest is None else min(oldest, moment)
@@ -67,6 +71,7 @@ class DlqStats:
             "without_workflow": self.without_workflow,
             "oldest_dead_lettered_at": time_text(self.oldest_dead_lettered_at),
             "newest_dead_lettered_at": time_text(self.newest_dead_lettered_at),
+            "unreadable_dates": self.unreadable_dates,
             "release_errors": self.end.release_errors,
         }
 

@@ -7,6 +7,7 @@ in `relay.sqs.batching` (the worker's dead-letter copies, replay) and the sync o
 here, so the producer stays free of aiobotocore.
 """
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,28 @@ DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 MIN_CALL_S: Final = 0.25
 """The least time left worth starting a SendMessageBatch call with: a healthy SQS answers in
 tens of milliseconds; with less, the call could only time out."""
+
+INVALID_CONTENTS: Final = "InvalidMessageContents"
+"""The code of an entry with a character SQS does not carry (SQS's own code for it)."""
+
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters SQS refuses in a body or an attribute: it carries #x9, #xA, #xD, #x20 to #xD7FF,
+#xE000 to #xFFFD and #x10000 to #x10FFFF. Lone surrogates are outside too (they cannot even be
+encoded as UTF-8)."""
+
+
+def text_problem(text: str) -> str | None:
+    """What SQS would refuse in a body or an attribute's text, or None."""
+    bad = _NOT_SQS_TEXT.search(text)
+    if bad is None:
+        return None
+    code = ord(bad.group())
+    why = (
+        "a lone surrogate (UTF-8 cannot encode it)"
+        if 0xD800 <= code <= 0xDFFF
+        else "refused by SQS"
+    )
+    return f"character U+{code:04X} at {bad.start()} is {why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +70,21 @@ class OutgoingMessage:
     def size(self) -> int:
         """Bytes SQS counts against the 1 MiB request limit."""
         return payload_size(self.body, self.message_attributes())
+
+    def problem(self) -> str | None:
+        """Text of it SQS would refuse (a character it does not carry), or None."""
+        texts = [("body", self.body)]
+        for name, value in self.attributes.items():
+            texts += [("attribute name", name), ("attribute value", value)]
+        texts += [
+            ("group id", self.group_id or ""),
+            ("deduplication id", self.deduplication_id or ""),
+        ]
+        for what, text in texts:
+            problem = text_problem(text)
+            if problem is not None:
+                return f"{what}: {problem}"
+        return None
 
     def entry(self, entry_id: str) -> dict[str, Any]:
         """This message as one SendMessageBatch entry."""
@@ -119,7 +157,15 @@ class BatchSend:
     def rounds(self) -> Iterator[tuple[float, list[BatchRequest]]]:
         """Yields (seconds to wait first, requests) per round until all are sent, final, or
         out of time."""
-        pending = list(range(len(self.messages)))
+        pending = []
+        for index, message in enumerate(self.messages):
+            # Refused alone and at once: left in, it would fail its whole request, or (a lone
+            # surrogate) raise while the request is built and fail every entry silently.
+            problem = message.problem()
+            if problem is None:
+                pending.append(index)
+            else:
+                self._failed[index] = SendFailure(index, INVALID_CONTENTS, problem, True)
         for attempt in range(self.attempts):
             if not pending:
                 return

@@ -1,13 +1,15 @@
 """Queues as a whole: a queue and its DLQ, their settings and counts, and finding the DLQ."""
 
 import json
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.errors import ConfigError
-from relay.sqs.client import sqs_errors
+from relay.sqs.client import SqsError, sqs_errors
 from relay.sqs.outgoing import error_code
 
 if TYPE_CHECKING:
@@ -22,9 +24,58 @@ COUNT_ATTRIBUTES: Any = [
 ]
 
 
+SOURCE_PAGES_MAX: Final = 100
+"""Pages of ListDeadLetterSourceQueues read at most (1,000 queues a page)."""
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+
+
 def queue_name(queue_url: str) -> str:
     """The queue's name: the last part of its URL."""
     return queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_identity(queue_url: str) -> tuple[str, str] | None:
+    """(account, name) of a queue URL `http(s)://HOST/ACCOUNT/NAME`, whichever host form it
+    uses (`sqs.REGION.amazonaws.com`, the legacy `queue.amazonaws.com`); None when it is not
+    one."""
+    try:
+        parts = urlsplit(queue_url)
+    except ValueError:
+        return None
+    segments = parts.path.split("/")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+        or len(segments) != 3
+        or segments[0]
+        or not segments[1].isdigit()
+        or not segments[1].isascii()
+        or _QUEUE_NAME.fullmatch(segments[2]) is None
+    ):
+        return None
+    return segments[1], segments[2]
+
+
+async def dead_letter_sources(client: SQSClient, dlq_url: str) -> list[str]:
+    """The URLs of the queues whose redrive policy names this DLQ (ListDeadLetterSourceQueues,
+    every page); `SqsError` when SQS would not say."""
+    urls: list[str] = []
+    token: str | None = None
+    # Bounded: SOURCE_PAGES_MAX pages; SQS ends with a page without NextToken.
+    for _ in range(SOURCE_PAGES_MAX):
+        request: dict[str, Any] = {"QueueUrl": dlq_url, "MaxResults": 1000}
+        if token:
+            request["NextToken"] = token
+        with sqs_errors():
+            response = await client.list_dead_letter_source_queues(**request)
+        urls += [str(url) for url in response.get("queueUrls", [])]
+        token = response.get("NextToken")
+        if not token:
+            return urls
+    raise SqsError("TooManySourceQueues", f"more than {len(urls)} source queues; not all read")
 
 
 @dataclass(frozen=True, slots=True)
