@@ -35,7 +35,7 @@ from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
 from relay.observability import EveryInterval, Metrics, get_logger
 from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, decide
-from relay.sqs import BatchedQueue, ReceivedMessage, SqsError, is_fifo
+from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
 from relay.sqs.batches import MAX_BATCH_BYTES
 from relay.transfer import (
     CallbackClient,
@@ -388,12 +388,17 @@ class Delivery:
         try:
             await self.dlq.send(copy)
         except SqsError as exc:  # the message stays on the queue
-            self.metrics.dead_letter_errors.inc()
+            self.metrics.dead_letter_errors.labels(reason=exc.code).inc()
             delay = self.limits.release_delay_s(message.receive_count, jitter=random.random())
+            sender_fault = isinstance(exc, EntryFailed) and exc.sender_fault
             log.error(
-                "dead-letter copy failed; message stays on the queue",
+                # A sender fault comes back the same each time: say so, so someone fixes it.
+                "dead-letter copy refused by SQS as malformed; the message stays on the queue"
+                if sender_fault
+                else "dead-letter copy failed; the message stays on the queue",
                 reason=reason,
-                error=str(exc)[:300],
+                error_code=exc.code,
+                error=exc.message[:300],
                 retry_in_s=round(delay, 2),
             )
             try:

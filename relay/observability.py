@@ -137,7 +137,10 @@ class Metrics:
             "relay_visibility_errors", "Visibility changes SQS did not perform.", registry=r
         )
         self.dead_letter_errors = Counter(
-            "relay_dead_letter_errors", "Dead-letter copies SQS did not accept.", registry=r
+            "relay_dead_letter_errors",
+            "Dead-letter copies SQS did not accept, by SQS's error code.",
+            ["reason"],
+            registry=r,
         )
         self.heartbeats = Counter(
             "relay_heartbeat_extensions",

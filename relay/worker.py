@@ -19,6 +19,7 @@ from relay.config import RunConfig
 from relay.dedupe import DedupeTable, DedupeUnavailable, open_dedupe_table
 from relay.delivery import Delivery, MessageResult
 from relay.emf import report_emf
+from relay.errors import ConfigError
 from relay.http import create_app, serve_http
 from relay.lifecycle import (
     Lease,
@@ -34,7 +35,9 @@ from relay.limits import InFlightBudget
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Outcome, Verdict
 from relay.sqs import (
+    MAX_MESSAGE_SIZE,
     BatchedQueue,
+    QueueSettings,
     ReceivedMessage,
     SqsError,
     is_fifo,
@@ -104,6 +107,7 @@ class Worker:
         dlq_url: str,
         metrics: Metrics | None = None,
         table: DedupeTable | None = None,
+        dlq_max_bytes: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self.config = config
         self.sqs = sqs
@@ -118,6 +122,7 @@ class Worker:
             transfer=transfer,
             metrics=self.metrics,
             table=table,
+            dlq_max_bytes=dlq_max_bytes,
         )
         self.shutdown = Shutdown()
         self._draining = False
@@ -351,10 +356,17 @@ class Worker:
 # --- start-up ----------------------------------------------------------------------------------
 
 
-async def check_queues(sqs: SQSClient, config: RunConfig) -> str:
-    """Checks the queue exists and finds its DLQ (exit 2 otherwise); warns about settings that
-    defeat relay. Returns the DLQ's URL."""
+async def check_queues(sqs: SQSClient, config: RunConfig) -> QueueSettings:
+    """Checks the queue exists and finds its DLQ (exit 2 otherwise, or when the DLQ cannot hold
+    what the queue can); warns about settings that defeat relay."""
     settings = await resolve_queue(sqs, config.queue_url, config.dlq_url)
+    if settings.dlq_max_message_size < settings.max_message_size:
+        raise ConfigError(
+            f"the DLQ {settings.dlq_url} takes messages of at most "
+            f"{settings.dlq_max_message_size} bytes, less than the queue {config.queue_url} "
+            f"({settings.max_message_size}): a dead-letter copy of a large message could never "
+            "be sent; raise the DLQ's MaximumMessageSize"
+        )
     if settings.visibility_timeout_s < config.retry_budget_s:
         log.warning(
             "queue visibility timeout is shorter than the retry budget",
@@ -368,7 +380,7 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> str:
             max_receive_count=settings.max_receive_count,
             max_receives=config.max_receives,
         )
-    return settings.dlq_url
+    return settings
 
 
 @contextlib.asynccontextmanager
@@ -416,9 +428,15 @@ async def open_worker(
         ) as transfer,
         open_table(config, session) as table,
     ):
-        dlq_url = await check_queues(sqs, config)
+        settings = await check_queues(sqs, config)
         worker = Worker(
-            config, sqs=sqs, transfer=transfer, dlq_url=dlq_url, metrics=metrics, table=table
+            config,
+            sqs=sqs,
+            transfer=transfer,
+            dlq_url=settings.dlq_url,
+            dlq_max_bytes=settings.dlq_max_message_size,
+            metrics=metrics,
+            table=table,
         )
         worker.metrics.clock_offset.set_function(lambda: clock.seconds)
         app = create_app(worker.health, worker.metrics)

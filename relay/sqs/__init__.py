@@ -16,6 +16,7 @@ from relay.sqs.batching import (
 from relay.sqs.client import SqsError, open_sqs, sqs_config
 from relay.sqs.outgoing import OutgoingMessage, SendFailure, is_fifo
 from relay.sqs.queues import (
+    MAX_MESSAGE_SIZE,
     QueuePair,
     QueueSettings,
     check_queue,
@@ -30,6 +31,7 @@ from relay.sqs.queues import (
 from relay.sqs.receive import ReceivedMessage, receive_messages
 
 __all__ = [
+    "MAX_MESSAGE_SIZE",
     "MAX_VISIBILITY_S",
     "BatchedQueue",
     "Batcher",

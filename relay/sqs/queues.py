@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -138,14 +139,22 @@ async def queue_total(client: SQSClient, queue_url: str) -> int:
     return sum((await queue_counts(client, queue_url)).values())
 
 
+MAX_MESSAGE_SIZE: Final = 1_048_576
+"""SQS's largest `MaximumMessageSize` (1 MiB), and its default for new queues."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """What the worker needs to know of its queue at start-up."""
+    """What the worker needs to know of its queue and its DLQ at start-up."""
 
     dlq_url: str
     visibility_timeout_s: int
     max_receive_count: int | None
     """The redrive policy's `maxReceiveCount`, when there is one."""
+    max_message_size: int
+    """The source queue's `MaximumMessageSize`: the largest body a producer can put on it."""
+    dlq_max_message_size: int
+    """The DLQ's `MaximumMessageSize`: a dead-letter copy (body and attributes) must fit it."""
 
 
 async def read_queue_attributes(client: SQSClient, queue_url: str, what: str) -> dict[str, str]:
@@ -176,11 +185,18 @@ async def resolve_queue(client: SQSClient, queue_url: str, dlq_url: str | None) 
             )
         dlq_url = await _url_for_arn(client, str(arn))
     max_receive = redrive.get("maxReceiveCount")
+    dlq_attributes = await read_queue_attributes(client, dlq_url, "DLQ")
     return QueueSettings(
         dlq_url=dlq_url,
         visibility_timeout_s=int(attributes.get("VisibilityTimeout", "30")),
         max_receive_count=int(max_receive) if max_receive is not None else None,
+        max_message_size=_size(attributes),
+        dlq_max_message_size=_size(dlq_attributes),
     )
+
+
+def _size(attributes: Mapping[str, str]) -> int:
+    return int(attributes.get("MaximumMessageSize", MAX_MESSAGE_SIZE))
 
 
 def _redrive_policy(raw: str | None) -> dict[str, Any]:

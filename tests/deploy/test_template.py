@@ -64,8 +64,8 @@ def _queue(template: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_task_role_grants_exactly_what_relay_calls(template: dict[str, Any]) -> None:
     """With the defaults, the task role allows the four consumer actions on the queue,
-    SendMessage on the DLQ and SendWorkflowStepState on the account's workflows, and nothing
-    else."""
+    SendMessage and GetQueueAttributes on the DLQ and SendWorkflowStepState on the account's
+    workflows, and nothing else."""
     role = with_conditions(template, {})["Resources"]["TaskRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
     (policy,) = role["Policies"]
@@ -78,7 +78,7 @@ def test_task_role_grants_exactly_what_relay_calls(template: dict[str, Any]) -> 
                 "sqs:GetQueueAttributes",
             }
         ): QUEUE_ARN,
-        frozenset({"sqs:SendMessage"}): DLQ_ARN,
+        frozenset({"sqs:SendMessage", "sqs:GetQueueAttributes"}): DLQ_ARN,
         frozenset({"transfer:SendWorkflowStepState"}): WORKFLOWS_ARN,
     }
     attached = [
