@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -33,7 +33,7 @@ from relay.dedupe import (
 )
 from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
-from relay.observability import EveryInterval, Metrics, get_logger
+from relay.observability import EveryInterval, Metrics, get_logger, hiding_in_logs
 from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, decide
 from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
 from relay.sqs.batches import MAX_BATCH_BYTES
@@ -194,23 +194,40 @@ class Delivery:
     async def process(self, message: ReceivedMessage) -> MessageResult:
         """Takes the message to its end and records it; never raises but for cancellation."""
         started = time.monotonic()
-        with bound_contextvars(message_id=message.message_id, receive_count=message.receive_count):
+        with (
+            bound_contextvars(message_id=message.message_id, receive_count=message.receive_count),
+            hiding_in_logs() as hide,
+        ):
             try:
-                result = await self._handle(message)
+                result = await self._handle(message, hide)
             except asyncio.CancelledError:
                 raise  # shutdown: the worker gives the message back
             except Exception as exc:  # a bug must not kill the worker; the message comes back
                 log.exception("message failed unexpectedly")
-                result = released(f"{type(exc).__name__}: {exc}")
+                result = await self._release(
+                    message,
+                    Verdict(
+                        Outcome.RELEASED,
+                        text=f"{type(exc).__name__}: {exc}",
+                        delay_s=self.limits.release_delay_s(
+                            message.receive_count, jitter=random.random()
+                        ),
+                    ),
+                    self.attempts.earlier(message),
+                    None,
+                )
             self.record(message, result, time.monotonic() - started)
         return result
 
-    async def _handle(self, message: ReceivedMessage) -> MessageResult:
+    async def _handle(
+        self, message: ReceivedMessage, hide: Callable[[str], object]
+    ) -> MessageResult:
         try:
             step = parse(message.body)
         except InvalidMessage as exc:
             verdict = decide(self._situation(message, invalid=str(exc)), self.limits)
             return await self._carry_out(message, verdict, 0, None)
+        hide(step.token)
         bind_contextvars(
             workflow_id=step.workflow_id,
             execution_id=step.execution_id,

@@ -6,17 +6,20 @@ they observe while the EMF writer (relay/emf.py) wants them: CloudWatch computes
 from the values themselves, which a histogram's buckets no longer hold.
 """
 
+import contextlib
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, Final, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from structlog.tracebacks import ExceptionDictTransformer
 
+from relay.message import short_token
 from relay.outcomes import Outcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -232,12 +235,40 @@ class EveryInterval:
         return True
 
 
+_SECRET: ContextVar[str | None] = ContextVar("relay_secret_token", default=None)
+"""The whole callback token of the message this task is working on, to keep out of its logs."""
+
+HIDDEN_MIN_CHARS: Final = 8
+"""Shorter tokens are not searched for in log lines: replacing every `a` would garble them."""
+
+
+@contextlib.contextmanager
+def hiding_in_logs() -> Iterator[Callable[[str], object]]:
+    """While open, the token given to the yielded function is replaced by its short form in
+    every log line this task writes (an exception's message or traceback included)."""
+    reset = _SECRET.set(None)
+    try:
+        yield _SECRET.set
+    finally:
+        _SECRET.reset(reset)
+
+
+def _hide_secret(logger: Any, method: str, rendered: Any) -> Any:
+    """The last processor: the rendered line with the task's whole token shortened."""
+    token = _SECRET.get()
+    if token and len(token) >= HIDDEN_MIN_CHARS and isinstance(rendered, str):
+        return rendered.replace(token, short_token(token))
+    return rendered
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
     """One JSON object per line (or readable text) on stdout, with bound context.
 
     An unexpected error's traceback never shows local variables: a frame's locals hold whole
-    callback tokens. In JSON it is structured (`exception`: each exception's type, message and
-    frames, each frame's file, line and function); in text it is Python's plain traceback.
+    callback tokens; the token of the message being worked on is shortened wherever else it
+    appears, an exception's message included. In JSON the traceback is structured
+    (`exception`: each exception's type, message and frames, each frame's file, line and
+    function); in text it is Python's plain traceback.
     """
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -256,6 +287,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | N
                 colors=False, exception_formatter=structlog.dev.plain_traceback
             )
         )
+    processors.append(_hide_secret)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -91,3 +91,41 @@ async def test_an_unexpected_error_is_logged_without_locals_or_the_token(
     # Left on the queue (it comes back when its visibility lapses): still queued, in flight.
     assert await total_depth(sqs, queues.url) == 1
     assert await total_depth(sqs, queues.dlq_url) == 0
+
+
+async def leaky_send(self: TransferSender, step: StepResult) -> Delivery:
+    """TransferSender.send with a worse bug: the exception's own message holds the token."""
+    raise ClientBroke(f"request for token {step.token} could not be built")
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+async def test_a_token_in_an_exceptions_own_message_is_shortened_in_the_log(
+    sqs: SQSClient,
+    queues: Queues,
+    log_stream: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+) -> None:
+    """An exception whose message carries the message's whole token: every log line of that
+    message (the error, its traceback, the finished line) shows the token shortened instead;
+    the message is released with the backoff, not left to its visibility timeout."""
+    rng = random.Random(72)
+    token = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(48))
+    step = StepResult(*make_steps(1, seed=72)[0].step_key[:2], token, "SUCCESS")
+    await send_bodies(sqs, queues.url, [step.to_body()])
+    monkeypatch.setattr(TransferSender, "send", leaky_send)
+    configure_logging(fmt, "INFO", stream=log_stream)
+    config = fast_config(queues.url, exit_when_empty=False, release_base_s=30, release_cap_s=30)
+
+    async with open_worker(config) as worker:
+        running = asyncio.create_task(worker.run(handle_signals=False))
+        await eventually(lambda: '"released"' in log_stream.getvalue() or "outcome=released"
+                         in log_stream.getvalue(), what="the message released")  # fmt: skip
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+
+    logged = log_stream.getvalue()
+    assert token[:12] not in logged, "a callback token was logged"
+    assert f"request for token {step.short_token} could not be built" in logged
+    assert worker.counts["released"] == 1
+    assert await total_depth(sqs, queues.url) == 1
