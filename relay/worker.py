@@ -34,6 +34,7 @@ from relay.lifecycle import (
 from relay.limits import InFlightBudget
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Outcome, Verdict
+from relay.signing import ClockOffset
 from relay.sqs import (
     MAX_MESSAGE_SIZE,
     BatchedQueue,
@@ -46,7 +47,7 @@ from relay.sqs import (
     receive_messages,
     resolve_queue,
 )
-from relay.transfer import CallbackClient, ClockOffset, open_lean_transfer, open_transfer
+from relay.transfer import CallbackClient, open_lean_transfer, open_transfer
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -4,9 +4,8 @@ Transfer Family, with bounded concurrency and rate.
 A DLQ message is deleted only after its replay succeeded: accepted by the destination queue,
 or answered 200 by Transfer Family. Any other end gives it back, visible at once.
 
-A message's `relay-source-queue` was written by whoever could send to the DLQ, so it is a
-request, not an order: without `--queue-url`, a copy goes only to a queue SQS lists as this
-DLQ's source (`Destinations`); anything else fails as `destination_not_allowed` and stays.
+Where a copy may go is `relay.dlq.destinations`: without `--queue-url`, only to a queue SQS
+lists as this DLQ's source.
 """
 
 import asyncio
@@ -15,16 +14,15 @@ import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ReplayConfig
 from relay.dead_letter import DeadMessage
 from relay.delivery import retry_policy
+from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
-from relay.errors import ConfigError
 from relay.lifecycle import Shutdown, drain, handling_signals, wait_any
 from relay.limits import TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
@@ -34,10 +32,8 @@ from relay.sqs import (
     OutgoingMessage,
     SqsError,
     check_queue,
-    dead_letter_sources,
     is_fifo,
     open_sqs,
-    queue_identity,
 )
 from relay.terminal import ProgressView, Snapshot, no_progress
 from relay.transfer import CallbackFailed, TransferSender, open_transfer
@@ -58,86 +54,6 @@ LAST_RECEIVE: Final = Limits(
     release_cap_s=0.0,
 )
 """A replay to Transfer Family has one go: its failure ends as the worker's last receive would."""
-
-
-NOT_ALLOWED: Final = "destination_not_allowed"
-"""The failure of a copy whose `relay-source-queue` is no queue replay may send to."""
-
-
-class AllowedBy(StrEnum):
-    """What let a replay send to a queue."""
-
-    QUEUE_URL = "queue_url"
-    """The operator named it with --queue-url."""
-    DEAD_LETTER_SOURCE = "dead_letter_source"
-    """SQS lists it as a source queue of this DLQ (its redrive policy names the DLQ)."""
-    UNCHECKED = "unchecked"
-    """Only the message's `relay-source-queue` names it: nothing could be checked."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one copy goes, and why it may."""
-
-    queue_url: str
-    allowed_by: AllowedBy
-
-
-@dataclass(frozen=True, slots=True)
-class Destinations:
-    """The queues a replay to a queue may send to, settled before anything is read."""
-
-    queue_url: str | None = None
-    """--queue-url: every copy goes there."""
-    sources: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    """This DLQ's source queues as SQS lists them, by (account, name)."""
-    unchecked_why: str | None = None
-    """Set when no list can be had: annotated queues are then taken as they are, and shown."""
-
-    def route(self, message: DeadMessage) -> Route | tuple[str, str]:
-        """Where this message's copy goes, or (reason, detail) when it may go nowhere."""
-        if self.queue_url is not None:
-            return Route(self.queue_url, AllowedBy.QUEUE_URL)
-        annotated = message.source_queue
-        if annotated is None:
-            return "no_destination", "no relay-source-queue attribute: pass --queue-url"
-        identity = queue_identity(annotated)
-        if identity is None:
-            return NOT_ALLOWED, f"relay-source-queue is not a queue URL: {annotated[:200]}"
-        if self.unchecked_why is not None:
-            return Route(annotated, AllowedBy.UNCHECKED)
-        listed = self.sources.get(identity)
-        if listed is None:
-            return NOT_ALLOWED, (
-                f"relay-source-queue {annotated[:200]} is not a source queue of this DLQ; "
-                "pass --queue-url to send there"
-            )
-        # SQS's own URL, not the message's: the message only picks which listed queue.
-        return Route(listed, AllowedBy.DEAD_LETTER_SOURCE)
-
-
-async def allowed_destinations(sqs: SQSClient, config: ReplayConfig) -> Destinations:
-    """--queue-url; else the DLQ's source queues as SQS lists them; else, where it lists none
-    (a DLQ no redrive policy names, or an export file), each message's own, unchecked."""
-    if config.queue_url is not None:
-        return Destinations(queue_url=config.queue_url)
-    if config.scan is None:
-        return Destinations(
-            unchecked_why="an export file names no DLQ whose sources SQS could list"
-        )
-    dlq_url = config.scan.dlq_url
-    try:
-        urls = await dead_letter_sources(sqs, dlq_url)
-    except SqsError as exc:
-        raise ConfigError(
-            f"cannot list the source queues of {dlq_url} ({exc.code}): replaying to each "
-            "relay-source-queue needs sqs:ListDeadLetterSourceQueues on the DLQ; "
-            "or pass --queue-url"
-        ) from None
-    sources = {identity: url for url in urls if (identity := queue_identity(url)) is not None}
-    if not sources:
-        return Destinations(unchecked_why="SQS lists no queue whose redrive policy names this DLQ")
-    return Destinations(sources=sources)
 
 
 def selects(

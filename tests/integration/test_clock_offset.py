@@ -7,9 +7,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from relay.emulator import Faults
+from relay.signing import ClockOffset
 from relay.transfer import (
     CallbackError,
-    ClockOffset,
     RetryPolicy,
     TransferSender,
     open_lean_transfer,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import relay.producer
+import relay.producer.lambda_step
 from relay.producer import (
     AsyncStepResultPublisher,
     PublishError,
@@ -54,7 +54,7 @@ def silent_sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def fresh_shared_publishers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`custom_step`'s process-wide publishers start empty and are closed after the test."""
     shared: dict[str, StepResultPublisher] = {}
-    monkeypatch.setattr(relay.producer, "_shared", shared)
+    monkeypatch.setattr(relay.producer.lambda_step, "_shared", shared)
     yield
     for publisher in shared.values():
         publisher.close()

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from structlog.testing import capture_logs
 
 from relay.awsjson import WireError
-from relay.transfer import ClockOffset
+from relay.signing import ClockOffset
 
 LOCAL = datetime(2026, 11, 29, 12, 5, tzinfo=UTC)
 EXPIRED = (

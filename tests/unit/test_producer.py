@@ -349,7 +349,7 @@ def test_a_bare_decorator_publishes_success_and_returns_the_handlers_value(
     """`@custom_step` without arguments uses the shared publisher; the wrapper keeps the
     handler's name and docstring."""
     publisher = RecordingPublisher()
-    monkeypatch.setattr("relay.producer.shared_publisher", lambda queue_url: publisher)
+    monkeypatch.setattr("relay.producer.lambda_step.shared_publisher", lambda queue_url: publisher)
 
     @custom_step
     def handler(event: dict[str, Any], context: Any) -> int:

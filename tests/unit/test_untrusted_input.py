@@ -17,8 +17,8 @@ from rich.console import Console
 
 from relay.config import ReplayConfig, ScanConfig
 from relay.dead_letter import DEAD_LETTERED_AT, SOURCE_QUEUE, DeadMessage, iso_utc, parse_time
+from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.export import ExportFile, ExportWriteFailed, open_export
-from relay.dlq.replay import AllowedBy, Destinations, Route, allowed_destinations
 from relay.errors import ConfigError
 from relay.message import InvalidMessage, StepResult, parse
 from relay.sqs import dead_letter_sources, queue_identity

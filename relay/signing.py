@@ -1,0 +1,94 @@
+"""Signing at the service's time (DESIGN §1 "Clock offset"), for both Transfer senders.
+
+botocore signs with this host's clock and has no setting for an offset; the AWS SDKs for Java,
+Go and JavaScript learn one from a refused signature's `Date` header. `ClockOffset` is that
+learning, `ClockSigV4Auth` botocore's signer stamping the service's time, and
+`sign_at_service_time` the hook that re-signs an aiobotocore request with it.
+"""
+
+import datetime
+from typing import Any, Final
+
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import get_current_datetime
+
+from relay.awsjson import WireError
+from relay.observability import get_logger
+
+log = get_logger("relay.signing")
+
+SIGNING_NAME: Final = "transfer"
+# A newly learnt offset this close to the last one is the Date header's whole-second rounding.
+_OFFSET_NOISE_S: Final = 1.0
+
+
+class ClockOffset:
+    """How far the service's clock runs ahead of this host's, learnt from refused signatures.
+
+    DESIGN §1 "Clock offset": when the service refuses a signature as outside its time window,
+    its `Date` header says what time it is there; both senders sign later requests at this
+    host's time plus `seconds` (what the AWS SDKs for Java, Go and JavaScript do). `seconds`
+    is the value of the `relay_clock_offset_seconds` gauge. Logged at WARNING when first learnt
+    and whenever it moves by more than a second.
+    """
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self._learnt = False
+
+    def now(self) -> datetime.datetime:
+        """The service's time as botocore's signer wants it (naive UTC)."""
+        return get_current_datetime() + datetime.timedelta(seconds=self.seconds)
+
+    def learn(self, error: WireError, local_time: datetime.datetime | None = None) -> bool:
+        """Take the service's time from a clock-skew refusal; True if it was one with a Date."""
+        if not error.clock_skewed or error.server_time is None:
+            return False
+        local = local_time or datetime.datetime.now(datetime.UTC)
+        offset = (error.server_time - local).total_seconds()
+        previous, self.seconds = self.seconds, offset
+        if not self._learnt or abs(offset - previous) > _OFFSET_NOISE_S:
+            log.warning(
+                "clock offset learnt",
+                offset_s=round(offset, 3),
+                previous_s=round(previous, 3),
+                error_code=error.code,
+                service_time=error.server_time.isoformat(),
+            )
+        self._learnt = True
+        return True
+
+
+class ClockSigV4Auth(SigV4Auth):
+    """botocore's SigV4 signer, stamping requests with the service's time instead of this host's."""
+
+    def __init__(
+        self, credentials: Any, service_name: str, region_name: str, *, clock: ClockOffset
+    ) -> None:
+        super().__init__(credentials, service_name, region_name)
+        self._clock = clock
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        # `add_auth` stamps `context["timestamp"]` with botocore's clock just before calling this
+        # hook (which botocore's own S3 signers override too); X-Amz-Date, the credential scope,
+        # the string to sign and the signing key are all built from that value afterwards.
+        request.context["timestamp"] = self._clock.now().strftime(SIGV4_TIMESTAMP)
+        super()._modify_request_before_signing(request)  # type: ignore[misc]  # not in the stubs
+
+
+async def sign_at_service_time(
+    clock: ClockOffset, credentials: Any, region: str, request: AWSRequest, **_: Any
+) -> None:
+    """Sign a request again at this host's time plus the learnt offset (none learnt: no-op)."""
+    if not clock.seconds or credentials is None or "Authorization" not in request.headers:
+        return
+    signing = request.context.get("signing", {})
+    frozen = await credentials.get_frozen_credentials()
+    signer = ClockSigV4Auth(
+        frozen,
+        signing.get("signing_name", SIGNING_NAME),
+        signing.get("region", region),
+        clock=clock,
+    )
+    signer.add_auth(request)
