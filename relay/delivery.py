@@ -270,8 +270,8 @@ class Delivery:
             if isinstance(claim, Delivered):
                 self.delivered.remember(step.step_key, claim.status.value)
                 situation = dataclasses.replace(before, delivered_status=claim.status.value)
-            else:
-                situation = dataclasses.replace(before, held_elsewhere_s=claim.wait_s())
+                return await self._carry_out(message, decide(situation, self.limits), 0, step)
+            situation = dataclasses.replace(before, held_elsewhere_s=claim.wait_s())
             earlier = self.attempts.earlier(message)
             return await self._carry_out(message, decide(situation, self.limits), earlier, step)
         try:
@@ -279,8 +279,9 @@ class Delivery:
         except CallbackFailed as failed:
             self.metrics.retries.inc(failed.attempts - 1)
             self._learn(step, failed.error)
-            if claim is not None:
-                await self._table_call(self._table_give_up(claim))
+            if self.table is not None and isinstance(claim, Claimed):
+                # Ended early, so another task need not wait out the lease.
+                await self._table_call(self.table.give_up(claim))
             attempts = self.attempts.earlier(message) + failed.attempts
             situation = dataclasses.replace(before, called=True, failure=failed.error.failure)
             return await self._carry_out(message, decide(situation, self.limits), attempts, step)
@@ -305,11 +306,6 @@ class Delivery:
         if self.table is None:
             return None
         return await self._table_call(self.table.claim(step.step_key, step.status, self.lease_s))
-
-    async def _table_give_up(self, claim: Claim) -> None:
-        """The call did not deliver: end our claim early, so another task need not wait."""
-        if self.table is not None and isinstance(claim, Claimed):
-            await self.table.give_up(claim)
 
     async def _table_call(self, call: Awaitable[T]) -> T | None:
         """A table call; its failure is counted, logged once a minute, and never stops the

@@ -328,3 +328,18 @@ def test_every_outcome_maps_to_the_queue_action_of_the_design() -> None:
         Outcome.ABANDONED: QueueAction.RELEASE,
     }
     assert {o: Verdict(o).action for o in Outcome} == expected
+
+
+def test_a_step_another_task_is_delivering_is_released_never_dead_lettered() -> None:
+    """Another task of the fleet holds a live claim (DESIGN §10): released to look again soon,
+    at the latest when the lease lapses, and not dead-lettered even on --max-receives."""
+    for situation in (FIRST, LAST):
+        verdict = decide(dataclasses.replace(situation, held_elsewhere_s=20.0), LIMITS)
+        assert verdict is not None
+        assert verdict.outcome is Outcome.RELEASED
+        assert verdict.delay_s is not None
+        assert 1.0 <= verdict.delay_s <= 20.0 + 1.0
+    lapsing = decide(dataclasses.replace(FIRST, held_elsewhere_s=0.2), LIMITS)
+    assert lapsing is not None
+    assert lapsing.delay_s is not None
+    assert lapsing.delay_s <= 0.2 + 1.0
