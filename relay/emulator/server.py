@@ -1,7 +1,6 @@
 """Serving the emulator: an async context manager for tests and tools, `serve` for the CLI."""
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from aiohttp import web
 from relay.emulator.app import create_app
 from relay.emulator.faults import Faults
 from relay.emulator.state import EmulatorState
+from relay.lifecycle import Shutdown, handling_signals
 
 DEFAULT_HOST: Final = "127.0.0.1"
 # In-flight calls may be sleeping in injected latency; shutdown waits this long for them.
@@ -73,18 +73,11 @@ def serve(
 async def _serve_until_signal(
     host: str, port: int, accept_any: bool, faults: Faults | None, seed: int | None
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    shutdown = Shutdown()
+    with handling_signals(shutdown):
         async with run_emulator(
             host, port, accept_any=accept_any, faults=faults, seed=seed
         ) as emulator:
             # Whoever started us reads this line to learn the port; flush or it sits in a pipe.
             print(f"emulator listening on {emulator.url}", flush=True)
-            await stop.wait()
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
+            await shutdown.requested.wait()
