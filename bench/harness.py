@@ -225,6 +225,7 @@ async def run_contender(
     run_name = f"bench-{workload.name.lower()}-{contender.name}-{tag}"
     table: str | None = None
     table_calls: dict[str, int] = {}
+    before: dict[str, int] = {}
     try:
         if contender.dedupe_table:
             table = run_name
