@@ -466,6 +466,7 @@ def _relay_counts(child: Child) -> dict[str, int]:
 
 
 def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    """The processes' counts added up, by name."""
     total: dict[str, int] = {}
     for one in counts:
         for name, value in one.items():
