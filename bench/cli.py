@@ -7,6 +7,7 @@ the targets, and writes bench/results/<timestamp>-<workload>.json and latest.jso
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import math
 import os
@@ -25,7 +26,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from bench import report
-from bench.endpoints import REPO, SetupError, start_endpoints
+from bench.endpoints import REPO, SetupError, TableEndpoint, start_endpoints, start_table_endpoint
 from bench.harness import Bench, run_contender
 from bench.processes import Children
 from bench.workloads import WORKLOADS, Contender, Workload, workload_named
@@ -129,6 +130,7 @@ def _describe(workload: Workload) -> dict[str, Any]:
             "kind": c.kind,
             "args": list(c.args),
             "processes": c.processes,
+            "dedupe_table": c.dedupe_table,
             "messages": c.message_count(workload.messages),
             "note": c.note,
         }
@@ -143,6 +145,7 @@ def list_workloads() -> None:
         print(f"{workload.name}: {workload.title} — {workload.messages} messages")
         for c in workload.contenders:
             extra = f" {' '.join(c.args)}" if c.args else ""
+            extra += " --dedupe-table (a fresh table)" if c.dedupe_table else ""
             count = c.message_count(workload.messages)
             print(f"  {c.name:<15} {c.kind}{extra} ×{c.processes}, {count} msgs — {c.note}")
 
@@ -159,22 +162,48 @@ async def run_session(
         )
         print(f"SQS: {endpoints.sqs_url} ({report.machine(endpoints)['sqs_endpoint']})")
         print(f"Transfer Family emulator: {endpoints.transfer_url}")
-        machine = report.machine(endpoints)
+        table_endpoint: TableEndpoint | None = None
+        if any(c.dedupe_table for w in workloads for c in w.contenders):
+            table_endpoint = start_table_endpoint(children, env=env, logs=logs)
+            env.update(AWS_ENDPOINT_URL_DYNAMODB=table_endpoint.url)
+            print(f"DynamoDB: {table_endpoint.url} ({report.TABLE_ENDPOINT})")
+        machine = report.machine(endpoints, table=table_endpoint is not None)
         config = AioConfig(retries={"mode": "standard", "total_max_attempts": 3})
         runs: list[dict[str, Any]] = []
-        async with (
-            get_session().create_client(
-                "sqs",
-                endpoint_url=endpoints.sqs_url,
-                region_name=REGION,
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-                config=config,
-            ) as sqs,
-            EmulatorAdmin(endpoints.transfer_url) as admin,
-        ):
+        session = get_session()
+        async with contextlib.AsyncExitStack() as stack:
+            sqs = await stack.enter_async_context(
+                session.create_client(
+                    "sqs",
+                    endpoint_url=endpoints.sqs_url,
+                    region_name=REGION,
+                    aws_access_key_id="bench",
+                    aws_secret_access_key="bench",
+                    config=config,
+                )
+            )
+            admin = await stack.enter_async_context(EmulatorAdmin(endpoints.transfer_url))
+            dynamodb = None
+            if table_endpoint is not None:
+                dynamodb = await stack.enter_async_context(
+                    session.create_client(
+                        "dynamodb",
+                        endpoint_url=table_endpoint.url,
+                        region_name=REGION,
+                        aws_access_key_id="bench",
+                        aws_secret_access_key="bench",
+                        config=config,
+                    )
+                )
             bench = Bench(
-                endpoints=endpoints, sqs=sqs, admin=admin, env=env, logs=logs, children=children
+                endpoints=endpoints,
+                sqs=sqs,
+                admin=admin,
+                env=env,
+                logs=logs,
+                children=children,
+                table_endpoint=table_endpoint,
+                dynamodb=dynamodb,
             )
             turn = 0
             for workload in workloads:
@@ -253,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     found = report.targets(rows, throttles)
     print()
     print(report.table(rows, titles))
+    if copies := report.copies_table(rows, titles):
+        print(copies)
     print("Targets (issue 7):")
     print(report.targets_text(found))
     paths = report.write_results(

@@ -1,6 +1,7 @@
-"""The two local endpoints, each its own process on 127.0.0.1 with a free port: fauxqs (SQS,
-on a Node >= 22.5 installed from npm into bench/sqs_server/node_modules) and relay's Transfer
-Family emulator. Also: which addresses a process listens on, to prove it is loopback only.
+"""The local endpoints, each its own process on 127.0.0.1 with a free port: fauxqs (SQS,
+on a Node >= 22.5 installed from npm into bench/sqs_server/node_modules), relay's Transfer
+Family emulator and, for contenders with `--dedupe-table`, moto's DynamoDB. Also: which
+addresses a process listens on, to prove it is loopback only.
 """
 
 import ipaddress
@@ -162,3 +163,39 @@ def start_endpoints(children: Children, *, env: Mapping[str, str], logs: Path) -
         node_version=version or "unknown",
         fauxqs_version=package_version("fauxqs"),
     )
+
+
+@dataclass(slots=True)
+class TableEndpoint:
+    """moto's DynamoDB in a process of its own (`bench.dynamodb_server`), for `--dedupe-table`."""
+
+    url: str
+    child: Child
+    _asked: int = 0
+
+    def calls(self) -> dict[str, int]:
+        """The calls moto has served so far, by operation (PutItem, UpdateItem, GetItem, ...)."""
+        self._asked += 1
+        self.child.send_line(f"calls {self._asked}")
+        line = wait_for_line(self.child, f"calls {self._asked} ", timeout_s=10.0)
+        counts = json.loads(line.split(" ", 2)[2])
+        return {str(k): int(v) for k, v in counts.items()}
+
+
+def start_table_endpoint(
+    children: Children, *, env: Mapping[str, str], logs: Path
+) -> TableEndpoint:
+    """Start moto's DynamoDB server (loopback, free port); refuse any non-loopback listener."""
+    child = children.start(
+        "dynamodb",
+        [sys.executable, "-m", "bench.dynamodb_server"],
+        env=env,
+        cwd=REPO,
+        log_path=logs / "dynamodb.log",
+        keep_stdin=True,  # it exits when we close this, even if we die without a signal
+    )
+    url = wait_for_line(child, "dynamodb listening on").split()[-1]
+    addresses = listening_addresses(child.pid)
+    if not addresses or not all_loopback(addresses):
+        raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
+    return TableEndpoint(url=url, child=child)

@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from bench.endpoints import REPO, Endpoints, all_loopback, listening_addresses
+from bench.endpoints import REPO, Endpoints, TableEndpoint, all_loopback, listening_addresses
 from bench.metrics import CallStats, CpuTrace, reduce_calls
 from bench.processes import Child, Children
 from bench.workloads import Contender, Workload
+from relay.dedupe import create_dedupe_table
 from relay.emulator.client import EmulatorAdmin
 from relay.lifecycle import EmptyReadings
 from relay.sqs import QueuePair, queue_total
 from relay.sqs import create_queue_pair as make_queue_pair
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
 else:
-    SQSClient = Any
+    DynamoDBClient = SQSClient = Any
 
 SAMPLE_EVERY_S: Final = 0.25
 QUEUE_CHECK_EVERY_S: Final = 0.5
@@ -92,6 +94,29 @@ def plan_messages(count: int, malformed_rate: float, tag: str, seed: int) -> Pla
     return Plan(bodies=bodies, tokens=tokens, steps=steps)
 
 
+def with_copies(plan: Plan, after: int) -> Plan:
+    """The plan with every body sent a second time, about `after` messages later in the queue;
+    0: the plan as it is.
+
+    Once copies start, originals and copies alternate: the copy of body j follows body
+    j + after/2, so `after` messages (half originals, half copies) lie between the two.
+    """
+    if after <= 0:
+        return plan
+    lag = max(1, after // 2)
+    count = len(plan.bodies)
+    bodies: list[str] = []
+    tokens: list[str | None] = []
+    for i in range(count + lag):
+        if i < count:
+            bodies.append(plan.bodies[i])
+            tokens.append(plan.tokens[i])
+        if i >= lag:
+            bodies.append(plan.bodies[i - lag])
+            tokens.append(plan.tokens[i - lag])
+    return Plan(bodies=bodies, tokens=tokens, steps=plan.steps)
+
+
 async def create_queue_pair(sqs: SQSClient, name: str) -> QueuePair:
     """A queue with a redrive policy to its own DLQ."""
     return await make_queue_pair(
@@ -114,7 +139,7 @@ async def queue_depth(sqs: SQSClient, url: str) -> int:
 
 
 async def fill(sqs: SQSClient, url: str, plan: Plan) -> dict[str, float]:
-    """SendMessageBatch, 10 a call, `FILL_CONCURRENCY` calls at once; token → time sent."""
+    """SendMessageBatch, 10 a call, `FILL_CONCURRENCY` calls at once; token → time first sent."""
     sent_at: dict[str, float] = {}
     batches = [range(i, min(i + 10, len(plan.bodies))) for i in range(0, len(plan.bodies), 10)]
     pending = iter(batches)
@@ -128,7 +153,8 @@ async def fill(sqs: SQSClient, url: str, plan: Plan) -> dict[str, float]:
                 raise RuntimeError(f"SendMessageBatch failed entries: {response['Failed'][:3]}")
             for i in batch:
                 if (token := plan.tokens[i]) is not None:
-                    sent_at[token] = started
+                    # A copy's batch may finish first: the step's first sending counts.
+                    sent_at[token] = min(sent_at.get(token, started), started)
 
     await asyncio.gather(*(sender() for _ in range(FILL_CONCURRENCY)))
     return sent_at
@@ -144,10 +170,17 @@ class Bench:
     env: Mapping[str, str]
     logs: Path
     children: Children
+    table_endpoint: TableEndpoint | None = None
+    """moto's DynamoDB, when a chosen contender runs with `--dedupe-table`."""
+    dynamodb: DynamoDBClient | None = None
 
 
 def contender_argv(
-    contender: Contender, workload: Workload, queues: QueuePair | None, steps_file: Path | None
+    contender: Contender,
+    workload: Workload,
+    queues: QueuePair | None,
+    steps_file: Path | None,
+    table: str | None = None,
 ) -> list[str]:
     """The command line of one process of this contender."""
     python = sys.executable
@@ -158,6 +191,7 @@ def contender_argv(
             *contender.wrapper, python, "-m", "relay", "run",
             "--queue-url", queues.url, "--dlq-url", queues.dlq_url,
             "--exit-when-empty", "--http-port", "0", "--log-level", "WARNING",
+            *(("--dedupe-table", table) if table else ()),
             *contender.args,
         ]  # fmt: skip
     if contender.kind == "floor":
@@ -176,6 +210,8 @@ async def run_contender(
     count = contender.message_count(workload.messages)
     tag = f"r{uuid.uuid4().hex[:8]}"
     plan = plan_messages(count, workload.malformed_rate, tag, seed=round_index)
+    if contender.kind != "floor":
+        plan = with_copies(plan, workload.copies_after)
     admin, sqs = bench.admin, bench.sqs
     await admin.reset()
     await admin.set_faults(**workload.faults())
@@ -187,7 +223,14 @@ async def run_contender(
     fill_s = 0.0
     sent_at: dict[str, float] = {}
     run_name = f"bench-{workload.name.lower()}-{contender.name}-{tag}"
+    table: str | None = None
+    table_calls: dict[str, int] = {}
+    before: dict[str, int] = {}
     try:
+        if contender.dedupe_table:
+            table = run_name
+            await _create_table(bench, table)
+            before = await asyncio.to_thread(_table_calls, bench)
         if contender.kind == "floor":
             steps_file = bench.logs / f"{run_name}-steps.jsonl"
             steps_file.write_text("".join(json.dumps(s) + "\n" for s in plan.steps))
@@ -197,9 +240,14 @@ async def run_contender(
             started = time.monotonic()
             sent_at = await fill(sqs, queues.url, plan)
             fill_s = time.monotonic() - started
-            messages_sent = count
-        argv = contender_argv(contender, workload, queues, steps_file)
+            messages_sent = len(plan.bodies)
+        argv = contender_argv(contender, workload, queues, steps_file, table)
         measured = await _run_processes(bench, workload, contender, argv, queues, run_name)
+        if table is not None:
+            after = await asyncio.to_thread(_table_calls, bench)
+            table_calls = {
+                k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)
+            }
         if contender.kind == "floor":
             sent_at = {s["Token"]: measured.launched_at for s in plan.steps}
         calls, _ = await admin.calls(0)
@@ -210,13 +258,17 @@ async def run_contender(
             await delete_queue_pair(sqs, queues)
         if steps_file is not None:
             steps_file.unlink(missing_ok=True)
+        if table is not None:
+            await _delete_table(bench, table)
     stats = reduce_calls(calls, sent_at)
     return _result(
         workload=workload,
         contender=contender,
         round_index=round_index,
         messages_sent=messages_sent,
+        steps=len(plan.steps),
         malformed_sent=plan.malformed if contender.kind != "floor" else 0,
+        table_calls=table_calls,
         fill_s=fill_s,
         stats=stats,
         measured=measured,
@@ -224,6 +276,30 @@ async def run_contender(
         remaining=remaining,
         argv=argv,
     )
+
+
+async def _create_table(bench: Bench, name: str) -> None:
+    """A fresh table for one run, as the template makes it."""
+    if bench.dynamodb is None:
+        raise RuntimeError("a contender with dedupe_table ran without the DynamoDB endpoint")
+    await create_dedupe_table(bench.dynamodb, name)
+
+
+async def _delete_table(bench: Bench, name: str) -> None:
+    """Drop a run's table (moto keeps everything in memory)."""
+    if bench.dynamodb is None:
+        return
+    try:
+        await bench.dynamodb.delete_table(TableName=name)
+    except Exception as exc:  # cleanup must not hide the run's own outcome
+        print(f"bench: could not delete table {name}: {exc}", file=sys.stderr)
+
+
+def _table_calls(bench: Bench) -> dict[str, int]:
+    """moto's DynamoDB calls so far, by operation."""
+    if bench.table_endpoint is None:
+        return {}
+    return bench.table_endpoint.calls()
 
 
 @dataclass(slots=True)
@@ -240,7 +316,11 @@ class Measured:
     traces: list[CpuTrace]
     sqs_trace: CpuTrace
     emulator_trace: CpuTrace
+    table_trace: CpuTrace
+    """moto's DynamoDB (empty without it)."""
     summaries: list[dict[str, int]]
+    relay_counts: list[dict[str, int]]
+    """relay's own counts per process, from its EMF documents (empty without EMF)."""
     listening: list[str]
     log_tails: list[str]
 
@@ -254,10 +334,18 @@ async def _run_processes(
     run_name: str,
 ) -> Measured:
     """Start the contender's processes, sample them, end them once the work is done."""
-    sqs_trace, emulator_trace = CpuTrace(), CpuTrace()
-    now = time.time()
-    sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
-    emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+    sqs_trace, emulator_trace, table_trace = CpuTrace(), CpuTrace(), CpuTrace()
+    table_child = (
+        bench.table_endpoint.child if contender.dedupe_table and bench.table_endpoint else None
+    )
+
+    def sample_endpoints(at: float) -> None:
+        sqs_trace.add(at, bench.endpoints.sqs.cpu_s())
+        emulator_trace.add(at, bench.endpoints.emulator.cpu_s())
+        if table_child is not None:
+            table_trace.add(at, table_child.cpu_s())
+
+    sample_endpoints(time.time())
     launched_at = time.time()
     processes: list[Child] = [
         bench.children.start(
@@ -286,8 +374,7 @@ async def _run_processes(
                     trace.add(ended.ended_at, ended.cpu_s)
                 elif child.ended is None:
                     trace.add(now, child.sample())
-            sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
-            emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+            sample_endpoints(now)
             if not checked_listeners and now - launched_at > 3.0:
                 checked_listeners = True
                 for child in processes:
@@ -317,9 +404,7 @@ async def _run_processes(
             if child.ended is None:
                 ended = await asyncio.to_thread(child.stop, 10.0)
                 trace.add(ended.ended_at, ended.cpu_s)
-    now = time.time()
-    sqs_trace.add(now, bench.endpoints.sqs.cpu_s())
-    emulator_trace.add(now, bench.endpoints.emulator.cpu_s())
+    sample_endpoints(time.time())
     ends = [child.ended for child in processes if child.ended is not None]
     return Measured(
         launched_at=launched_at,
@@ -332,7 +417,9 @@ async def _run_processes(
         traces=traces,
         sqs_trace=sqs_trace,
         emulator_trace=emulator_trace,
+        table_trace=table_trace,
         summaries=[_summary(child) for child in processes],
+        relay_counts=[_relay_counts(child) for child in processes],
         listening=sorted(listening),
         log_tails=[child.log_tail(5) for child in processes],
     )
@@ -353,6 +440,45 @@ def _summary(child: Child) -> dict[str, int]:
     return {}
 
 
+def _relay_counts(child: Child) -> dict[str, int]:
+    """relay's outcomes (`delivered`, `duplicate`, `dead_lettered:invalid_request`, ...) and
+    `callback_attempts`, summed over its EMF documents (`--emf-interval`); empty without."""
+    counts: dict[str, int] = {}
+    try:
+        lines = child.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        if not line.startswith('{"_aws"'):
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if "Messages" in document:
+            outcome, reason = str(document.get("Outcome")), str(document.get("Reason"))
+            name = outcome if reason == "none" else f"{outcome}:{reason}"
+            counts[name] = counts.get(name, 0) + int(document["Messages"])
+        if "CallbackAttempts" in document:
+            attempts = int(document["CallbackAttempts"])
+            counts["callback_attempts"] = counts.get("callback_attempts", 0) + attempts
+    return counts
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    """The processes' counts added up, by name."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for name, value in one.items():
+            total[name] = total.get(name, 0) + value
+    return dict(sorted(total.items()))
+
+
+def _count(counts: dict[str, int], name: str) -> int | None:
+    """One of relay's counts: 0 if relay reported others, None if it reported none (no EMF)."""
+    return counts.get(name, 0) if counts else None
+
+
 def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -363,7 +489,9 @@ def _result(
     contender: Contender,
     round_index: int,
     messages_sent: int,
+    steps: int,
     malformed_sent: int,
+    table_calls: dict[str, int],
     fill_s: float,
     stats: CallStats,
     measured: Measured,
@@ -374,19 +502,29 @@ def _result(
     delivered = stats.delivered_tokens
     window = stats.window_s
     cpu_active: float | None = None
-    sqs_util = emulator_util = None
+    sqs_util = emulator_util = table_util = table_active = None
     if stats.first_received_at is not None and stats.last_success_at is not None:
         start, end = stats.first_received_at, stats.last_success_at
         parts = [trace.between(start, end) for trace in measured.traces]
         cpu_active = sum(p for p in parts if p is not None)
+        table_active = measured.table_trace.between(start, end)
         if window:
             sqs_cpu = measured.sqs_trace.between(start, end)
             emulator_cpu = measured.emulator_trace.between(start, end)
             sqs_util = None if sqs_cpu is None else sqs_cpu / window
             emulator_util = None if emulator_cpu is None else emulator_cpu / window
+            table_util = None if table_active is None else table_active / window
+    table_total = measured.table_trace.between(measured.launched_at, measured.ended_at)
     discarded = sum(s.get("discarded", 0) for s in measured.summaries)
+    relay_counts = _summed(measured.relay_counts)
+    # relay deletes a copy of a delivered step without a call: counted by relay itself (EMF).
+    relay_duplicates = relay_counts.get("duplicate", 0)
     per_1k = 1000 / delivered if delivered else None
-    accounted = delivered + dlq + discarded
+    accounted = delivered + dlq + discarded + relay_duplicates
+    # Each relay process proves its permissions at start-up with one PutItem and one
+    # UpdateItem whose condition is never true (DedupeTable.check): not per message.
+    writes = table_calls.get("PutItem", 0) + table_calls.get("UpdateItem", 0)
+    table_writes = max(0, writes - 2 * contender.processes) if table_calls else None
     return {
         "workload": workload.name,
         "contender": contender.name,
@@ -418,6 +556,31 @@ def _result(
         "other_errors": stats.other_errors,
         "duplicates": stats.duplicates,
         "calls_per_delivered": _rounded(stats.calls / delivered if delivered else None),
+        "steps": steps,
+        "copies": max(0, messages_sent - steps - malformed_sent),
+        "calls_per_step": _rounded(stats.calls / steps if steps else None),
+        "successes_per_step": _rounded(stats.successes / steps if steps else None),
+        "invalid_request": stats.other_errors.get("InvalidRequestException", 0),
+        "relay_counts": relay_counts,
+        "relay_delivered": _count(relay_counts, "delivered"),
+        "relay_duplicates": _count(relay_counts, "duplicate"),
+        "relay_released": _count(relay_counts, "released"),
+        "relay_dlq_invalid_request": _count(relay_counts, "dead_lettered:invalid_request"),
+        "table_calls": table_calls,
+        "table_writes": table_writes,
+        "table_writes_per_delivered": _rounded(
+            table_writes / delivered if table_writes is not None and delivered else None
+        ),
+        "table_server_cpu_s": _rounded(table_total),
+        "table_server_cpu_per_1k_active_s": _rounded(
+            table_active * per_1k if table_active is not None and per_1k else None
+        ),
+        "table_server_cpu_util": _rounded(table_util, 2),
+        "table_server_cpu_per_call_ms": _rounded(
+            table_total * 1000 / sum(table_calls.values())
+            if table_total is not None and table_calls
+            else None
+        ),
         "dlq": dlq,
         "discarded": discarded,
         "remaining": remaining,

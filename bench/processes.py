@@ -149,6 +149,13 @@ class Child:
             time.sleep(0.01)
         raise RuntimeError(f"{self.name} (pid {self.pid}) did not end after SIGKILL")
 
+    def send_line(self, line: str) -> None:
+        """Write one line to the child's stdin (started with `keep_stdin`)."""
+        if self._popen.stdin is None:
+            raise RuntimeError(f"{self.name} was started without a stdin to write to")
+        self._popen.stdin.write(line.encode() + b"\n")
+        self._popen.stdin.flush()
+
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's output."""
         try:

@@ -19,7 +19,10 @@ NOISE_NOTE: Final = (
     "2-core machine shared with other engineers' test suites running concurrently: "
     "numbers are noisy; compare contenders within one run, not across runs"
 )
-PACKAGES: Final = ("aiobotocore", "botocore", "aiohttp", "boto3", DISTRIBUTION)
+PACKAGES: Final = ("aiobotocore", "botocore", "aiohttp", "boto3", "moto", DISTRIBUTION)
+TABLE_ENDPOINT: Final = (
+    "moto's DynamoDB server in its own process (python -m bench.dynamodb_server)"
+)
 
 
 def _cpu_model() -> str:
@@ -42,8 +45,8 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip()
 
 
-def machine(endpoints: Endpoints) -> dict[str, Any]:
-    """What ran where: cores, CPU, Python, library versions, the SQS endpoint, the commit."""
+def machine(endpoints: Endpoints, *, table: bool = False) -> dict[str, Any]:
+    """What ran where: cores, CPU, Python, library versions, the endpoints, the commit."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -62,6 +65,7 @@ def machine(endpoints: Endpoints) -> dict[str, Any]:
         "fauxqs": endpoints.fauxqs_version,
         "sqs_endpoint": f"fauxqs {endpoints.fauxqs_version} on Node {endpoints.node_version}",
         "transfer_endpoint": "relay emulator (python -m relay emulator)",
+        "table_endpoint": TABLE_ENDPOINT if table else None,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "load_average": list(os.getloadavg()),
@@ -94,6 +98,21 @@ MEDIAN_FIELDS: Final = (
     "drained_s",
     "sqs_server_cpu_util",
     "emulator_cpu_util",
+    "steps",
+    "copies",
+    "calls_per_step",
+    "successes_per_step",
+    "invalid_request",
+    "relay_delivered",
+    "relay_duplicates",
+    "relay_released",
+    "relay_dlq_invalid_request",
+    "table_writes",
+    "table_writes_per_delivered",
+    "table_server_cpu_s",
+    "table_server_cpu_per_1k_active_s",
+    "table_server_cpu_util",
+    "table_server_cpu_per_call_ms",
 )
 
 
@@ -267,6 +286,29 @@ COLUMNS: Final = (
 )
 
 
+COPIES_COLUMNS: Final = (
+    ("contender", "contender", "{}"),
+    ("steps", "steps", "{:.0f}"),
+    ("msgs", "messages", "{:.0f}"),
+    ("calls/step", "calls_per_step", "{:.2f}"),
+    ("200s/step", "successes_per_step", "{:.2f}"),
+    ("InvalidRequest", "invalid_request", "{:.0f}"),
+    ("DLQ", "dlq", "{:.0f}"),
+    ("deliv", "delivered", "{:.0f}"),
+    ("relay deliv", "relay_delivered", "{:.0f}"),
+    ("relay dup", "relay_duplicates", "{:.0f}"),
+    ("released", "relay_released", "{:.0f}"),
+    ("cb/s", "rate_per_s", "{:.1f}"),
+    ("relay CPU ms/step", "cpu_per_1k_active_s", "{:.2f}"),
+    ("tot", "cpu_per_1k_total_s", "{:.2f}"),
+    ("writes/step", "table_writes_per_delivered", "{:.2f}"),
+    ("moto CPU ms/step", "table_server_cpu_per_1k_active_s", "{:.2f}"),
+    ("moto cpu", "table_server_cpu_util", "{:.2f}"),
+    ("acct", "accounted", "{}"),
+)
+"""Workloads with copies: what the copies cost, per step (a step is delivered once)."""
+
+
 def _cell(value: Any, pattern: str) -> str:
     if value is None:
         return "-"
@@ -275,18 +317,23 @@ def _cell(value: Any, pattern: str) -> str:
     return pattern.format(value)
 
 
-def table(rows: Sequence[dict[str, Any]], titles: dict[str, str], markdown: bool = False) -> str:
+def table(
+    rows: Sequence[dict[str, Any]],
+    titles: dict[str, str],
+    markdown: bool = False,
+    columns: Sequence[tuple[str, str, str]] = COLUMNS,
+) -> str:
     """The rows as a text (or Markdown) table per workload."""
     out: list[str] = []
     for workload in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == workload]
-        cells = [[_cell(r.get(key), fmt) for _, key, fmt in COLUMNS] for r in group]
+        cells = [[_cell(r.get(key), fmt) for _, key, fmt in columns] for r in group]
         for line, r in zip(cells, group, strict=True):
             if r["timed_out"]:
                 line[0] += " (timeout)"
             elif r["failed"]:
                 line[0] += " (exit!=0)"
-        heads = [head for head, _, _ in COLUMNS]
+        heads = [head for head, _, _ in columns]
         out.append(f"{workload}: {titles.get(workload, '')}")
         if markdown:
             out.append("")
@@ -310,6 +357,17 @@ def table(rows: Sequence[dict[str, Any]], titles: dict[str, str], markdown: bool
                 )
         out.append("")
     return "\n".join(out)
+
+
+def copies_table(
+    rows: Sequence[dict[str, Any]], titles: dict[str, str], markdown: bool = False
+) -> str:
+    """The workloads with copies again, in `COPIES_COLUMNS`; empty when there are none."""
+    with_copies = [r for r in rows if r.get("copies")]
+    if not with_copies:
+        return ""
+    titles = {name: f"{title} — copies" for name, title in titles.items()}
+    return table(with_copies, titles, markdown=markdown, columns=COPIES_COLUMNS)
 
 
 def targets_text(found: Sequence[dict[str, Any]], markdown: bool = False) -> str:
@@ -396,11 +454,13 @@ def render_markdown(path: Path) -> str:
         f"- command: `{document['command']}`",
         f"- machine: {info['cores']} cores, {info['cpu_model']}, {info['memory_gib']} GiB, "
         f"Linux {info['kernel']}, Python {info['python']}; {packages}",
-        f"- SQS: {info['sqs_endpoint']}; Transfer Family: {info['transfer_endpoint']}",
+        f"- SQS: {info['sqs_endpoint']}; Transfer Family: {info['transfer_endpoint']}"
+        + (f"; DynamoDB: {info['table_endpoint']}" if info.get("table_endpoint") else ""),
         f"- load average {info['load_average'][0]:.1f} at the start, "
         f"{info.get('load_average_end', [0.0])[0]:.1f} at the end; {info['note']}",
         "",
         table(document["summary"], titles, markdown=True),
+        copies_table(document["summary"], titles, markdown=True),
     ]
     if document.get("targets"):
         lines += ["Targets:", "", targets_text(document["targets"], markdown=True)]

@@ -6,7 +6,7 @@ Both are data: a new contender is one more `Contender(...)` line, e.g. relay wit
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 ContenderKind = Literal["floor", "naive", "threadpool", "relay"]
 
@@ -32,6 +32,8 @@ class Contender:
     note: str = ""
     wrapper: tuple[str, ...] = ()
     """A command the contender runs under (a profiler); empty normally."""
+    dedupe_table: bool = False
+    """relay only: a fresh table on the local DynamoDB per run, passed as `--dedupe-table`."""
 
     def message_count(self, workload_messages: int) -> int:
         """How many messages this contender gets in a workload of `workload_messages`."""
@@ -53,6 +55,9 @@ class Workload:
     throttle_burst: int | None = None
     error_rate: float = 0.0
     malformed_rate: float = 0.0
+    copies_after: int = 0
+    """Every step result is sent a second time, this many messages later in the queue (a
+    producer's retry, an SQS redelivery); 0: no copies."""
     timeout_s: float = 300.0
     """Per run: a contender still working after this is stopped and the run marked timed out."""
 
@@ -115,6 +120,9 @@ RELAY_FIXED_BACKOFF = Contender(
     note="relay without the adaptive rate: per-call backoff only",
 )
 
+EMF_AT_EXIT: Final = ("--emf-interval", "86400")
+"""relay's own counts (delivered, duplicate, dead-lettered by reason): one EMF flush at exit."""
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="W1",
@@ -156,6 +164,44 @@ WORKLOADS: tuple[Workload, ...] = (
         title="scale-out: two relay processes on one queue vs one (W1 settings)",
         messages=3_000,
         contenders=(RELAY, replace(RELAY, name="relay-x2", processes=2, note="two relay run")),
+    ),
+    Workload(
+        name="W4d",
+        title="duplicates: every step result sent twice (the copy ~400 messages later), one and "
+        "two relay processes, without and with --dedupe-table (W1 settings)",
+        # Steps; the queue gets twice as many messages. moto's DynamoDB serves one call at a time
+        # in Python, so the runs with a table are bound by it (~200 steps/s here), not by relay.
+        messages=2_000,
+        # About half a second of the two processes' drain: the original has mostly been answered
+        # when its copy is received, as after a producer's retry.
+        copies_after=400,
+        contenders=(
+            replace(
+                RELAY, name="relay", args=EMF_AT_EXIT, note="one relay run (copies in process)"
+            ),
+            replace(
+                RELAY,
+                name="relay-x2",
+                processes=2,
+                args=EMF_AT_EXIT,
+                note="two relay run, each remembering alone",
+            ),
+            replace(
+                RELAY,
+                name="relay-table",
+                args=EMF_AT_EXIT,
+                dedupe_table=True,
+                note="one relay run --dedupe-table: its copies never reach the table",
+            ),
+            replace(
+                RELAY,
+                name="relay-x2-table",
+                processes=2,
+                args=EMF_AT_EXIT,
+                dedupe_table=True,
+                note="two relay run --dedupe-table (moto's DynamoDB on 127.0.0.1)",
+            ),
+        ),
     ),
     Workload(
         name="M",
