@@ -57,7 +57,7 @@ log = get_logger("relay.transfer")
 def relay_user_agent() -> str:
     """`relay/<version>`, appended to botocore's User-Agent by both senders (for CloudTrail)."""
     try:
-        version = importlib.metadata.version("relay")
+        version = importlib.metadata.version(relay.DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         version = relay.__version__
     return f"relay/{version}"

@@ -15,6 +15,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
 
+import relay
 from relay.emulator import FailureKind, Faults
 from relay.emulator.protocol import ErrorForm, GatewayBody
 from relay.message import StepResult
@@ -196,7 +197,7 @@ async def test_both_senders_say_who_is_calling(
         await TransferSender(plain, policy).call(steps[1])
 
     lean_agent, plain_agent = (call.user_agent or "" for call in emulator.state.calls)
-    assert relay_user_agent() == "relay/" + importlib.metadata.version("relay")
+    assert relay_user_agent() == "relay/" + importlib.metadata.version(relay.DISTRIBUTION)
     assert lean_agent.endswith(" team/files " + relay_user_agent())
     assert " app/step-callbacks " in lean_agent
     assert lean_agent.startswith("aiobotocore/")
