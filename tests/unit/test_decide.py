@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from relay.outcomes import (
     CONNECTION_ERROR,
+    IDENTITY_CODES,
     READ_TIMEOUT,
     CallFailure,
     Limits,
@@ -145,21 +146,7 @@ def test_transient_failures_are_released_with_backoff_then_exhausted(
     )
 
 
-@pytest.mark.parametrize(
-    "code",
-    [
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "MissingAuthenticationToken",
-        "RequestExpired",
-        "RequestTimeTooSkewed",
-    ],
-)
+@pytest.mark.parametrize("code", IDENTITY_CODES)  # pinned to DESIGN §1 in test_outcomes
 def test_errors_about_relays_own_request_never_dead_letter_before_the_limit(code: str) -> None:
     """Credentials, signature, clock: released (even past --callback-deadline), and only on
     --max-receives dead-lettered as retries_exhausted with the code (§1)."""
