@@ -172,29 +172,25 @@ async def run_session(
         runs: list[dict[str, Any]] = []
         session = get_session()
         async with contextlib.AsyncExitStack() as stack:
-            sqs = await stack.enter_async_context(
-                session.create_client(
-                    "sqs",
-                    endpoint_url=endpoints.sqs_url,
-                    region_name=REGION,
-                    aws_access_key_id="bench",
-                    aws_secret_access_key="bench",
-                    config=config,
-                )
-            )
-            admin = await stack.enter_async_context(EmulatorAdmin(endpoints.transfer_url))
-            dynamodb = None
-            if table_endpoint is not None:
-                dynamodb = await stack.enter_async_context(
+
+            async def client(service: Any, url: str) -> Any:
+                """The harness's own client of one local endpoint, closed with the stack."""
+                return await stack.enter_async_context(
                     session.create_client(
-                        "dynamodb",
-                        endpoint_url=table_endpoint.url,
+                        service,
+                        endpoint_url=url,
                         region_name=REGION,
                         aws_access_key_id="bench",
                         aws_secret_access_key="bench",
                         config=config,
                     )
                 )
+
+            sqs = await client("sqs", endpoints.sqs_url)
+            admin = await stack.enter_async_context(EmulatorAdmin(endpoints.transfer_url))
+            dynamodb = None
+            if table_endpoint is not None:
+                dynamodb = await client("dynamodb", table_endpoint.url)
             bench = Bench(
                 endpoints=endpoints,
                 sqs=sqs,

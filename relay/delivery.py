@@ -234,7 +234,8 @@ class Delivery:
             token=step.short_token,
             status=step.status.value,
         )
-        verdict = decide(self._situation(message, step), self.limits)
+        situation = self._situation(message, step)
+        verdict = decide(situation, self.limits)
         if verdict is not None:  # a copy of a step delivered before: duplicate or conflict
             return await self._carry_out(message, verdict, 0, step)
         first = self._copies.get(step.step_key)
@@ -248,16 +249,18 @@ class Delivery:
         self._copies[step.step_key] = mine
         ending = Verdict(Outcome.ABANDONED)
         try:
-            result = await self._deliver(message, step)
+            result = await self._deliver(message, step, situation)
             ending = result.verdict
             return result
         finally:
             del self._copies[step.step_key]
             mine.set_result(ending)
 
-    async def _deliver(self, message: ReceivedMessage, step: StepResult) -> MessageResult:
-        """The circuit, the fleet's claim, the call, and what its answer decides."""
-        before = self._situation(message, step)
+    async def _deliver(
+        self, message: ReceivedMessage, step: StepResult, before: Situation
+    ) -> MessageResult:
+        """The circuit, the fleet's claim, the call, and what its answer decides (`before`: the
+        situation `_handle` found, nothing delivered and no copy in flight)."""
         workflow = step.workflow_id
         if not self.circuits.allow(workflow):
             situation = dataclasses.replace(before, circuit_wait_s=self.circuits.wait_s(workflow))

@@ -241,7 +241,7 @@ async def produce(
         # Backpressure: moto's receive cost grows with the queue, and so would every latency.
         # The worker signals no event per finished message; a 20 ms poll costs nothing.
         while (  # noqa: ASYNC110
-            progress.sent - worker.status().finished > config.max_backlog
+            progress.sent - worker.finished > config.max_backlog
             and not stop.is_set()
             and time.monotonic() < deadline
         ):

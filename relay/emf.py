@@ -42,6 +42,7 @@ from enum import StrEnum
 from typing import Any, Final, TextIO
 
 from relay.config import check_namespace
+from relay.lifecycle import wait_any
 from relay.observability import Metrics, get_logger
 from relay.sqs.queues import queue_name
 
@@ -290,9 +291,7 @@ async def run_emf(writer: EmfWriter, interval_s: float, stop: asyncio.Event) -> 
     next_at = loop.time() + interval_s
     try:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(next_at):
-                    await stop.wait()
+            await wait_any(stop, timeout_s=max(0.0, next_at - loop.time()))
             if stop.is_set():
                 break
             # On the schedule, not after it: a slow flush does not push later ones back.
