@@ -10,7 +10,6 @@ from relay.sqs.batching import (
     BatchedQueue,
     Batcher,
     EntryFailed,
-    run_batch_send,
     send_messages,
 )
 from relay.sqs.client import SqsError, open_sqs, sqs_config
@@ -53,7 +52,6 @@ __all__ = [
     "queue_total",
     "receive_messages",
     "resolve_queue",
-    "run_batch_send",
     "send_messages",
     "sqs_config",
 ]

@@ -204,12 +204,6 @@ async def send_messages(
     a short backoff; sender faults (a body too large, a bad attribute) are final at once.
     """
     job = BatchSend(messages, attempts=attempts, backoff_s=backoff_s)
-    await run_batch_send(client, queue_url, job)
-    return job.failures()
-
-
-async def run_batch_send(client: SQSClient, queue_url: str, job: BatchSend) -> None:
-    """Makes the calls of a `BatchSend` on aiobotocore (the sync twin is in `relay.producer`)."""
     for delay_s, requests in job.rounds():
         if delay_s:
             await asyncio.sleep(delay_s)
@@ -223,3 +217,4 @@ async def run_batch_send(client: SQSClient, queue_url: str, job: BatchSend) -> N
                 job.record_error(request, exc)
             else:
                 job.record_response(request, response)
+    return job.failures()
