@@ -113,6 +113,7 @@ class Claimed:
     item_key: str
     claim_id: str
     until: float
+    answer_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +140,15 @@ Claim = Claimed | Delivered | HeldElsewhere
 class DedupeUnavailable(RelayError):
     """The table could not answer; `code` is the AWS error code or the transport's failure."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, *, table_down: bool = True) -> None:
         super().__init__(f"dedupe table unavailable: {code}: {detail}"[:500])
         self.code = code
+        self.table_down = table_down
+
+    @property
+    def label(self) -> str:
+        """The code as a metric label (bounded)."""
+        return self.code
 
 
 class DedupeTable:
@@ -211,7 +218,7 @@ class DedupeTable:
                 },
             )
 
-    async def give_up(self, claimed: Claimed) -> None:
+    async def give_up(self, claimed: Claimed, *, lost: bool = False, ttl_s: float = 0.0) -> None:
         """Ends our claim early (the call did not deliver) so a copy need not wait out the lease.
 
         One conditional UpdateItem (the task role has no DeleteItem): only while the item is

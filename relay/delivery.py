@@ -11,7 +11,6 @@ dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
 
 import asyncio
 import collections
-import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -31,16 +30,18 @@ from relay.dedupe import (
     HeldElsewhere,
     lease_for,
 )
+from relay.lifecycle import Shutdown
 from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
 from relay.observability import EveryInterval, Metrics, get_logger, hiding_in_logs
-from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, decide
+from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, code_label, decide
 from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
 from relay.sqs.batches import MAX_BATCH_BYTES
 from relay.transfer import (
     CallbackClient,
     CallbackError,
     CallbackFailed,
+    CallNotStarted,
     RetryPolicy,
     TransferSender,
 )
@@ -109,7 +110,7 @@ class AdaptivePacer:
             self.metrics.attempts.labels(result="ok").inc()
             self.metrics.callback_latency.labels(result="ok").observe(duration_s)
             return
-        self.metrics.attempts.labels(result=error.code).inc()
+        self.metrics.attempts.labels(result=code_label(error.code)).inc()
         self.metrics.callback_latency.labels(result="error").observe(duration_s)
         if error.rule.throttle:
             self.metrics.throttles.inc()
@@ -119,7 +120,7 @@ class AdaptivePacer:
 
     def _identity_refused(self, error: CallbackError) -> None:
         """AWS refused relay's own request: counted each time, logged at most once a minute."""
-        self.metrics.identity_errors.labels(code=error.code).inc()
+        self.metrics.identity_errors.labels(code=code_label(error.code)).inc()
         if not self._identity_log.due():
             return
         log.error(
@@ -167,6 +168,7 @@ class Delivery:
         metrics: Metrics,
         dlq_max_bytes: int = MAX_BATCH_BYTES,
         table: DedupeTable | None = None,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self.config = config
         self.table = table
@@ -178,11 +180,20 @@ class Delivery:
         self.dlq_max_bytes = dlq_max_bytes
         self.metrics = metrics
         self.limits = config.limits()
+        self.shutdown = shutdown or Shutdown(config.shutdown_grace_s)
         self.rate = AdaptiveRate(config.max_rps, enabled=config.adaptive_rate)
         pacer = AdaptivePacer(metrics, self.rate)
-        self.sender = TransferSender(transfer, retry_policy(config), pacer)
+        self.sender = TransferSender(
+            transfer,
+            retry_policy(config),
+            pacer,
+            shutdown=self.shutdown,
+            call_timeout_s=config.call_timeout_s,
+        )
         self.circuits = Circuits(config.breaker_cooldown_s)
         self.delivered = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
+        self.lost = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
+        """Steps an attempt of which lost its answer (DESIGN §1): their outcome is unknown."""
         self.attempts = AttemptMemory()
         self.counts: collections.Counter[str] = collections.Counter()
         self._dlq_fifo = is_fifo(dlq.url)
@@ -204,18 +215,12 @@ class Delivery:
                 raise  # shutdown: the worker gives the message back
             except Exception as exc:  # a bug must not kill the worker; the message comes back
                 log.exception("message failed unexpectedly")
-                result = await self._release(
-                    message,
-                    Verdict(
-                        Outcome.RELEASED,
-                        text=f"{type(exc).__name__}: {exc}",
-                        delay_s=self.limits.release_delay_s(
-                            message.receive_count, jitter=random.random()
-                        ),
-                    ),
-                    self.attempts.earlier(message),
-                    None,
-                )
+                delay = self.limits.release_delay_s(message.receive_count, jitter=random.random())
+                text = f"{type(exc).__name__}: {exc}"
+                verdict = Verdict(Outcome.RELEASED, text=text, delay_s=delay)
+                result = await self._conclude(message, verdict, None)
+            finally:
+                self.shutdown.unsettle()
             self.record(message, result, time.monotonic() - started)
         return result
 
@@ -225,8 +230,7 @@ class Delivery:
         try:
             step = parse(message.body)
         except InvalidMessage as exc:
-            verdict = decide(self._situation(message, invalid=str(exc)), self.limits)
-            return await self._carry_out(message, verdict, 0, None)
+            return await self._conclude(message, self._decide(message, invalid=str(exc)), None)
         hide(step.token)
         bind_contextvars(
             workflow_id=step.workflow_id,
@@ -234,81 +238,96 @@ class Delivery:
             token=step.short_token,
             status=step.status.value,
         )
-        situation = self._situation(message, step)
-        verdict = decide(situation, self.limits)
+        verdict = self._decide(message, step)
         if verdict is not None:  # a copy of a step delivered before: duplicate or conflict
-            return await self._carry_out(message, verdict, 0, step)
+            return await self._conclude(message, verdict, step)
         first = self._copies.get(step.step_key)
         if first is not None:
+            # Its delivery shows in the delivered-memory (duplicate, conflict); its failure is
+            # not this copy's, which is released to try itself.
             ended = await asyncio.shield(first)
-            situation = self._situation(message, step)
-            if situation.delivered_status is None:
-                situation = dataclasses.replace(situation, copy_ended=ended)
-            return await self._carry_out(message, decide(situation, self.limits), 0, step)
+            return await self._conclude(
+                message, self._decide(message, step, copy_ended=ended), step
+            )
         mine: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._copies[step.step_key] = mine
         ending = Verdict(Outcome.ABANDONED)
         try:
-            result = await self._deliver(message, step, situation)
+            verdict, made = await self._deliver(message, step)
+            result = await self._conclude(message, verdict, step, made)
             ending = result.verdict
+            if result.outcome is Outcome.DELIVERED:
+                self.metrics.end_to_end_latency.observe(max(0.0, time.time() - message.sent_at))
             return result
         finally:
             del self._copies[step.step_key]
             mine.set_result(ending)
 
-    async def _deliver(
-        self, message: ReceivedMessage, step: StepResult, before: Situation
-    ) -> MessageResult:
-        """The circuit, the fleet's claim, the call, and what its answer decides (`before`: the
-        situation `_handle` found, nothing delivered and no copy in flight)."""
+    async def _deliver(self, message: ReceivedMessage, step: StepResult) -> tuple[Verdict, int]:
+        """The circuit, the fleet's claim, the call, and what its answer decides; with the
+        attempts made (nothing delivered and no copy in flight when it starts)."""
         workflow = step.workflow_id
         if not self.circuits.allow(workflow):
-            situation = dataclasses.replace(before, circuit_wait_s=self.circuits.wait_s(workflow))
-            earlier = self.attempts.earlier(message)
-            return await self._carry_out(message, decide(situation, self.limits), earlier, step)
-        claim = await self._claim(step)
+            return self._verdict(message, step, circuit_wait_s=self.circuits.wait_s(workflow)), 0
+        claim: Claim | None = None
+        if self.table is not None:
+            try:
+                claim = await self.table.claim(step.step_key, step.status, self.lease_s)
+            except DedupeUnavailable as exc:
+                self._table_failed(exc)
+                if not exc.table_down:
+                    # One failure of a table that is up: look again shortly rather than call
+                    # without a claim (at --max-receives, decide lets it go without).
+                    verdict = self._decide(message, step, table_unanswered=True)
+                    if verdict is not None:
+                        self.circuits.cancel_probe(workflow)
+                        return verdict, 0
         if isinstance(claim, Delivered | HeldElsewhere):
             # Settled or being settled by another task: no call, so no probe either.
             self.circuits.cancel_probe(workflow)
             if isinstance(claim, Delivered):
                 self.delivered.remember(step.step_key, claim.status.value)
-                situation = dataclasses.replace(before, delivered_status=claim.status.value)
-                return await self._carry_out(message, decide(situation, self.limits), 0, step)
-            situation = dataclasses.replace(before, held_elsewhere_s=claim.wait_s())
-            earlier = self.attempts.earlier(message)
-            return await self._carry_out(message, decide(situation, self.limits), earlier, step)
+                return self._verdict(message, step), 0
+            return self._verdict(message, step, held_elsewhere_s=claim.wait_s()), 0
+        claimed = claim if isinstance(claim, Claimed) else None
+        lost_before = self.lost.status_of(step.step_key) is not None or (
+            claimed is not None and claimed.answer_lost
+        )
         try:
             sent = await self.sender.send(step)
+        except CallNotStarted:
+            self.circuits.cancel_probe(workflow)
+            await self._give_up(claimed, lost=lost_before)
+            return self._verdict(message, step, stopping=True), 0
         except CallbackFailed as failed:
             self.metrics.retries.inc(failed.attempts - 1)
             self._learn(step, failed.error)
-            if self.table is not None and isinstance(claim, Claimed):
-                # Ended early, so another task need not wait out the lease.
-                await self._table_call(self.table.give_up(claim))
-            attempts = self.attempts.earlier(message) + failed.attempts
-            situation = dataclasses.replace(before, called=True, failure=failed.error.failure)
-            return await self._carry_out(message, decide(situation, self.limits), attempts, step)
+            if failed.answer_lost:
+                self.lost.remember(step.step_key, step.status.value)
+            lost = lost_before or failed.answer_lost
+            # Ended early, so another task need not wait out the lease.
+            await self._give_up(claimed, lost=lost)
+            failure = failed.error.failure
+            verdict = self._verdict(message, step, called=True, failure=failure, answer_lost=lost)
+            return verdict, failed.attempts
         self.metrics.retries.inc(sent.attempts - 1)
         self.circuits.answered(workflow)
+        verdict = self._verdict(message, step, called=True)  # before the memory knows it
         self.delivered.remember(step.step_key, step.status.value)
         if self.table is not None:
             ttl_s = self.config.dedupe_ttl_s
             await self._table_call(self.table.record_delivered(step.step_key, step.status, ttl_s))
-        verdict = decide(dataclasses.replace(before, called=True), self.limits)
-        attempts = self.attempts.earlier(message) + sent.attempts
-        result = await self._carry_out(message, verdict, attempts, step)
-        if result.outcome is Outcome.DELIVERED:
-            self.metrics.end_to_end_latency.observe(max(0.0, time.time() - message.sent_at))
-        return result
+        return verdict, sent.attempts
 
     # --- the fleet's memory (DESIGN §10) -------------------------------------------------------
 
-    async def _claim(self, step: StepResult) -> Claim | None:
-        """Claims the step in the table before the call; None without a table, or when it
-        failed (the local memory stands in for this message)."""
-        if self.table is None:
-            return None
-        return await self._table_call(self.table.claim(step.step_key, step.status, self.lease_s))
+    async def _give_up(self, claimed: Claimed | None, *, lost: bool) -> None:
+        """Ends our claim early; one whose outcome is unknown says so, for the next claimant."""
+        if self.table is None or claimed is None:
+            return
+        await self._table_call(
+            self.table.give_up(claimed, lost=lost, ttl_s=self.config.dedupe_ttl_s)
+        )
 
     async def _table_call(self, call: Awaitable[T]) -> T | None:
         """A table call; its failure is counted, logged once a minute, and never stops the
@@ -316,15 +335,20 @@ class Delivery:
         try:
             return await call
         except DedupeUnavailable as exc:
-            self.metrics.dedupe_table_errors.labels(code=exc.code).inc()
-            if self._table_log.due():
-                log.warning(
-                    "dedupe table unavailable: the local memory stands in (a copy delivered by "
-                    "another task may be called again)",
-                    error_code=exc.code,
-                    error=str(exc)[:300],
-                )
+            self._table_failed(exc)
             return None
+
+    def _table_failed(self, exc: DedupeUnavailable) -> None:
+        self.metrics.dedupe_table_errors.labels(code=exc.label).inc()
+        if self._table_log.due():
+            log.warning(
+                "dedupe table unavailable: the local memory stands in (a copy delivered by "
+                "another task may be called again)"
+                if exc.table_down
+                else "dedupe table call failed after its retries",
+                error_code=exc.code,
+                error=str(exc)[:300],
+            )
 
     def _learn(self, step: StepResult, error: CallbackError) -> None:
         """What a failed call teaches the workflow's circuit."""
@@ -337,6 +361,19 @@ class Delivery:
                 cooldown_s=self.config.breaker_cooldown_s,
             )
         self.circuits.denied(step.workflow_id)
+
+    def _decide(
+        self, message: ReceivedMessage, step: StepResult | None = None, **facts: Any
+    ) -> Verdict | None:
+        """`decide` on the message's situation now, with `facts` learnt on its path."""
+        return decide(self._situation(message, step, **facts), self.limits)
+
+    def _verdict(self, message: ReceivedMessage, step: StepResult, **facts: Any) -> Verdict:
+        """A verdict where the path has run its course (a call is no longer an answer)."""
+        verdict = self._decide(message, step, **facts)
+        if verdict is None:  # the rules asked for a call where none can be made: a bug
+            raise RuntimeError("no verdict for a message that was not sent")
+        return verdict
 
     def _situation(
         self, message: ReceivedMessage, step: StepResult | None = None, **facts: Any
@@ -353,15 +390,21 @@ class Delivery:
 
     # --- acting on the queue -------------------------------------------------------------------
 
-    async def _carry_out(
+    async def _conclude(
         self,
         message: ReceivedMessage,
         verdict: Verdict | None,
-        attempts: int,
         step: StepResult | None,
+        made: int = 0,
     ) -> MessageResult:
+        """Carries the verdict out on the queue: the message's one conclusion. `made` is the
+        callback attempts of this receive; the result counts those of all its receives."""
+        # What was decided is carried out even past the grace: a delete or a dead-letter copy
+        # already under way must land, and count as what it is (DESIGN §3).
+        self.shutdown.settle()
         if verdict is None:  # the rules asked for a call where none can be made: a bug
             raise RuntimeError("no verdict for a message that was not sent")
+        attempts = self.attempts.earlier(message) + made
         action = verdict.action
         if action is QueueAction.RELEASE:
             return await self._release(message, verdict, attempts, step)
@@ -374,6 +417,7 @@ class Delivery:
             if verdict.outcome is Outcome.DELIVERED:
                 # Delivered, but SQS will hand it out again (as a duplicate); not done yet.
                 log.error("delete failed after delivery", error=str(exc)[:300])
+            self.attempts.remember(message, attempts)
             return released(f"delete failed: {exc.code}", attempts, step)
         self.attempts.forget(message)
         return MessageResult(verdict, attempts, step)
@@ -404,7 +448,7 @@ class Delivery:
         try:
             await self.dlq.send(copy)
         except SqsError as exc:  # the message stays on the queue
-            self.metrics.dead_letter_errors.labels(reason=exc.code).inc()
+            self.metrics.dead_letter_errors.labels(reason=exc.label).inc()
             delay = self.limits.release_delay_s(message.receive_count, jitter=random.random())
             sender_fault = isinstance(exc, EntryFailed) and exc.sender_fault
             log.error(
@@ -427,6 +471,7 @@ class Delivery:
             await self.queue.delete(message.receipt_handle)
         except SqsError as exc:
             self.metrics.delete_errors.inc()
+            self.attempts.remember(message, attempts)
             return released(f"delete failed after dead-letter: {exc.code}", attempts, step)
         self.attempts.forget(message)
         return MessageResult(verdict, attempts, step)

@@ -7,6 +7,7 @@ about messages beyond a receipt handle.
 
 import asyncio
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -15,30 +16,74 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+KEPT_MARGIN_S: Final = 30.0
+"""Past the grace, a call on the wire is awaited for its call timeout plus this (a bound for a
+hang on the way to the queue, not a plan: SQS calls end on their own timeouts)."""
+_KEPT_POLL_S: Final = 0.05
+# How often a drain past its grace looks again at which kept tasks may now be cancelled.
 
 
 class Shutdown:
     """A stop request: the first one drains, a second one abandons what is still in flight.
 
-    Idempotent beyond that; `reason` is the first request's.
+    Idempotent beyond that; `reason` is the first request's. `grace_s` is how long the drain
+    may take: after the first request, work asks `allows(seconds)` before starting something
+    that must not be cut (a call takes its timeout), and marks itself `settle()` while such
+    work is under way, so `drain` waits for it instead of cancelling it (DESIGN §3: a call on
+    the wire is never cancelled; a request already sent is completed by the service anyway).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = math.inf) -> None:
         self.requested = asyncio.Event()
         self.abandon = asyncio.Event()
         self.reason = ""
+        self.grace_s = grace_s
+        self._deadline = math.inf
+        self._settling: set[asyncio.Task[Any]] = set()
 
     def __call__(self, reason: str = "stop") -> None:
         if self.requested.is_set():
             self.abandon.set()
             return
         self.reason = reason
+        self._deadline = time.monotonic() + self.grace_s
         self.requested.set()
 
     @property
     def is_requested(self) -> bool:
         """Whether a stop was asked for."""
         return self.requested.is_set()
+
+    def time_left_s(self) -> float:
+        """What is left of the grace: infinite before a stop, 0 once abandoned or past it."""
+        if self.abandon.is_set():
+            return 0.0
+        return max(0.0, self._deadline - time.monotonic())
+
+    def allows(self, duration_s: float) -> bool:
+        """Whether work taking `duration_s` may start now: it would end within the grace."""
+        return duration_s <= self.time_left_s()
+
+    def settle(self) -> None:
+        """The current task is doing what must not be cut: a drain waits for it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._settling.add(task)
+
+    def unsettle(self) -> None:
+        """The current task may be cancelled again (it waits, or is done)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._settling.discard(task)
+
+    @property
+    def settling(self) -> int:
+        """How many tasks are doing what must not be cut now."""
+        return sum(not task.done() for task in self._settling)
+
+    def is_settling(self, task: "asyncio.Task[Any]") -> bool:
+        """Whether `task` is doing what must not be cut."""
+        return task in self._settling
 
 
 @contextlib.contextmanager
@@ -73,11 +118,19 @@ async def wait_any(*events: asyncio.Event, timeout_s: float | None = None) -> No
 
 
 async def drain(
-    tasks: Collection[asyncio.Task[Any]], *, grace_s: float, abandon: asyncio.Event
+    tasks: Collection[asyncio.Task[Any]],
+    *,
+    grace_s: float,
+    abandon: asyncio.Event,
+    keep: Callable[["asyncio.Task[Any]"], bool] = lambda task: False,
+    keep_at_most_s: float = 60.0,
 ) -> int:
     """Lets `tasks` finish within `grace_s` (cut short by `abandon`), then cancels the rest and
     waits for them; returns how many were cancelled.
 
+    A task for which `keep(task)` holds (a call on the wire, a message being finished) is not
+    cancelled but waited for, and cancelled only once it stops being kept, or `keep_at_most_s`
+    after the grace (a bound for a bug, not a plan: kept work ends on its own timeouts).
     `tasks` may be a live set that finished tasks leave: it is read again on every pass.
     """
     deadline = time.monotonic() + grace_s
@@ -93,11 +146,17 @@ async def drain(
             )
     finally:
         abandoning.cancel()
-    leftover = [task for task in tasks if not task.done()]
-    for task in leftover:
-        task.cancel()
-    await asyncio.gather(*leftover, return_exceptions=True)
-    return len(leftover)
+    cancelled: set[asyncio.Task[Any]] = set()
+    hard_deadline = time.monotonic() + keep_at_most_s
+    # Bounded: kept tasks end on their own timeouts, and everything is cancelled at the bound.
+    while pending := [task for task in tasks if not task.done()]:
+        past_bound = time.monotonic() >= hard_deadline
+        for task in pending:
+            if task not in cancelled and (past_bound or not keep(task)):
+                task.cancel()
+                cancelled.add(task)
+        await asyncio.wait(pending, timeout=_KEPT_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+    return len(cancelled)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:

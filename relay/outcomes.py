@@ -127,6 +127,12 @@ CLASSIFICATION: Final[dict[str, Rule]] = {
     },
 }
 
+OUTCOME_UNKNOWN: Final = (
+    "outcome unknown: an earlier attempt for this step timed out or was cut after it was sent, "
+    "and may have answered it"
+)
+"""How a dead-letter copy begins whose step an attempt with a lost answer may have answered."""
+
 # Transport failures get these synthetic codes so every failure has one.
 CONNECTION_ERROR: Final = "ConnectionError"
 READ_TIMEOUT: Final = "ReadTimeout"
@@ -138,6 +144,17 @@ _UNEXPECTED: Final = Rule(
     expires=False,
     advice="Read relay-error-code and relay-error-message; replay once understood.",
 )
+
+
+OTHER_CODE: Final = "other"
+"""The metric label of every code outside DESIGN §1's table (an endpoint names codes at will)."""
+_LABELLED_CODES: Final = frozenset({*CLASSIFICATION, CONNECTION_ERROR, READ_TIMEOUT})
+
+
+def code_label(code: str) -> str:
+    """The code as a metric label or EMF dimension: one of DESIGN §1's, else `other`; the full
+    code stays in logs and dead-letter attributes."""
+    return code if code in _LABELLED_CODES else OTHER_CODE
 
 
 def classify(code: str, http_status: int | None = None) -> Rule:
@@ -250,7 +267,16 @@ class Situation:
     delivered_status: str | None = None
     """The status the delivered-memory says this step was answered with, if any."""
     copy_ended: Verdict | None = None
-    """How a copy of this step that was in flight ended, when it did not deliver."""
+    """How a copy of this step that was in flight ended, when it did not deliver. A copy
+    inherits another copy's delivery (through `delivered_status`), never its failure."""
+    stopping: bool = False
+    """Shutdown came before this receive's first attempt could start (none was made)."""
+    table_unanswered: bool = False
+    """The fleet's table did not answer the claim though it is not down (one failure): look
+    again shortly rather than call without a claim."""
+    answer_lost: bool = False
+    """An earlier attempt for this step (this receive, an earlier one, or another task's lapsed
+    claim) timed out or was cut after sending: the service may have answered it unseen."""
     circuit_wait_s: float | None = None
     """The workflow's circuit is open (no call): seconds until its probe is due (0: probing)."""
     held_elsewhere_s: float | None = None
@@ -276,12 +302,12 @@ def decide(situation: Situation, limits: Limits) -> Verdict | None:
         )
         return Verdict(Outcome.CONFLICT, Reason.CONFLICT, "Conflict", text)
     if s.copy_ended is not None:
-        first = s.copy_ended
-        if first.action is QueueAction.DEAD_LETTER:
-            # The copy in flight was dead-lettered: this one ends the same way, without a call.
-            return Verdict(Outcome.DEAD_LETTERED, first.reason, first.code, first.text)
+        # Its failure is not this copy's: released (on its own receive count) to try itself.
         delay = limits.release_delay_s(s.receive_count, jitter=s.jitter)
-        return Verdict(Outcome.RELEASED, text="a copy in flight did not deliver", delay_s=delay)
+        text = f"a copy in flight did not deliver ({s.copy_ended.outcome.value}); trying again"
+        return Verdict(Outcome.RELEASED, text=text, delay_s=delay)
+    if s.stopping and not s.called:
+        return Verdict(Outcome.ABANDONED, text="shutdown before the call", delay_s=0.0)
     if s.held_elsewhere_s is not None:
         # Not a failure, so never dead-lettered: the other task delivers (a duplicate when this
         # comes back) or its lease lapses and this one takes the step over.
@@ -300,6 +326,11 @@ def decide(situation: Situation, limits: Limits) -> Verdict | None:
         wait = s.circuit_wait_s
         delay = wait if wait > 0 else limits.release_delay_s(s.receive_count, jitter=s.jitter)
         return Verdict(Outcome.RELEASED, text="circuit open", delay_s=delay)
+    if s.table_unanswered and not at_limit:
+        # Not the message's fault, so never dead-lettered; at --max-receives it goes without
+        # the claim rather than loop.
+        delay = max(1.0, min(limits.release_delay_s(s.receive_count, jitter=s.jitter), 5.0))
+        return Verdict(Outcome.RELEASED, text="the dedupe table did not answer", delay_s=delay)
     if not s.called:
         return None
     if s.failure is None:
@@ -315,6 +346,10 @@ def _after_failure(s: Situation, failure: CallFailure, limits: Limits, at_limit:
             return Verdict(Outcome.DEAD_LETTERED, Reason.ACCESS_DENIED, code, message)
         return Verdict(Outcome.RELEASED, code=code, text=message, delay_s=limits.breaker_cooldown_s)
     if rule.action is Action.DEAD_LETTER and rule.reason is not None:
+        if s.answer_lost:
+            # Most likely the lost attempt answered the step; but that is not known, so the
+            # message is not deleted: its copy says what happened (DESIGN §1).
+            message = f"{OUTCOME_UNKNOWN}; then {code}: {message}"
         return Verdict(Outcome.DEAD_LETTERED, rule.reason, code, message)
     if at_limit:
         return Verdict(Outcome.DEAD_LETTERED, rule.exhausted, code, message)

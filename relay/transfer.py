@@ -4,12 +4,14 @@ botocore's own retries are off (they would hide throttling and blow the time bud
 drives every retry here, by the classification table in `relay.outcomes`.
 """
 
+import asyncio
 import contextlib
 import functools
 import importlib.metadata
 import json
 import math
 import os
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -19,8 +21,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
+from aiohttp import ConnectionTimeoutError
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -41,6 +51,7 @@ from relay.awsjson import (
     retry_after_seconds,
 )
 from relay.errors import RelayError
+from relay.lifecycle import Shutdown, wait_any
 from relay.message import StepResult
 from relay.observability import get_logger
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, CallFailure, Rule, classify
@@ -319,7 +330,11 @@ CallbackClient = TransferClient | LeanTransferClient
 
 
 class CallbackError(RelayError):
-    """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table."""
+    """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table.
+
+    `answer_lost`: the request may have reached the service, but its answer never came (a read
+    timeout, a connection cut after sending); the service may have answered the step.
+    """
 
     def __init__(
         self,
@@ -328,12 +343,14 @@ class CallbackError(RelayError):
         *,
         http_status: int | None = None,
         retry_after_s: float | None = None,
+        answer_lost: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.http_status = http_status
         self.retry_after_s = retry_after_s
+        self.answer_lost = answer_lost
         self.failure = CallFailure(code, message, http_status, retry_after_s)
         self.rule: Rule = self.failure.rule
 
@@ -344,12 +361,25 @@ class CallbackError(RelayError):
 
 
 class CallbackFailed(RelayError):
-    """Every attempt this receive was allowed has failed; `error` is the last one."""
+    """Every attempt this receive was allowed has failed; `error` is the last one.
 
-    def __init__(self, error: CallbackError, attempts: int) -> None:
+    `answer_lost`: some attempt's answer was lost (see `CallbackError`), so the step's outcome
+    is unknown. A shutdown that leaves no time for the next attempt ends the series early.
+    """
+
+    def __init__(self, error: CallbackError, attempts: int, *, answer_lost: bool = False) -> None:
         super().__init__(f"{error} after {attempts} attempt(s)")
         self.error = error
         self.attempts = attempts
+        self.answer_lost = answer_lost or error.answer_lost
+
+
+class CallNotStarted(RelayError):
+    """Shutdown: the first attempt could not finish within what is left of the grace, so none
+    was made (DESIGN §3)."""
+
+    def __init__(self) -> None:
+        super().__init__("shutdown before the call: no time left for an attempt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,9 +418,10 @@ class RetryPolicy:
     base_s: float
     cap_s: float
 
-    def retrying(self) -> AsyncRetrying:
-        """The tenacity controller for one receive's attempts."""
+    def retrying(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> AsyncRetrying:
+        """The tenacity controller for one receive's attempts (`sleep` waits between them)."""
         return AsyncRetrying(
+            sleep=sleep or asyncio.sleep,
             stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
             wait=_honour_retry_after(
                 wait_random_exponential(multiplier=self.base_s, max=self.cap_s)
@@ -415,34 +446,68 @@ class _honour_retry_after:
         return delay
 
 
+class _Stopped(Exception):
+    """Raised out of tenacity's wait: the next attempt could not finish within the grace."""
+
+
 class TransferSender:
-    """Sends callbacks on one shared client, retrying per the policy."""
+    """Sends callbacks on one shared client, retrying per the policy.
+
+    With a `shutdown`, an attempt starts only if its `call_timeout_s` fits in what is left of
+    the grace, and the task is marked settling from the call until the message is finished,
+    so a drain never cuts a call on the wire (DESIGN §3).
+    """
 
     def __init__(
-        self, client: "CallbackClient", policy: RetryPolicy, pacer: Pacer | None = None
+        self,
+        client: "CallbackClient",
+        policy: RetryPolicy,
+        pacer: Pacer | None = None,
+        *,
+        shutdown: Shutdown | None = None,
+        call_timeout_s: float = 0.0,
     ) -> None:
         self.client = client
         self.policy = policy
         self.pacer: Pacer = pacer or NoPacing()
+        self.shutdown = shutdown
+        self.call_timeout_s = call_timeout_s
         # Built once; each send copies it (tenacity's own pattern), so its strategies are
         # not rebuilt per message.
-        self._retrying = policy.retrying()
+        self._retrying = policy.retrying(self._wait if shutdown is not None else None)
 
     async def send(self, step: StepResult) -> Delivery:
-        """Delivers one callback or raises `CallbackFailed` with the last error and attempts."""
+        """Delivers one callback or raises `CallbackFailed` with the last error and attempts
+        (`CallNotStarted` when shutdown left no time for a first attempt)."""
         attempts = 0
+        lost = False
+        last: CallbackError | None = None
         try:
             async for attempt in self._retrying.copy():
                 with attempt:
                     attempts += 1
-                    await self.call(step)
+                    try:
+                        await self.call(step)
+                    except CallbackError as error:
+                        last, lost = error, lost or error.answer_lost
+                        raise
         except CallbackError as error:
-            raise CallbackFailed(error, attempts) from None
+            raise CallbackFailed(error, attempts, answer_lost=lost) from None
+        except _Stopped:
+            attempts -= 1  # the attempt tenacity was about to make was not
+            if last is None:
+                raise CallNotStarted() from None
+            raise CallbackFailed(last, attempts, answer_lost=lost) from None
         return Delivery(attempts=attempts)
 
     async def call(self, step: StepResult) -> None:
-        """One attempt; raises a classified `CallbackError` when it fails."""
+        """One attempt; raises a classified `CallbackError` when it fails (`_Stopped` when a
+        shutdown leaves no time for it)."""
         await self.pacer.before_call(step)
+        if self.shutdown is not None:
+            if not self.shutdown.allows(self.call_timeout_s):
+                raise _Stopped()
+            self.shutdown.settle()  # from here until the message is finished
         started = time.monotonic()
         error: CallbackError | None = None
         try:
@@ -455,13 +520,43 @@ class TransferSender:
         except ClientError as exc:
             error = _from_client_error(exc)
         except (TimeoutError, ReadTimeoutError) as exc:
-            error = CallbackError(READ_TIMEOUT, str(exc) or type(exc).__name__)
+            error = CallbackError(
+                READ_TIMEOUT, str(exc) or type(exc).__name__, answer_lost=_answer_lost(exc)
+            )
         except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            error = CallbackError(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+            error = CallbackError(
+                CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", answer_lost=_answer_lost(exc)
+            )
         duration = time.monotonic() - started
         self.pacer.after_call(step, error, duration)
         if error is not None:
             raise error
+
+    async def _wait(self, delay_s: float) -> None:
+        """tenacity's wait between attempts, cut short by a shutdown that leaves no time for
+        the next attempt (the task may be cancelled meanwhile: nothing is on the wire)."""
+        shutdown = self.shutdown
+        assert shutdown is not None
+        shutdown.unsettle()
+        ends = time.monotonic() + delay_s
+        if not shutdown.is_requested:
+            await wait_any(shutdown.requested, timeout_s=delay_s)
+        if shutdown.is_requested:
+            left_s = max(0.0, ends - time.monotonic())
+            if not shutdown.allows(left_s + self.call_timeout_s):
+                raise _Stopped()
+            await asyncio.sleep(left_s)
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """Whether a transport failure may have come after the request reached the service: only a
+    failure to connect proves it did not (so a timeout to connect is not a lost answer)."""
+    if isinstance(exc, ConnectTimeoutError | aiohttp.ClientConnectorError | ConnectionTimeoutError):
+        return False
+    if isinstance(exc, EndpointConnectionError):
+        cause = exc.kwargs.get("error")
+        return not isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror)
+    return True
 
 
 def _from_client_error(exc: ClientError) -> CallbackError:

@@ -22,6 +22,7 @@ from relay.emf import report_emf
 from relay.errors import ConfigError
 from relay.http import create_app, serve_http
 from relay.lifecycle import (
+    KEPT_MARGIN_S,
     Lease,
     LeaseHeartbeat,
     Shutdown,
@@ -121,6 +122,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.queue = BatchedQueue(sqs, config.queue_url)
         self.dlq = BatchedQueue(sqs, dlq_url)
+        self.shutdown = Shutdown(config.shutdown_grace_s)
         self.delivery = Delivery(
             config,
             queue=self.queue,
@@ -129,8 +131,8 @@ class Worker:
             metrics=self.metrics,
             table=table,
             dlq_max_bytes=dlq_max_bytes,
+            shutdown=self.shutdown,
         )
-        self.shutdown = Shutdown()
         self._draining = False
         self._receive_failures = 0
         # By receipt handle: one message id can be held twice if a lease lapsed and SQS handed
@@ -234,12 +236,20 @@ class Worker:
         )
 
     async def _stop(self, pollers: list[asyncio.Task[None]], heartbeat: asyncio.Task[None]) -> None:
-        """Stop receiving, let in-flight messages finish within the grace, give back the rest."""
+        """Stop receiving, let in-flight messages finish within the grace, give back the rest.
+
+        A message whose call is on the wire, or whose end is being carried out on the queue, is
+        waited for past the grace (its call timeout bounds it); only what waits is cancelled.
+        """
         await cancel_and_wait(pollers)
         if self._tasks:
             log.info("draining", in_flight=len(self._tasks), grace_s=self.config.shutdown_grace_s)
             await drain(
-                self._tasks, grace_s=self.config.shutdown_grace_s, abandon=self.shutdown.abandon
+                self._tasks,
+                grace_s=self.config.shutdown_grace_s,
+                abandon=self.shutdown.abandon,
+                keep=self.shutdown.is_settling,
+                keep_at_most_s=self.config.call_timeout_s + KEPT_MARGIN_S,
             )
         await self._abandon_all()
         await cancel_and_wait([heartbeat])
@@ -377,6 +387,14 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> QueueSettings:
             f"{settings.dlq_max_message_size} bytes, less than the queue {config.queue_url} "
             f"({settings.max_message_size}): a dead-letter copy of a large message could never "
             "be sent; raise the DLQ's MaximumMessageSize"
+        )
+    if config.shutdown_grace_s < config.call_timeout_s:
+        log.warning(
+            "--shutdown-grace is shorter than --call-timeout: after SIGTERM no new callback "
+            "attempt can start (each must be able to finish within the grace), and a call on "
+            "the wire may hold the stop for up to --call-timeout",
+            shutdown_grace_s=config.shutdown_grace_s,
+            call_timeout_s=config.call_timeout_s,
         )
     if settings.visibility_timeout_s < config.retry_budget_s:
         log.warning(

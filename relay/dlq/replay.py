@@ -23,7 +23,7 @@ from relay.dead_letter import DeadMessage
 from relay.delivery import retry_policy
 from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
-from relay.lifecycle import Shutdown, drain, handling_signals, wait_any
+from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, decide
@@ -36,7 +36,7 @@ from relay.sqs import (
     open_sqs,
 )
 from relay.terminal import ProgressView, Snapshot, no_progress
-from relay.transfer import CallbackFailed, TransferSender, open_transfer
+from relay.transfer import CallbackFailed, CallNotStarted, TransferSender, open_transfer
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -244,7 +244,11 @@ class Replayer:
             await wait_any(finished, self.shutdown.requested)
             waiter.cancel()
             await drain(
-                workers, grace_s=self.config.shutdown_grace_s, abandon=self.shutdown.abandon
+                workers,
+                grace_s=self.config.shutdown_grace_s,
+                abandon=self.shutdown.abandon,
+                keep=self.shutdown.is_settling,
+                keep_at_most_s=self.config.call_timeout_s + KEPT_MARGIN_S,
             )
         await asyncio.gather(*(queue.drain() for queue in self._destinations.values()))
 
@@ -304,19 +308,30 @@ class Replayer:
                 await self._give_back(message)
                 continue
             try:
-                failure = await self._replay(message, route)
-            except Exception as exc:
-                # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
-                # it must not stop this replayer and strand the messages queued behind it.
-                failure = "unexpected_error", f"{type(exc).__name__}: {exc}"
-            if failure is None:
-                self.summary.replayed += 1
-                self.summary.replayed_by_reason[message.reason] += 1
-                if self.reader is not None and not await self.reader.delete(message.message_id):
-                    self.summary.not_deleted += 1
-            else:
-                self.summary.fail(*failure)
-                await self._give_back(message)
+                await self._finish_one(message, route)
+            finally:
+                self.shutdown.unsettle()
+
+    async def _finish_one(self, message: DeadMessage, route: Route | None) -> None:
+        """Replays one message and deletes it from the DLQ, or gives it back. A call on the
+        wire marks the task settling (the drain waits for it, DESIGN §3) until this ends."""
+        try:
+            failure = await self._replay(message, route)
+        except CallNotStarted:  # the stop left no time for a call: untouched, back it goes
+            await self._give_back(message)
+            return
+        except Exception as exc:
+            # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
+            # it must not stop this replayer and strand the messages queued behind it.
+            failure = "unexpected_error", f"{type(exc).__name__}: {exc}"
+        if failure is None:
+            self.summary.replayed += 1
+            self.summary.replayed_by_reason[message.reason] += 1
+            if self.reader is not None and not await self.reader.delete(message.message_id):
+                self.summary.not_deleted += 1
+        else:
+            self.summary.fail(*failure)
+            await self._give_back(message)
 
     async def _token(self) -> bool:
         """Waits for the rate limit's next token; False when a stop comes first."""
@@ -408,7 +423,7 @@ async def replay(
         destination = f"queue {config.queue_url or '(each relay-source-queue)'}"
     source = config.from_file if config.scan is None else config.scan.dlq_url
     summary = ReplaySummary(source=str(source), destination=destination, dry_run=config.dry_run)
-    shutdown = Shutdown()
+    shutdown = Shutdown(config.shutdown_grace_s)
     reader: DlqReader | None = None
     async with contextlib.AsyncExitStack() as stack:
         sqs = await stack.enter_async_context(
@@ -421,7 +436,9 @@ async def replay(
                     max_pool_connections=config.concurrency, call_timeout_s=config.call_timeout_s
                 )
             )
-            sender = TransferSender(transfer, retry_policy())
+            sender = TransferSender(
+                transfer, retry_policy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
+            )
         if config.queue_url and not config.dry_run:
             await check_queue(sqs, config.queue_url, "destination queue")
         # Signals first: a Ctrl-C while held messages are given back must not cut that short.

@@ -2,7 +2,7 @@
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -17,14 +17,64 @@ else:
     SQSClient = Any
 
 
+SQS_ERROR_CODES: Final = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidAddress",
+        "InvalidSecurity",
+        "InvalidParameterValue",
+        "InvalidAttributeValue",
+        "InvalidMessageContents",
+        "MissingParameter",
+        "UnsupportedOperation",
+        "RequestThrottled",
+        "ThrottlingException",
+        "InternalError",
+        "ServiceUnavailable",
+        "OverLimit",
+        "BatchEntryIdsNotDistinct",
+        "BatchRequestTooLong",
+        "EmptyBatchRequest",
+        "InvalidBatchEntryId",
+        "TooManyEntriesInBatchRequest",
+        "ReceiptHandleIsInvalid",
+        "MessageNotInflight",
+        "KmsAccessDenied",
+        "KmsDisabled",
+        "KmsInvalidKeyUsage",
+        "KmsInvalidState",
+        "KmsNotFound",
+        "KmsOptInRequired",
+        "KmsThrottled",
+        "RequestExpired",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
+"""SQS's documented error codes: the values a metric label may take (others are `other`)."""
+
+
 class SqsError(RelayError):
     """An SQS call that failed (the service refused, or it could not be reached); `code` is
-    SQS's error code, or the transport error's type name."""
+    SQS's error code, or the transport error's type name (`from_service` False)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, from_service: bool = True) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.from_service = from_service
+
+    @property
+    def label(self) -> str:
+        """The code as a metric label: a code the endpoint chose is kept only if SQS documents
+        it (an endpoint must not grow /metrics at will); transport errors are relay's names."""
+        if not self.from_service or self.code in SQS_ERROR_CODES:
+            return self.code
+        return "other"
 
 
 @contextlib.contextmanager
@@ -33,7 +83,9 @@ def sqs_errors() -> Iterator[None]:
     try:
         yield
     except (ClientError, BotoCoreError, OSError) as exc:
-        raise SqsError(error_code(exc), str(exc)[:300]) from exc
+        raise SqsError(
+            error_code(exc), str(exc)[:300], from_service=isinstance(exc, ClientError)
+        ) from exc
 
 
 def sqs_config(*, max_pool_connections: int = 10) -> "AioConfig":

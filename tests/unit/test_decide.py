@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from relay.outcomes import (
     CONNECTION_ERROR,
     IDENTITY_CODES,
+    OTHER_CODE,
+    OUTCOME_UNKNOWN,
     READ_TIMEOUT,
     CallFailure,
     Limits,
@@ -22,6 +24,7 @@ from relay.outcomes import (
     Reason,
     Situation,
     Verdict,
+    code_label,
     decide,
 )
 
@@ -92,11 +95,23 @@ def test_a_copy_with_the_other_status_is_a_conflict_dead_lettered_without_a_call
     assert verdict.action is QueueAction.DEAD_LETTER
 
 
-def test_a_copy_waits_for_the_one_in_flight_and_shares_its_dead_letter() -> None:
-    """A copy in flight was dead-lettered: this one goes the same way, with the same facts."""
-    first = Verdict(Outcome.DEAD_LETTERED, Reason.NOT_FOUND, "ResourceNotFoundException", "gone")
+@pytest.mark.parametrize(
+    "first",
+    [
+        Verdict(Outcome.DEAD_LETTERED, Reason.NOT_FOUND, "ResourceNotFoundException", "gone"),
+        Verdict(Outcome.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED, "InternalServiceError", "x"),
+        Verdict(Outcome.DEAD_LETTERED, Reason.EXPIRED, "ThrottlingException", "late"),
+        Verdict(Outcome.DEAD_LETTERED, Reason.ACCESS_DENIED, "AccessDeniedException", "no"),
+        Verdict(Outcome.ABANDONED, delay_s=0.0),
+    ],
+)
+def test_a_copy_never_inherits_a_failure_and_is_released_on_its_own_count(first: Verdict) -> None:
+    """A copy in flight ended without delivering: this copy, on its first receive, is released
+    with its own backoff to try itself, never dead-lettered with the other's reason (§3)."""
     verdict = decide(dataclasses.replace(FIRST, copy_ended=first), LIMITS)
-    assert verdict == first
+    assert verdict is not None
+    assert (verdict.outcome, verdict.reason) == (Outcome.RELEASED, None)
+    assert verdict.delay_s == LIMITS.release_delay_s(1, jitter=0.5)
 
 
 def test_a_copy_of_one_that_was_released_is_released_too() -> None:
@@ -330,3 +345,82 @@ def test_a_step_another_task_is_delivering_is_released_never_dead_lettered() -> 
     assert lapsing is not None
     assert lapsing.delay_s is not None
     assert lapsing.delay_s <= 0.2 + 1.0
+
+
+def test_shutdown_before_the_first_attempt_abandons_the_message_visible_at_once() -> None:
+    """No time left in the grace for a call: abandoned, visibility 0, no attempt (§3)."""
+    verdict = decide(dataclasses.replace(FIRST, stopping=True), LIMITS)
+    assert verdict == Verdict(Outcome.ABANDONED, text="shutdown before the call", delay_s=0.0)
+    assert verdict.action is QueueAction.RELEASE
+
+
+def test_shutdown_after_a_failed_attempt_ends_as_that_answer_says() -> None:
+    """Attempts were made and the next could not start: the last answer decides (a 5xx at the
+    limit is retries_exhausted), not the shutdown."""
+    situation = dataclasses.replace(called(LAST, "InternalServiceError"), stopping=True)
+    verdict = decide(situation, LIMITS)
+    assert verdict is not None
+    assert verdict.reason is Reason.RETRIES_EXHAUSTED
+
+
+def test_a_table_that_did_not_answer_the_claim_releases_briefly_then_goes_without() -> None:
+    """One failed claim of a table that is up (§10): released to look again within seconds,
+    never dead-lettered; at --max-receives the call goes out without the claim (None)."""
+    verdict = decide(dataclasses.replace(FIRST, table_unanswered=True), LIMITS)
+    assert verdict is not None
+    assert (verdict.outcome, verdict.reason) == (Outcome.RELEASED, None)
+    assert verdict.delay_s is not None
+    assert 1.0 <= verdict.delay_s <= 5.0
+    assert decide(dataclasses.replace(LAST, table_unanswered=True), LIMITS) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("InvalidRequestException", Reason.INVALID_REQUEST),
+        ("ResourceNotFoundException", Reason.NOT_FOUND),
+    ],
+)
+def test_a_refusal_after_a_lost_answer_is_dead_lettered_saying_the_outcome_is_unknown(
+    code: str, reason: Reason
+) -> None:
+    """An earlier attempt timed out or was cut after sending (§1): the refusal that follows is
+    likely its own answer, but not known to be; the copy says so, and the message is not
+    deleted (dead-lettered with the reason and code of the refusal)."""
+    situation = dataclasses.replace(called(FIRST, code, http_status=400), answer_lost=True)
+    verdict = decide(situation, LIMITS)
+    assert verdict is not None
+    assert (verdict.outcome, verdict.reason, verdict.code) == (
+        Outcome.DEAD_LETTERED,
+        reason,
+        code,
+    )
+    assert verdict.text.startswith(OUTCOME_UNKNOWN)
+    assert verdict.text.endswith(f"{code}: {code} happened")
+    assert verdict.action is QueueAction.DEAD_LETTER
+
+
+def test_a_lost_answer_changes_nothing_for_a_retryable_failure_or_a_200() -> None:
+    """After a lost answer, a 5xx is still released and a 200 still delivered."""
+    retry = decide(dataclasses.replace(called(FIRST, READ_TIMEOUT), answer_lost=True), LIMITS)
+    assert retry is not None
+    assert retry.outcome is Outcome.RELEASED
+    ok = decide(dataclasses.replace(called(FIRST, None), answer_lost=True), LIMITS)
+    assert ok == Verdict(Outcome.DELIVERED)
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        ("ThrottlingException", "ThrottlingException"),
+        ("InvalidRequestException", "InvalidRequestException"),
+        (CONNECTION_ERROR, CONNECTION_ERROR),
+        (READ_TIMEOUT, READ_TIMEOUT),
+        ("502", OTHER_CODE),
+        ("X" * 4000, OTHER_CODE),
+        ("", OTHER_CODE),
+    ],
+)
+def test_metric_labels_take_only_the_codes_of_the_table(code: str, label: str) -> None:
+    """An endpoint chooses its codes: a label keeps DESIGN §1's codes and buckets the rest."""
+    assert code_label(code) == label
