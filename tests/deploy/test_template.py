@@ -130,15 +130,18 @@ def test_producer_policy_allows_only_send_message_on_the_queue(template: dict[st
     assert template["Outputs"]["ProducerPolicyArn"]["Value"] == {"Ref": "ProducerPolicy"}
 
 
-def test_stop_timeout_exceeds_the_shutdown_grace(template: dict[str, Any]) -> None:
+def test_stop_timeout_leaves_room_for_the_grace_and_one_call(template: dict[str, Any]) -> None:
     """For every allowed ShutdownGrace, the container's stopTimeout is above the grace relay is
-    given and within Fargate's 120 s, so SIGKILL never cuts a drain short."""
+    given plus its call timeout (a call on the wire when the grace ends is awaited, DESIGN §3)
+    and within Fargate's 120 s, so SIGKILL never cuts a drain or a call short."""
     container = _container(template)
+    environment = _environment(template)
+    call_timeout = float(environment["RELAY_CALL_TIMEOUT"])
     for grace in _allowed(template, "ShutdownGrace"):
         chosen = {"ShutdownGrace": grace}
-        given = float(resolve(template, _environment(template)["RELAY_SHUTDOWN_GRACE"], chosen))
+        given = float(resolve(template, environment["RELAY_SHUTDOWN_GRACE"], chosen))
         stop_timeout = resolve(template, container["StopTimeout"], chosen)
-        assert given < stop_timeout <= FARGATE_MAX_STOP_TIMEOUT, grace
+        assert given + call_timeout < stop_timeout <= FARGATE_MAX_STOP_TIMEOUT, grace
 
 
 def test_redrive_max_receive_count_exceeds_max_receives(template: dict[str, Any]) -> None:
