@@ -13,7 +13,9 @@ cannot disagree. The rules are those of the Smithy awsJson1_1 protocol tests
   which then is the code, as botocore names its "generic" errors.
 
 What the endpoint sends is bounded (DESIGN §1 "What an endpoint controls is bounded"): no header
-value or body makes `read_error` raise, and the request id kept is cut to `MAX_REQUEST_ID_CHARS`.
+value or body makes `read_error` raise, the senders read at most `MAX_ERROR_BODY_BYTES` of a body
+(a truncated body is not JSON, so it leaves only the status), and the request id kept is cut to
+`MAX_REQUEST_ID_CHARS`.
 
 botocore's JSON 1.1 parser reads only `__type`: the aiobotocore sender hands it this reading
 (`relay.transfer`), so both see every form.
@@ -31,6 +33,8 @@ from typing import Any, Final
 ERROR_TYPE_HEADER: Final = "X-Amzn-Errortype"
 REQUEST_ID_HEADER: Final = "X-Amzn-RequestId"
 
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+"""The most of an answer's body either sender reads; an endpoint decides how much it sends."""
 MAX_REQUEST_ID_CHARS: Final = 256
 """The most of an `X-Amzn-RequestId` header kept (a real one is a 36-character UUID)."""
 
