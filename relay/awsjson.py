@@ -12,6 +12,11 @@ cannot disagree. The rules are those of the Smithy awsJson1_1 protocol tests
 - a body that is not a JSON object (a gateway's HTML page, an empty body) leaves only the status,
   which then is the code, as botocore names its "generic" errors.
 
+What the endpoint sends is bounded (DESIGN §1 "What an endpoint controls is bounded"): no header
+value or body makes `read_error` raise, the senders read at most `MAX_ERROR_BODY_BYTES` of a body
+(a truncated body is not JSON, so it leaves only the status), and the request id kept is cut to
+`MAX_REQUEST_ID_CHARS`.
+
 botocore's JSON 1.1 parser reads only `__type`: the aiobotocore sender hands it this reading
 (`relay.transfer`), so both see every form.
 """
@@ -27,6 +32,11 @@ from typing import Any, Final
 
 ERROR_TYPE_HEADER: Final = "X-Amzn-Errortype"
 REQUEST_ID_HEADER: Final = "X-Amzn-RequestId"
+
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+"""The most of an answer's body either sender reads; an endpoint decides how much it sends."""
+MAX_REQUEST_ID_CHARS: Final = 256
+"""The most of an `X-Amzn-RequestId` header kept (a real one is a 36-character UUID)."""
 
 # Members that name the error or carry its message: never modeled members of the error shape.
 _PROTOCOL_MEMBERS: Final = frozenset({"__type", "code", "message", "Message"})
@@ -89,7 +99,7 @@ def read_error(status: int, headers: Mapping[str, str], body: bytes) -> WireErro
         typed=bool(code),
         object_body=document is not None,
         retry_after_s=retry_after_seconds(members.get("RetryAfterSeconds")),
-        request_id=header(headers, REQUEST_ID_HEADER),
+        request_id=_request_id(header(headers, REQUEST_ID_HEADER)),
         server_time=http_date(header(headers, "Date")),
         members=members,
     )
@@ -120,7 +130,7 @@ def retry_after_seconds(raw: object) -> float | None:
         return None
     try:
         seconds = float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
         return None
     if not math.isfinite(seconds) or seconds < 0:
         return None
@@ -128,16 +138,26 @@ def retry_after_seconds(raw: object) -> float | None:
 
 
 def http_date(value: str | None) -> datetime | None:
-    """An HTTP `Date` header (RFC 7231, or the obsolete forms) as an aware UTC datetime."""
+    """An HTTP `Date` header (RFC 7231, or the obsolete forms) as an aware UTC datetime.
+
+    None unless it names a time a datetime can hold in UTC: `Fri, 31 Dec 9999 23:59:59 -1200`
+    parses, but is past the last representable instant once moved to UTC.
+    """
     if not value:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:  # "-0000" means UTC with no promise; HTTP dates are UTC.
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is None:  # "-0000" means UTC with no promise; HTTP dates are UTC.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+
+
+def _request_id(value: str | None) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:MAX_REQUEST_ID_CHARS]
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -7,6 +7,8 @@ learning, `ClockSigV4Auth` botocore's signer stamping the service's time, and
 """
 
 import datetime
+import math
+from time import monotonic
 from typing import Any, Final
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
@@ -21,6 +23,11 @@ log = get_logger("relay.signing")
 SIGNING_NAME: Final = "transfer"
 # A newly learnt offset this close to the last one is the Date header's whole-second rounding.
 _OFFSET_NOISE_S: Final = 1.0
+MAX_CLOCK_OFFSET_S: Final = 24 * 3600.0
+"""The largest offset applied, either way (DESIGN §1 "Clock offset"). A host clock a day off
+is broken beyond what re-signing should paper over; a `Date` header beyond it is an endpoint's
+mistake or malice (`Fri, 31 Dec 9999 23:59:59 GMT` once made every later signing overflow)."""
+_OUT_OF_BOUNDS_LOG_EVERY_S: Final = 60.0
 
 
 class ClockOffset:
@@ -31,23 +38,40 @@ class ClockOffset:
     host's time plus `seconds` (what the AWS SDKs for Java, Go and JavaScript do). `seconds`
     is the value of the `relay_clock_offset_seconds` gauge. Logged at WARNING when first learnt
     and whenever it moves by more than a second.
+
+    The offset never leaves ±`MAX_CLOCK_OFFSET_S`: one beyond it is logged at ERROR (at most
+    once a minute, however many answers claim it) and not applied, so no answer can make `now()`
+    or a signing fail.
     """
 
     def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+        if not math.isfinite(seconds) or abs(seconds) > MAX_CLOCK_OFFSET_S:
+            raise ValueError(f"a clock offset is within ±{MAX_CLOCK_OFFSET_S:g} s, not {seconds}")
+        self._seconds = float(seconds)
         self._learnt = False
+        self._refused_logged_at = -math.inf
+        self._refused_since_log = 0
+
+    @property
+    def seconds(self) -> float:
+        """How many seconds the service's clock runs ahead of this host's (0 until learnt)."""
+        return self._seconds
 
     def now(self) -> datetime.datetime:
         """The service's time as botocore's signer wants it (naive UTC)."""
-        return get_current_datetime() + datetime.timedelta(seconds=self.seconds)
+        return get_current_datetime() + datetime.timedelta(seconds=self._seconds)
 
     def learn(self, error: WireError, local_time: datetime.datetime | None = None) -> bool:
-        """Take the service's time from a clock-skew refusal; True if it was one with a Date."""
+        """Take the service's time from a clock-skew refusal; True if it was one with a Date
+        and the offset it gives is within bounds (and so is applied)."""
         if not error.clock_skewed or error.server_time is None:
             return False
         local = local_time or datetime.datetime.now(datetime.UTC)
         offset = (error.server_time - local).total_seconds()
-        previous, self.seconds = self.seconds, offset
+        if abs(offset) > MAX_CLOCK_OFFSET_S:
+            self._refuse(error, offset)
+            return False
+        previous, self._seconds = self._seconds, offset
         if not self._learnt or abs(offset - previous) > _OFFSET_NOISE_S:
             log.warning(
                 "clock offset learnt",
@@ -58,6 +82,24 @@ class ClockOffset:
             )
         self._learnt = True
         return True
+
+    def _refuse(self, error: WireError, offset: float) -> None:
+        """Log an out-of-bounds offset at ERROR, once a minute at most (counting the others)."""
+        self._refused_since_log += 1
+        now = monotonic()
+        if now - self._refused_logged_at < _OUT_OF_BOUNDS_LOG_EVERY_S:
+            return
+        log.error(
+            "clock offset out of bounds, not applied",
+            offset_s=round(offset, 3),
+            bound_s=MAX_CLOCK_OFFSET_S,
+            applied_s=round(self._seconds, 3),
+            error_code=error.code,
+            service_time=error.server_time.isoformat() if error.server_time else None,
+            refused=self._refused_since_log,
+        )
+        self._refused_logged_at = now
+        self._refused_since_log = 0
 
 
 class ClockSigV4Auth(SigV4Auth):

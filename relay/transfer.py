@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
 from aiohttp import ConnectionTimeoutError
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -44,6 +46,7 @@ import relay
 from relay.aws import new_session
 from relay.awsjson import (
     ERROR_TYPE_HEADER,
+    MAX_ERROR_BODY_BYTES,
     WireError,
     error_name,
     header,
@@ -88,7 +91,66 @@ def transfer_config(
         connect_timeout=min(call_timeout_s, 5.0),
         read_timeout=call_timeout_s,
         user_agent_extra=" ".join(filter(None, (user_agent_extra, relay_user_agent()))),
+        http_session_cls=CappedAIOHTTPSession,
     )
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int = MAX_ERROR_BODY_BYTES) -> bytes:
+    """At most `cap` bytes of a response's body (DESIGN §1: what an endpoint controls is bounded).
+
+    With more left unread, the response is closed, so its connection is dropped rather than
+    returned to the pool with the rest of a body still arriving on it; read to its end, aiohttp
+    hands the connection back as usual.
+    """
+    body = bytearray()
+    try:
+        while len(body) <= cap:  # one byte past the cap tells "more" from "exactly the cap"
+            chunk = await response.content.read(cap + 1 - len(body))
+            if not chunk:
+                return bytes(body)
+            body += chunk
+    except BaseException:
+        response.close()  # a half-read body (an error, a timeout, a cancel) is no reusable state
+        raise
+    response.close()
+    return bytes(body[:cap])
+
+
+class CappedAIOHTTPSession(AIOHTTPSession):
+    """aiobotocore's aiohttp transport, reading at most `MAX_ERROR_BODY_BYTES` of a body.
+
+    `AIOHTTPSession.send` reads a whole body (`await http_response.content`) before any event
+    hook sees the answer, unless the request streams its output; an endpoint answering 20 MB
+    would have every call in flight hold 20 MB. So this asks the parent for a streamed answer
+    (the flag only tells `send` not to read; the request on the wire is the same), reads at most
+    the cap from the aiohttp response itself, and leaves it where `AioAWSResponse.content` caches
+    the body (`_content`), which `convert_to_response_dict` and the parsers read afterwards. An
+    operation that really streams its output is left as it was.
+    """
+
+    # The stubs name requests' Request and Response here; aiobotocore passes botocore's
+    # AWSPreparedRequest and returns an AioAWSResponse.
+    async def send(self, request: Any) -> Any:
+        if request.stream_output:
+            return await super().send(request)
+        request.stream_output = True
+        try:
+            response = await super().send(request)
+        finally:
+            request.stream_output = False
+        # The parent maps transport errors to botocore's inside its own read; the same mapping
+        # for this one (botocore.httpsession and aiobotocore's send raise these types).
+        try:
+            response._content = await read_capped(response.raw)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise ConnectionClosedError(
+                error=exc, request=request, endpoint_url=request.url
+            ) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise EndpointConnectionError(endpoint_url=request.url, error=exc) from exc
+        return response
 
 
 @contextlib.asynccontextmanager
@@ -217,7 +279,7 @@ class LeanTransferClient:
         async with self._http.post(
             self._url, data=body, headers=dict(request.headers), proxy=self._proxy
         ) as response:
-            payload = await response.read()
+            payload = await read_capped(response)
             if response.status == 200:
                 metadata = {
                     "HTTPStatusCode": 200,

@@ -5,10 +5,17 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from relay.awsjson import error_name, header, http_date, read_error, retry_after_seconds
+from relay.awsjson import (
+    MAX_REQUEST_ID_CHARS,
+    error_name,
+    header,
+    http_date,
+    read_error,
+    retry_after_seconds,
+)
 
 CT = {"Content-Type": "application/x-amz-json-1.1"}
 URI = ":http://internal.amazon.com/coral/com.amazon.coral.validate/"
@@ -277,6 +284,7 @@ def test_members_are_the_shape_fields_without_the_protocol_ones() -> None:
         (True, None),
         (None, None),
         ([1], None),
+        (10**400, None),  # a JSON integer beyond any float
     ],
 )
 def test_retry_after_seconds_is_a_finite_non_negative_number(
@@ -323,6 +331,104 @@ def test_the_date_header_is_the_servers_time() -> None:
     assert http_date(None) is None
     error = read_error(400, {"date": "Sun, 29 Nov 2026 12:20:00 GMT"}, b"")
     assert error.server_time == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Fri, 31 Dec 9999 23:59:59 -1200",  # past the last instant once moved to UTC
+        "Fri, 31 Dec 9999 23:59:59 +2400",  # no such zone
+        "Fri, 31 Dec 99999 23:59:59 GMT",
+        "Fri, 31 Dec 1999 25:61:61 GMT",
+    ],
+)
+def test_a_date_no_datetime_can_hold_is_ignored(value: str) -> None:
+    """A Date header naming no representable UTC time is no server time, and reading the answer
+    that carries it does not fail."""
+    error = read_error(400, {"Date": value, "X-Amzn-Errortype": "RequestExpired"}, b"")
+
+    assert http_date(value) is None
+    assert (error.code, error.server_time) == ("RequestExpired", None)
+
+
+def test_the_last_representable_second_is_a_date() -> None:
+    """`Fri, 31 Dec 9999 23:59:59 GMT` is a real time: reading keeps it (bounding the offset it
+    would teach is the clock's business)."""
+    assert http_date("Fri, 31 Dec 9999 23:59:59 GMT") == datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=UTC
+    )
+
+
+def test_the_request_id_kept_is_bounded() -> None:
+    """An `X-Amzn-RequestId` of 10,000 characters is kept to its first 256."""
+    error = read_error(500, {"X-Amzn-RequestId": "r" * 10_000}, b"")
+
+    assert error.request_id == "r" * MAX_REQUEST_ID_CHARS
+
+
+_HTTP_DATES = st.builds(
+    "{}, {:02d} {} {} {:02d}:{:02d}:{:02d} {}".format,
+    st.sampled_from(["Mon", "Fri", "Xyz"]),
+    st.sampled_from([1, 31]) | st.integers(0, 99),
+    st.sampled_from(["Jan", "Dec", "Foo"]),
+    st.sampled_from([1, 99, 1970, 2026, 9999, 10_000]) | st.integers(0, 100_000),
+    st.sampled_from([0, 23]) | st.integers(0, 99),
+    st.sampled_from([0, 59]) | st.integers(0, 99),
+    st.sampled_from([0, 59]) | st.integers(0, 99),
+    st.sampled_from(["GMT", "UTC", "-1200", "+1400", "+2400", "-9999", "-0000", "EST", "Z"]),
+)
+
+
+@given(
+    date=st.one_of(st.none(), st.text(max_size=60), _HTTP_DATES),
+    error_type=st.one_of(st.none(), st.text(max_size=100)),
+    request_id=st.one_of(st.none(), st.text(max_size=300)),
+    status=st.integers(100, 999),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=10,
+        ).map(lambda document: json.dumps(document).encode()),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "__type": st.text(max_size=30),
+                "code": st.text(max_size=30),
+                "message": st.text(max_size=30),
+                "RetryAfterSeconds": st.integers() | st.floats() | st.text(max_size=10),
+            },
+        ).map(lambda document: json.dumps(document).encode()),
+    ),
+)
+@example(  # the answers that once made reading fail
+    date="Fri, 31 Dec 9999 23:59:59 -1200",
+    error_type="InvalidSignatureException",
+    request_id=None,
+    status=400,
+    body=b'{"__type": "ThrottlingException", "RetryAfterSeconds": 1' + b"0" * 400 + b"}",
+)
+def test_no_header_value_or_body_makes_reading_an_error_fail(
+    date: str | None, error_type: str | None, request_id: str | None, status: int, body: bytes
+) -> None:
+    """Whatever the Date, error type and request id headers and the body say, `read_error`
+    returns an error with a code, a bounded request id and a representable (or no) time."""
+    headers = {
+        name: value
+        for name, value in (
+            ("Date", date),
+            ("X-Amzn-Errortype", error_type),
+            ("X-Amzn-RequestId", request_id),
+        )
+        if value is not None
+    }
+
+    error = read_error(status, headers, body)
+
+    assert error.code
+    assert error.request_id is None or len(error.request_id) <= MAX_REQUEST_ID_CHARS
+    assert error.server_time is None or error.server_time.tzinfo is UTC
 
 
 @pytest.mark.parametrize(
