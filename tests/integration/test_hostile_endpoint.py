@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
 from relay.awsjson import MAX_ERROR_BODY_BYTES
@@ -37,9 +38,11 @@ from tests.hostile_endpoint import (
     streamed_body,
 )
 from tests.integration.worker_support import fast_config, outcome_totals, run_to_empty, sample
+
 from tests.support import SQSClient, drain, eventually, make_steps, send_bodies, total_depth
 
 SENDERS = ("lean", "aiobotocore")
+ATTEMPTS_SERIES = "relay_callback_attempts_total{"
 # What a client that stops reading still lets through: its read buffer, the two sockets' kernel
 # buffers on loopback and the server's own; far below the 20 MB the endpoint offers.
 UNREAD_SLACK = 8 * 1024 * 1024
@@ -252,3 +255,33 @@ async def test_the_worker_delivers_through_refusals_dated_9999(
     assert len(endpoint.requests) == 3 + 4
     now = datetime.now(UTC)
     assert all(abs(signed_at(r) - now) < timedelta(minutes=1) for r in endpoint.requests)
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiobotocore"])
+async def test_random_error_codes_do_not_grow_the_metrics(
+    sqs: SQSClient, queues: Queues, monkeypatch: pytest.MonkeyPatch, lean: bool
+) -> None:
+    """Forty answers with random 4,000-character error types: /metrics takes each as `other`
+    (one series, not forty), while the dead-letter copies keep the full code; every message is
+    accounted for."""
+    rng = random.Random(507)
+    codes = ["".join(rng.choice(string.ascii_letters) for _ in range(4000)) for _ in range(40)]
+    steps = make_steps(10, seed=507)
+    await send_bodies(sqs, queues.url, [step.to_body() for step in steps])
+    async with hostile_endpoint([error_type(code) for code in codes], then=ACCEPTED) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_TRANSFER", endpoint.url)
+        worker = await run_to_empty(
+            fast_config(queues.url, lean_sender=lean, max_attempts=2, max_receives=3),
+            timeout_s=60,
+        )
+
+    exposition = generate_latest(worker.metrics.registry).decode()
+    attempts = [line for line in exposition.splitlines() if line.startswith(ATTEMPTS_SERIES)]
+    assert {line.split('result="')[1].split('"')[0] for line in attempts} <= {"ok", "other"}
+    assert sample(worker, "relay_callback_attempts_total", result="other") == 40
+    assert len(exposition) < 20_000
+    dead = await drain(sqs, queues.dlq_url)
+    assert all(copy.attributes["relay-error-code"] in codes for copy in dead)
+    totals = outcome_totals(worker)
+    assert totals.get("delivered", 0) + len(dead) == 10
+    assert await total_depth(sqs, queues.url) == 0
