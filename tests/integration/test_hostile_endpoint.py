@@ -38,7 +38,6 @@ from tests.hostile_endpoint import (
     streamed_body,
 )
 from tests.integration.worker_support import fast_config, outcome_totals, run_to_empty, sample
-
 from tests.support import SQSClient, drain, eventually, make_steps, send_bodies, total_depth
 
 SENDERS = ("lean", "aiobotocore")
