@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from aiobotocore.session import AioSession
 
 from relay.aws import new_session
+from relay.awsjson.signing import ClockOffset
 from relay.config import RunConfig
 from relay.dedupe import DedupeTable, DedupeUnavailable, open_dedupe_table
 from relay.delivery import Delivery, MessageResult
@@ -35,7 +36,6 @@ from relay.lifecycle import (
 from relay.limits import InFlightBudget
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Outcome, Verdict
-from relay.signing import ClockOffset
 from relay.sqs import (
     MAX_MESSAGE_SIZE,
     BatchedQueue,

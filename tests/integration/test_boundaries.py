@@ -70,7 +70,9 @@ async def test_a_stop_leaves_no_time_for_a_new_attempt_and_gives_the_message_bac
     started: the message goes back (released, with its failure) instead of a call being cut."""
     step = make_steps(1, seed=181)[0]
     register(emulator.state, [step])
-    emulator.state.set_faults(Faults(error_workflows={step.workflow_id: "InternalServiceError"}))
+    # Throttled with RetryAfterSeconds 1: the next attempt waits at least a second, so the stop
+    # comes while the sender waits.
+    emulator.state.set_faults(Faults(error_workflows={step.workflow_id: "ThrottlingException"}))
     await send_bodies(sqs, queues.url, [step.to_body()])
     config = fast_config(
         queues.url,
@@ -78,8 +80,6 @@ async def test_a_stop_leaves_no_time_for_a_new_attempt_and_gives_the_message_bac
         call_timeout_s=5.0,
         max_attempts=10,
         retry_budget_s=20.0,
-        backoff_base_s=0.3,
-        backoff_cap_s=0.3,
         exit_when_empty=False,
     )
     async with open_worker(config) as worker:

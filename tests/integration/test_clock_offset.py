@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import pytest
 from structlog.testing import capture_logs
 
+from relay.awsjson.signing import ClockOffset
 from relay.emulator import Faults
-from relay.signing import ClockOffset
 from relay.transfer import (
     CallbackError,
     RetryPolicy,

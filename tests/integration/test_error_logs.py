@@ -14,7 +14,7 @@ import structlog
 
 from relay.message import StepResult
 from relay.observability import configure_logging
-from relay.transfer import Delivery, TransferSender
+from relay.transfer import Sent, TransferSender
 from relay.worker import open_worker
 from tests.conftest import Queues
 from tests.integration.worker_support import fast_config
@@ -37,7 +37,7 @@ class ClientBroke(RuntimeError):
     """What a broken Transfer Family client raised: nothing relay classifies."""
 
 
-async def exploding_send(self: TransferSender, step: StepResult) -> Delivery:
+async def exploding_send(self: TransferSender, step: StepResult) -> Sent:
     """TransferSender.send with a bug: it fails after putting the whole token in a local."""
     whole_token = step.token  # a local, as in any frame a traceback with locals would print
     raise ClientBroke(f"callback client broke after {len(whole_token)} characters")
@@ -93,7 +93,7 @@ async def test_an_unexpected_error_is_logged_without_locals_or_the_token(
     assert await total_depth(sqs, queues.dlq_url) == 0
 
 
-async def leaky_send(self: TransferSender, step: StepResult) -> Delivery:
+async def leaky_send(self: TransferSender, step: StepResult) -> Sent:
     """TransferSender.send with a worse bug: the exception's own message holds the token."""
     raise ClientBroke(f"request for token {step.token} could not be built")
 

@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
 from relay.awsjson import MAX_ERROR_BODY_BYTES
+from relay.awsjson.signing import ClockOffset
 from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT, Action, Reason
-from relay.signing import ClockOffset
 from relay.transfer import (
     CallbackError,
     RetryPolicy,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from relay.awsjson import (
+from relay.awsjson.errors import (
     MAX_REQUEST_ID_CHARS,
     error_name,
     header,

@@ -10,7 +10,7 @@ from botocore.awsrequest import AWSRequest
 from structlog.testing import capture_logs
 
 from relay.awsjson import WireError
-from relay.signing import MAX_CLOCK_OFFSET_S, ClockOffset, sign_at_service_time
+from relay.awsjson.signing import MAX_CLOCK_OFFSET_S, ClockOffset, sign_at_service_time
 
 LOCAL = datetime(2026, 11, 29, 12, 5, tzinfo=UTC)
 EXPIRED = (
@@ -111,7 +111,7 @@ def test_out_of_bounds_offsets_are_logged_once_a_minute_with_a_count(
     """A flood of out-of-bounds answers logs one ERROR a minute, each saying how many it
     stands for."""
     now = [1000.0]
-    monkeypatch.setattr("relay.signing.monotonic", lambda: now[0])
+    monkeypatch.setattr("relay.awsjson.signing.monotonic", lambda: now[0])
     clock = ClockOffset()
 
     with capture_logs() as logs:
@@ -144,7 +144,9 @@ async def signed_at(clock: ClockOffset) -> datetime:
     """The X-Amz-Date `sign_at_service_time` puts on a signed request, with this offset."""
     request = AWSRequest(method="POST", url="https://transfer.us-east-1.amazonaws.com/", data=b"{}")
     request.headers["Authorization"] = "AWS4-HMAC-SHA256 signed by botocore at this host's time"
-    await sign_at_service_time(clock, AioCredentials("AKID", "secret"), "us-east-1", request)
+    await sign_at_service_time(
+        clock, AioCredentials("AKID", "secret"), "us-east-1", request, signing_name="transfer"
+    )
     return datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from relay.config import RunConfig
 from relay.delivery import Delivery, MessageResult
@@ -19,6 +18,7 @@ from relay.message import Status, StepResult
 from relay.observability import Metrics
 from relay.sqs import ReceivedMessage, SqsError
 from relay.sqs.outgoing import OutgoingMessage
+from relay.transfer import CallbackError
 from tests.support import make_steps
 
 QUEUE = "http://127.0.0.1:1/000000000000/relay-attempts"
@@ -56,19 +56,12 @@ class ScriptedTransfer:
     script: list[str | None]
     calls: int = 0
 
-    async def send_workflow_step_state(self, **params: str) -> dict[str, Any]:
+    async def send_workflow_step_state(self, **params: str) -> None:
         code = self.script[self.calls] if self.calls < len(self.script) else None
         self.calls += 1
-        if code is None:
-            return {"ResponseMetadata": {"HTTPStatusCode": 200}}
-        status = 500 if code == "InternalServiceError" else 400
-        raise ClientError(
-            {
-                "Error": {"Code": code, "Message": code},
-                "ResponseMetadata": {"HTTPStatusCode": status},
-            },
-            "SendWorkflowStepState",
-        )
+        if code is not None:
+            status = 500 if code == "InternalServiceError" else 400
+            raise CallbackError(code, code, http_status=status)
 
 
 STEP = make_steps(1, seed=190)[0]

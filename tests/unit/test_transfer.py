@@ -2,7 +2,7 @@
 
 import pytest
 
-from relay.transfer import proxy_for
+from relay.awsjson.lean import proxy_for
 
 
 @pytest.mark.parametrize(

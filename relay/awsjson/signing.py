@@ -1,4 +1,4 @@
-"""Signing at the service's time (DESIGN §1 "Clock offset"), for both Transfer senders.
+"""Signing at the service's time (DESIGN §1 "Clock offset"), for the AWS JSON clients.
 
 botocore signs with this host's clock and has no setting for an offset; the AWS SDKs for Java,
 Go and JavaScript learn one from a refused signature's `Date` header. `ClockOffset` is that
@@ -15,12 +15,11 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import get_current_datetime
 
-from relay.awsjson import WireError
+from relay.awsjson.errors import WireError
 from relay.observability import get_logger
 
 log = get_logger("relay.signing")
 
-SIGNING_NAME: Final = "transfer"
 # A newly learnt offset this close to the last one is the Date header's whole-second rounding.
 _OFFSET_NOISE_S: Final = 1.0
 MAX_CLOCK_OFFSET_S: Final = 24 * 3600.0
@@ -120,7 +119,13 @@ class ClockSigV4Auth(SigV4Auth):
 
 
 async def sign_at_service_time(
-    clock: ClockOffset, credentials: Any, region: str, request: AWSRequest, **_: Any
+    clock: ClockOffset,
+    credentials: Any,
+    region: str,
+    request: AWSRequest,
+    *,
+    signing_name: str,
+    **_: Any,
 ) -> None:
     """Sign a request again at this host's time plus the learnt offset (none learnt: no-op)."""
     if not clock.seconds or credentials is None or "Authorization" not in request.headers:
@@ -129,7 +134,7 @@ async def sign_at_service_time(
     frozen = await credentials.get_frozen_credentials()
     signer = ClockSigV4Auth(
         frozen,
-        signing.get("signing_name", SIGNING_NAME),
+        signing.get("signing_name", signing_name),
         signing.get("region", region),
         clock=clock,
     )

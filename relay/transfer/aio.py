@@ -1,0 +1,265 @@
+"""The aiobotocore Transfer Family client (`--no-lean-sender`, and the lean one's resolver of
+endpoint, region, credentials and User-Agent), behind relay's error type: botocore's
+exceptions are caught here and nowhere else.
+"""
+
+import contextlib
+import functools
+import importlib.metadata
+import socket
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
+from aiobotocore.session import AioSession
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+import relay
+from relay.aws import new_session
+from relay.awsjson.errors import (
+    ERROR_TYPE_HEADER,
+    error_name,
+    header,
+    read_error,
+    retry_after_seconds,
+)
+from relay.awsjson.lean import read_capped
+from relay.awsjson.signing import ClockOffset, sign_at_service_time
+from relay.outcomes import CONNECTION_ERROR, READ_TIMEOUT
+from relay.transfer.errors import CallbackError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_transfer import TransferClient
+else:
+    TransferClient = Any
+
+SIGNING_NAME: Final = "transfer"
+OPERATION: Final = "SendWorkflowStepState"
+
+
+def relay_user_agent() -> str:
+    """`relay/<version>`, appended to botocore's User-Agent by both senders (for CloudTrail)."""
+    try:
+        version = importlib.metadata.version(relay.DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        version = relay.__version__
+    return f"relay/{version}"
+
+
+def transfer_config(
+    *, max_pool_connections: int, call_timeout_s: float, user_agent_extra: str | None = None
+) -> AioConfig:
+    """Retries off (relay owns retrying), a pool as large as the concurrency, short timeouts.
+
+    `user_agent_extra` goes on the User-Agent before `relay/<version>`; the app id comes from
+    `AWS_SDK_UA_APP_ID` (or `sdk_ua_app_id` in the config file), which botocore reads itself.
+    """
+    return AioConfig(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=min(call_timeout_s, 5.0),
+        read_timeout=call_timeout_s,
+        user_agent_extra=" ".join(filter(None, (user_agent_extra, relay_user_agent()))),
+        http_session_cls=CappedAIOHTTPSession,
+    )
+
+
+class CappedAIOHTTPSession(AIOHTTPSession):
+    """aiobotocore's aiohttp transport, reading at most `MAX_ERROR_BODY_BYTES` of a body.
+
+    `AIOHTTPSession.send` reads a whole body (`await http_response.content`) before any event
+    hook sees the answer, unless the request streams its output; an endpoint answering 20 MB
+    would have every call in flight hold 20 MB. So this asks the parent for a streamed answer
+    (the flag only tells `send` not to read; the request on the wire is the same), reads at most
+    the cap from the aiohttp response itself, and leaves it where `AioAWSResponse.content` caches
+    the body (`_content`), which `convert_to_response_dict` and the parsers read afterwards. An
+    operation that really streams its output is left as it was.
+    """
+
+    # The stubs name requests' Request and Response here; aiobotocore passes botocore's
+    # AWSPreparedRequest and returns an AioAWSResponse.
+    async def send(self, request: Any) -> Any:
+        if request.stream_output:
+            return await super().send(request)
+        request.stream_output = True
+        try:
+            response = await super().send(request)
+        finally:
+            request.stream_output = False
+        # The parent maps transport errors to botocore's inside its own read; the same mapping
+        # for this one (botocore.httpsession and aiobotocore's send raise these types).
+        try:
+            response._content = await read_capped(response.raw)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise ConnectionClosedError(
+                error=exc, request=request, endpoint_url=request.url
+            ) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise EndpointConnectionError(endpoint_url=request.url, error=exc) from exc
+        return response
+
+
+@contextlib.asynccontextmanager
+async def open_transfer(
+    session: AioSession | None = None,
+    *,
+    max_pool_connections: int = 64,
+    call_timeout_s: float = 10,
+    user_agent_extra: str | None = None,
+    clock: ClockOffset | None = None,
+) -> AsyncIterator["AioTransferClient"]:
+    """An aiobotocore Transfer client (AWS_ENDPOINT_URL_TRANSFER honoured), as relay's client.
+
+    Errors are read as DESIGN §1 says, and requests are signed at the service's time once
+    `clock` has learnt how far this host's clock is off (pass the one the gauge shows).
+    """
+    session = session or new_session()
+    clock = clock or ClockOffset()
+    config = transfer_config(
+        max_pool_connections=max_pool_connections,
+        call_timeout_s=call_timeout_s,
+        user_agent_extra=user_agent_extra,
+    )
+    async with session.create_client("transfer", config=config) as client:
+        events = client.meta.events
+        # botocore's JSON 1.1 parser reads only `__type` (and raises AttributeError on a JSON body
+        # that is not an object); `before-parse` is the hook botocore itself uses to fix a
+        # service's error shape (`_map_oauth2_errors` for SSO OIDC). Everything botocore builds
+        # from `Error.Code` afterwards (the modeled exception class, RetryAfterSeconds and the
+        # other shape members) then follows DESIGN §1's reading.
+        events.register(
+            f"before-parse.transfer.{OPERATION}", functools.partial(_read_error_first, clock)
+        )
+        # botocore stamps a signature with this host's clock (SigV4Auth.add_auth reads
+        # `get_current_datetime()`) and offers no setting for an offset. The signer is a
+        # `request-created` handler; registered last, this one signs the request again at the
+        # service's time with the same signer class, region and credentials, and only once an
+        # offset has been learnt, so a host with a good clock pays nothing. The other hooks were
+        # worse: `before-sign` cannot change the time `add_auth` stamps afterwards,
+        # `choose-signer` can only name a signer class from botocore's process-wide
+        # AUTH_TYPE_MAPS (which cannot hold this client's offset), and the client's
+        # `_request_signer` is private.
+        credentials = await session.get_credentials()
+        events.register_last(
+            "request-created.transfer",
+            # aiobotocore awaits a coroutine handler; the stubs are botocore's, which does not.
+            functools.partial(  # type: ignore[arg-type]
+                sign_at_service_time,
+                clock,
+                credentials,
+                client.meta.region_name,
+                signing_name=SIGNING_NAME,
+            ),
+        )
+        yield AioTransferClient(client)
+
+
+def _read_error_first(
+    clock: ClockOffset,
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
+) -> None:
+    """Put DESIGN §1's reading of an error answer where botocore's parser will use it."""
+    status = response_dict["status_code"]
+    if status < 300:
+        return
+    error = read_error(status, response_dict["headers"], response_dict.get("body") or b"")
+    clock.learn(error)
+    # Merged over what the parser makes of the answer, before the modeled members are read.
+    customized_response_dict["Error"] = {"Code": error.code, "Message": error.message}
+    if not error.object_body:
+        # Nothing in it to parse, and botocore's parser fails on JSON that is not an object.
+        response_dict["body"] = b""
+
+
+class AioTransferClient:
+    """An aiobotocore Transfer client as the sender wants one: `send_workflow_step_state`
+    raising `CallbackError` only. `client` is the aiobotocore client itself (its `meta` resolves
+    the endpoint, region and configuration)."""
+
+    def __init__(self, client: TransferClient) -> None:
+        self.client = client
+
+    @property
+    def meta(self) -> Any:
+        """The aiobotocore client's `meta`."""
+        return self.client.meta
+
+    async def send_workflow_step_state(
+        self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
+    ) -> None:
+        """Sends the callback; `CallbackError` unless Transfer Family answered 200."""
+        try:
+            await self.client.send_workflow_step_state(
+                WorkflowId=WorkflowId,
+                ExecutionId=ExecutionId,
+                Token=Token,
+                Status=Status,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            raise from_client_error(exc) from None
+        except (TimeoutError, ReadTimeoutError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise CallbackError(READ_TIMEOUT, detail, answer_lost=_answer_lost(exc)) from None
+        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise CallbackError(CONNECTION_ERROR, detail, answer_lost=_answer_lost(exc)) from None
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """Whether a transport failure may have come after the request reached the service: only a
+    failure to connect proves it did not (so a timeout to connect is not a lost answer)."""
+    if isinstance(exc, ConnectTimeoutError | aiohttp.ClientConnectorError):
+        return False
+    if isinstance(exc, EndpointConnectionError):
+        cause = exc.kwargs.get("error")
+        return not isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror)
+    return True
+
+
+def from_client_error(exc: ClientError) -> CallbackError:
+    """The `CallbackError` of botocore's `ClientError`, read as DESIGN §1 says."""
+    response: Any = exc.response
+    details = response.get("Error", {})
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    # The header comes first (DESIGN §1). botocore's JSON 1.1 parser never reads it, so on a
+    # client not opened by `open_transfer` (without `_read_error_first`) it corrects a code that
+    # botocore left as the bare status.
+    code = (
+        error_name(header(metadata.get("HTTPHeaders", {}), ERROR_TYPE_HEADER))
+        or error_name(details.get("Code"))
+        or (str(status) if status is not None else "Unknown")
+    )
+    return CallbackError(
+        code,
+        str(details.get("Message", "")),
+        http_status=int(status) if status is not None else None,
+        retry_after_s=retry_after_seconds(
+            response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
+        ),
+    )
+
+
+def botocore_user_agent(session: AioSession, client: AioTransferClient) -> str:
+    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
+
+    The same builder and inputs botocore's client uses (the session's name, version and extra,
+    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
+    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
+    """
+    # The session's creator got the session's name, version and extra when `client` was made.
+    creator = session.get_component("user_agent_creator")
+    return str(creator.with_client_config(client.meta.config).to_string())

@@ -1,0 +1,192 @@
+"""The sender: one `send(step)` with the retry policy, on either client; nothing about queues.
+
+botocore's own retries are off (they would hide throttling and blow the time budget); tenacity
+drives every retry here, by the classification table in `relay.outcomes`. Both clients raise
+`CallbackError` only, so the sender cannot tell them apart.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from relay.lifecycle import Shutdown, wait_any
+from relay.message import StepResult
+from relay.transfer.errors import CallbackError, CallbackFailed, CallNotStarted
+
+
+class CallbackClient(Protocol):
+    """What the sender needs of a client: the one call, raising `CallbackError` on failure."""
+
+    async def send_workflow_step_state(
+        self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
+    ) -> None:
+        """Sends the callback; returns when Transfer Family answered 200."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A callback Transfer Family accepted, and the attempts it took."""
+
+    attempts: int
+
+
+class Pacer(Protocol):
+    """What the sender asks before each call and tells after it (rate limits, metrics)."""
+
+    async def before_call(self, step: StepResult) -> None:
+        """Waits until a call may go out."""
+
+    def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
+        """Learns how a call went."""
+
+
+class NoPacing:
+    """No limit, no metrics."""
+
+    async def before_call(self, step: StepResult) -> None:
+        return None
+
+    def after_call(self, step: StepResult, error: CallbackError | None, duration_s: float) -> None:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped, bounded by attempts and a time budget."""
+
+    max_attempts: int
+    budget_s: float
+    base_s: float
+    cap_s: float
+
+    def retrying(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> AsyncRetrying:
+        """The tenacity controller for one receive's attempts (`sleep` waits between them)."""
+        return AsyncRetrying(
+            sleep=sleep or asyncio.sleep,
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
+            wait=_honour_retry_after(
+                wait_random_exponential(multiplier=self.base_s, max=self.cap_s)
+            ),
+            retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
+            reraise=True,
+        )
+
+
+class _honour_retry_after:
+    """A wait that is never shorter than the last error's RetryAfterSeconds."""
+
+    def __init__(self, fallback: wait_random_exponential) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = float(self.fallback(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, CallbackError) and error.retry_after_s:
+            delay = max(delay, error.retry_after_s)
+        return delay
+
+
+class _Stopped(Exception):
+    """Raised out of tenacity's wait: the next attempt could not finish within the grace."""
+
+
+class TransferSender:
+    """Sends callbacks on one shared client, retrying per the policy.
+
+    With a `shutdown`, an attempt starts only if its `call_timeout_s` fits in what is left of
+    the grace, and the task is marked settling from the call until the message is finished,
+    so a drain never cuts a call on the wire (DESIGN §3).
+    """
+
+    def __init__(
+        self,
+        client: CallbackClient,
+        policy: RetryPolicy,
+        pacer: Pacer | None = None,
+        *,
+        shutdown: Shutdown | None = None,
+        call_timeout_s: float = 0.0,
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.pacer: Pacer = pacer or NoPacing()
+        self.shutdown = shutdown
+        self.call_timeout_s = call_timeout_s
+        # Built once; each send copies it (tenacity's own pattern), so its strategies are
+        # not rebuilt per message.
+        self._retrying = policy.retrying(self._wait if shutdown is not None else None)
+
+    async def send(self, step: StepResult) -> Sent:
+        """Delivers one callback or raises `CallbackFailed` with the last error and attempts
+        (`CallNotStarted` when shutdown left no time for a first attempt)."""
+        attempts = 0
+        lost = False
+        last: CallbackError | None = None
+        try:
+            async for attempt in self._retrying.copy():
+                with attempt:
+                    attempts += 1
+                    try:
+                        await self.call(step)
+                    except CallbackError as error:
+                        last, lost = error, lost or error.answer_lost
+                        raise
+        except CallbackError as error:
+            raise CallbackFailed(error, attempts, answer_lost=lost) from None
+        except _Stopped:
+            attempts -= 1  # the attempt tenacity was about to make was not
+            if last is None:
+                raise CallNotStarted() from None
+            raise CallbackFailed(last, attempts, answer_lost=lost) from None
+        return Sent(attempts=attempts)
+
+    async def call(self, step: StepResult) -> None:
+        """One attempt; raises a classified `CallbackError` when it fails (`_Stopped` when a
+        shutdown leaves no time for it)."""
+        await self.pacer.before_call(step)
+        if self.shutdown is not None:
+            if not self.shutdown.allows(self.call_timeout_s):
+                raise _Stopped()
+            self.shutdown.settle()  # from here until the message is finished
+        started = time.monotonic()
+        error: CallbackError | None = None
+        try:
+            await self.client.send_workflow_step_state(
+                WorkflowId=step.workflow_id,
+                ExecutionId=step.execution_id,
+                Token=step.token,
+                Status=step.status.value,
+            )
+        except CallbackError as exc:
+            error = exc
+        duration = time.monotonic() - started
+        self.pacer.after_call(step, error, duration)
+        if error is not None:
+            raise error
+
+    async def _wait(self, delay_s: float) -> None:
+        """tenacity's wait between attempts, cut short by a shutdown that leaves no time for
+        the next attempt (the task may be cancelled meanwhile: nothing is on the wire)."""
+        shutdown = self.shutdown
+        assert shutdown is not None
+        shutdown.unsettle()
+        ends = time.monotonic() + delay_s
+        if not shutdown.is_requested:
+            await wait_any(shutdown.requested, timeout_s=delay_s)
+        if shutdown.is_requested:
+            left_s = max(0.0, ends - time.monotonic())
+            if not shutdown.allows(left_s + self.call_timeout_s):
+                raise _Stopped()
+            await asyncio.sleep(left_s)
