@@ -21,7 +21,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.contenders.common import Tally, finish, setup
-from relay.transfer import open_lean_transfer
+from relay.transfer import CallbackError, open_lean_transfer
 
 RETRYABLE = frozenset(
     {"ThrottlingException", "ServiceUnavailableException", "InternalServiceError"}
@@ -65,15 +65,12 @@ async def call_all(
                     tally.add("calls")
                     try:
                         await client.send_workflow_step_state(**step)
-                    except ClientError as exc:
-                        response: Any = exc.response
-                        code = str(response.get("Error", {}).get("Code", ""))
-                        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                    except (ClientError, CallbackError) as exc:
+                        code, status, retry_after = _answer(exc)
                         tally.add(f"error_{code}")
                         if code in RETRYABLE or status >= 500:
-                            retry_after = response.get("RetryAfterSeconds")
                             if retry_after:
-                                await asyncio.sleep(float(retry_after))
+                                await asyncio.sleep(retry_after)
                             continue
                         break
                     except (BotoCoreError, OSError) as exc:
@@ -83,6 +80,16 @@ async def call_all(
                     break
 
         await asyncio.gather(*(loop() for _ in range(concurrency)))
+
+
+def _answer(exc: ClientError | CallbackError) -> tuple[str, int, float]:
+    """The code, HTTP status and RetryAfterSeconds of a refused call, from either client."""
+    if isinstance(exc, CallbackError):
+        return exc.code, exc.http_status or 0, exc.retry_after_s or 0.0
+    response: Any = exc.response
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return code, status, float(response.get("RetryAfterSeconds") or 0.0)
 
 
 def main() -> None:
