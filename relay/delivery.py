@@ -14,7 +14,7 @@ import collections
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
@@ -34,7 +34,19 @@ from relay.lifecycle import Shutdown
 from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
 from relay.message import InvalidMessage, StepResult, parse
 from relay.observability import EveryInterval, Metrics, get_logger, hiding_in_logs
-from relay.outcomes import Action, Outcome, QueueAction, Situation, Verdict, code_label, decide
+from relay.outcomes import (
+    ACCEPTED,
+    NOT_STARTED,
+    Action,
+    Outcome,
+    QueueAction,
+    Situation,
+    Verdict,
+    code_label,
+    decide,
+    judge,
+    rejected,
+)
 from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
 from relay.sqs.batches import MAX_BATCH_BYTES
 from relay.transfer import (
@@ -230,7 +242,7 @@ class Delivery:
         try:
             step = parse(message.body)
         except InvalidMessage as exc:
-            return await self._conclude(message, self._decide(message, invalid=str(exc)), None)
+            return await self._conclude(message, rejected(str(exc)), None)
         hide(step.token)
         bind_contextvars(
             workflow_id=step.workflow_id,
@@ -238,22 +250,23 @@ class Delivery:
             token=step.short_token,
             status=step.status.value,
         )
-        verdict = self._decide(message, step)
-        if verdict is not None:  # a copy of a step delivered before: duplicate or conflict
-            return await self._conclude(message, verdict, step)
+        situation = self._situation(message, step)
         first = self._copies.get(step.step_key)
-        if first is not None:
-            # Its delivery shows in the delivered-memory (duplicate, conflict); its failure is
-            # not this copy's, which is released to try itself.
+        if first is not None and situation.delivered_status is None:
+            # A copy in flight: wait for it rather than race it to the service. Its delivery
+            # shows in the delivered-memory (duplicate, conflict); its failure is not this
+            # copy's, which is released to try itself.
             ended = await asyncio.shield(first)
-            return await self._conclude(
-                message, self._decide(message, step, copy_ended=ended), step
-            )
+            delivered = self.delivered.status_of(step.step_key)
+            situation = replace(situation, delivered_status=delivered, copy_ended=ended)
+        decision = decide(situation, self.limits)
+        if isinstance(decision, Verdict):
+            return await self._conclude(message, decision, step)
         mine: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._copies[step.step_key] = mine
         ending = Verdict(Outcome.ABANDONED)
         try:
-            verdict, made = await self._deliver(message, step)
+            verdict, made = await self._deliver(message, step, situation)
             result = await self._conclude(message, verdict, step, made)
             ending = result.verdict
             if result.outcome is Outcome.DELIVERED:
@@ -263,61 +276,67 @@ class Delivery:
             del self._copies[step.step_key]
             mine.set_result(ending)
 
-    async def _deliver(self, message: ReceivedMessage, step: StepResult) -> tuple[Verdict, int]:
+    async def _deliver(
+        self, message: ReceivedMessage, step: StepResult, situation: Situation
+    ) -> tuple[Verdict, int]:
         """The circuit, the fleet's claim, the call, and what its answer decides; with the
-        attempts made (nothing delivered and no copy in flight when it starts)."""
+        attempts made (`situation`: nothing delivered and no copy in flight when it starts)."""
         workflow = step.workflow_id
+        claimed: Claimed | None = None
         if not self.circuits.allow(workflow):
-            return self._verdict(message, step, circuit_wait_s=self.circuits.wait_s(workflow)), 0
-        claim: Claim | None = None
-        if self.table is not None:
-            try:
-                claim = await self.table.claim(step.step_key, step.status, self.lease_s)
-            except DedupeUnavailable as exc:
-                self._table_failed(exc)
-                if not exc.table_down:
-                    # One failure of a table that is up: look again shortly rather than call
-                    # without a claim (at --max-receives, decide lets it go without).
-                    verdict = self._decide(message, step, table_unanswered=True)
-                    if verdict is not None:
-                        self.circuits.cancel_probe(workflow)
-                        return verdict, 0
-        if isinstance(claim, Delivered | HeldElsewhere):
-            # Settled or being settled by another task: no call, so no probe either.
-            self.circuits.cancel_probe(workflow)
+            situation = replace(situation, circuit_wait_s=self.circuits.wait_s(workflow))
+        elif self.table is not None:
+            claim = await self._claim(step)
             if isinstance(claim, Delivered):
                 self.delivered.remember(step.step_key, claim.status.value)
-                return self._verdict(message, step), 0
-            return self._verdict(message, step, held_elsewhere_s=claim.wait_s()), 0
-        claimed = claim if isinstance(claim, Claimed) else None
-        lost_before = self.lost.status_of(step.step_key) is not None or (
-            claimed is not None and claimed.answer_lost
-        )
+                situation = replace(situation, delivered_status=claim.status.value)
+            elif isinstance(claim, HeldElsewhere):
+                situation = replace(situation, held_elsewhere_s=claim.wait_s())
+            elif isinstance(claim, Claimed):
+                claimed = claim
+            elif not claim.table_down:
+                # One failure of a table that is up: look again shortly rather than call
+                # without a claim; a table that is down leaves the local memory to stand in.
+                situation = replace(situation, table_unanswered=True)
+        decision = decide(situation, self.limits)
+        if isinstance(decision, Verdict):
+            # No call after all, so no probe either.
+            self.circuits.cancel_probe(workflow)
+            return decision, 0
+        lost = situation.answer_lost or (claimed is not None and claimed.answer_lost)
         try:
             sent = await self.sender.send(step)
         except CallNotStarted:
             self.circuits.cancel_probe(workflow)
-            await self._give_up(claimed, lost=lost_before)
-            return self._verdict(message, step, stopping=True), 0
+            await self._give_up(claimed, lost=lost)
+            return judge(situation, NOT_STARTED, self.limits), 0
         except CallbackFailed as failed:
             self.metrics.retries.inc(failed.attempts - 1)
             self._learn(step, failed.error)
             if failed.answer_lost:
                 self.lost.remember(step.step_key, step.status.value)
-            lost = lost_before or failed.answer_lost
+            lost = lost or failed.answer_lost
             # Ended early, so another task need not wait out the lease.
             await self._give_up(claimed, lost=lost)
-            failure = failed.error.failure
-            verdict = self._verdict(message, step, called=True, failure=failure, answer_lost=lost)
-            return verdict, failed.attempts
+            situation = replace(situation, answer_lost=lost)
+            return judge(situation, failed.error.failure, self.limits), failed.attempts
         self.metrics.retries.inc(sent.attempts - 1)
         self.circuits.answered(workflow)
-        verdict = self._verdict(message, step, called=True)  # before the memory knows it
         self.delivered.remember(step.step_key, step.status.value)
         if self.table is not None:
             ttl_s = self.config.dedupe_ttl_s
             await self._table_call(self.table.record_delivered(step.step_key, step.status, ttl_s))
-        return verdict, sent.attempts
+        return judge(situation, ACCEPTED, self.limits), sent.attempts
+
+    async def _claim(self, step: StepResult) -> Claim | DedupeUnavailable:
+        """The fleet's claim on the step (DESIGN §10), or the table's failure (counted, logged)
+        as a value: the caller decides what it means for this message."""
+        assert self.table is not None
+        try:
+            return await self.table.claim(step.step_key, step.status, self.lease_s)
+        except DedupeUnavailable as exc:
+            self._table_failed(exc)
+            return exc
 
     # --- the fleet's memory (DESIGN §10) -------------------------------------------------------
 
@@ -362,30 +381,16 @@ class Delivery:
             )
         self.circuits.denied(step.workflow_id)
 
-    def _decide(
-        self, message: ReceivedMessage, step: StepResult | None = None, **facts: Any
-    ) -> Verdict | None:
-        """`decide` on the message's situation now, with `facts` learnt on its path."""
-        return decide(self._situation(message, step, **facts), self.limits)
-
-    def _verdict(self, message: ReceivedMessage, step: StepResult, **facts: Any) -> Verdict:
-        """A verdict where the path has run its course (a call is no longer an answer)."""
-        verdict = self._decide(message, step, **facts)
-        if verdict is None:  # the rules asked for a call where none can be made: a bug
-            raise RuntimeError("no verdict for a message that was not sent")
-        return verdict
-
-    def _situation(
-        self, message: ReceivedMessage, step: StepResult | None = None, **facts: Any
-    ) -> Situation:
+    def _situation(self, message: ReceivedMessage, step: StepResult) -> Situation:
+        """What the rules need to know of a step result as received, computed once."""
         return Situation(
             receive_count=message.receive_count,
             age_s=time.time() - message.sent_at,
-            status=step.status.value if step is not None else None,
-            workflow_id=step.workflow_id if step is not None else "",
-            delivered_status=self.delivered.status_of(step.step_key) if step is not None else None,
+            status=step.status.value,
+            workflow_id=step.workflow_id,
+            delivered_status=self.delivered.status_of(step.step_key),
+            answer_lost=self.lost.status_of(step.step_key) is not None,
             jitter=random.random(),
-            **facts,
         )
 
     # --- acting on the queue -------------------------------------------------------------------
@@ -393,7 +398,7 @@ class Delivery:
     async def _conclude(
         self,
         message: ReceivedMessage,
-        verdict: Verdict | None,
+        verdict: Verdict,
         step: StepResult | None,
         made: int = 0,
     ) -> MessageResult:
@@ -402,8 +407,6 @@ class Delivery:
         # What was decided is carried out even past the grace: a delete or a dead-letter copy
         # already under way must land, and count as what it is (DESIGN §3).
         self.shutdown.settle()
-        if verdict is None:  # the rules asked for a call where none can be made: a bug
-            raise RuntimeError("no verdict for a message that was not sent")
         attempts = self.attempts.earlier(message) + made
         action = verdict.action
         if action is QueueAction.RELEASE:

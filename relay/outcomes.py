@@ -21,6 +21,11 @@ class Outcome(StrEnum):
     RELEASED = "released"
     ABANDONED = "abandoned"
 
+    @property
+    def is_final(self) -> bool:
+        """Whether the message is finished for good (deleted), not given back to come again."""
+        return QUEUE_ACTIONS[self] is not QueueAction.RELEASE
+
 
 class Reason(StrEnum):
     """Why a message was dead-lettered (DESIGN §4, `relay-reason`)."""
@@ -259,8 +264,6 @@ class Situation:
     """`ApproximateReceiveCount`, this receive included."""
     age_s: float = 0.0
     """Seconds since the producer sent it."""
-    invalid: str | None = None
-    """Why the body is not a step result (the parser's error), if it is not."""
     status: str | None = None
     """The status this message reports."""
     workflow_id: str = ""
@@ -269,8 +272,6 @@ class Situation:
     copy_ended: Verdict | None = None
     """How a copy of this step that was in flight ended, when it did not deliver. A copy
     inherits another copy's delivery (through `delivered_status`), never its failure."""
-    stopping: bool = False
-    """Shutdown came before this receive's first attempt could start (none was made)."""
     table_unanswered: bool = False
     """The fleet's table did not answer the claim though it is not down (one failure): look
     again shortly rather than call without a claim."""
@@ -281,19 +282,47 @@ class Situation:
     """The workflow's circuit is open (no call): seconds until its probe is due (0: probing)."""
     held_elsewhere_s: float | None = None
     """Another task of the fleet holds a live claim on this step: seconds until it lapses."""
-    called: bool = False
-    """The callback was sent this receive; `failure` is its last error, None if it succeeded."""
-    failure: CallFailure | None = None
     jitter: float = 1.0
     """A random draw in 0..1 that spreads release delays."""
 
 
-def decide(situation: Situation, limits: Limits) -> Verdict | None:
-    """DESIGN §1 and §3: the verdict for a message, or None when the callback should be sent."""
+@dataclass(frozen=True, slots=True)
+class Send:
+    """No end yet: the callback goes out, and `judge` decides on its answer."""
+
+
+SEND: Final = Send()
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Transfer Family answered 200."""
+
+
+ACCEPTED: Final = Accepted()
+
+
+@dataclass(frozen=True, slots=True)
+class NotStarted:
+    """Shutdown left no time for this receive's first attempt: none was made."""
+
+
+NOT_STARTED: Final = NotStarted()
+
+Answer = Accepted | CallFailure | NotStarted
+"""How this receive's calls ended: accepted, the last attempt's failure, or none made."""
+
+
+def rejected(invalid: str) -> Verdict:
+    """DESIGN §2: a body that is not a step result is dead-lettered at once, as `validation`,
+    with the parser's error naming the field and the rule."""
+    return Verdict(Outcome.DEAD_LETTERED, Reason.VALIDATION, "ValidationError", invalid)
+
+
+def decide(situation: Situation, limits: Limits) -> Verdict | Send:
+    """DESIGN §1 and §3 for a step result before a call: its verdict, or `SEND`."""
     s = situation
     at_limit = s.receive_count >= limits.max_receives
-    if s.invalid is not None:
-        return Verdict(Outcome.DEAD_LETTERED, Reason.VALIDATION, "ValidationError", s.invalid)
     if s.delivered_status is not None:
         if s.delivered_status == s.status:
             return Verdict(Outcome.DUPLICATE)
@@ -306,8 +335,6 @@ def decide(situation: Situation, limits: Limits) -> Verdict | None:
         delay = limits.release_delay_s(s.receive_count, jitter=s.jitter)
         text = f"a copy in flight did not deliver ({s.copy_ended.outcome.value}); trying again"
         return Verdict(Outcome.RELEASED, text=text, delay_s=delay)
-    if s.stopping and not s.called:
-        return Verdict(Outcome.ABANDONED, text="shutdown before the call", delay_s=0.0)
     if s.held_elsewhere_s is not None:
         # Not a failure, so never dead-lettered: the other task delivers (a duplicate when this
         # comes back) or its lease lapses and this one takes the step over.
@@ -331,11 +358,17 @@ def decide(situation: Situation, limits: Limits) -> Verdict | None:
         # the claim rather than loop.
         delay = max(1.0, min(limits.release_delay_s(s.receive_count, jitter=s.jitter), 5.0))
         return Verdict(Outcome.RELEASED, text="the dedupe table did not answer", delay_s=delay)
-    if not s.called:
-        return None
-    if s.failure is None:
+    return SEND
+
+
+def judge(situation: Situation, answer: Answer, limits: Limits) -> Verdict:
+    """DESIGN §1 and §3 after this receive's calls. A shutdown that cut the retries short
+    changes nothing: the last answer decides."""
+    if isinstance(answer, Accepted):
         return Verdict(Outcome.DELIVERED)
-    return _after_failure(s, s.failure, limits, at_limit)
+    if isinstance(answer, NotStarted):
+        return Verdict(Outcome.ABANDONED, text="shutdown before the call", delay_s=0.0)
+    return _after_failure(situation, answer, limits, situation.receive_count >= limits.max_receives)
 
 
 def _after_failure(s: Situation, failure: CallFailure, limits: Limits, at_limit: bool) -> Verdict:

@@ -26,7 +26,7 @@ from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
-from relay.outcomes import CallFailure, Limits, Reason, Situation, decide
+from relay.outcomes import CallFailure, Limits, Reason, Situation, judge
 from relay.sqs import (
     BatchedQueue,
     OutgoingMessage,
@@ -382,9 +382,7 @@ class Replayer:
 
     def _failure(self, workflow_id: str, failure: CallFailure, attempts: int) -> tuple[str, str]:
         """What the worker would dead-letter this answer as on its last receive."""
-        situation = Situation(receive_count=1, called=True, failure=failure)
-        verdict = decide(situation, LAST_RECEIVE)
-        reason = verdict.reason if verdict is not None else None
+        reason = judge(Situation(receive_count=1), failure, LAST_RECEIVE).reason
         detail = f"{failure.code}: {failure.message}"
         if reason is Reason.ACCESS_DENIED:
             self._denied.add(workflow_id)

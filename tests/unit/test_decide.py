@@ -12,11 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.outcomes import (
+    ACCEPTED,
     CONNECTION_ERROR,
     IDENTITY_CODES,
+    NOT_STARTED,
     OTHER_CODE,
     OUTCOME_UNKNOWN,
     READ_TIMEOUT,
+    SEND,
     CallFailure,
     Limits,
     Outcome,
@@ -26,6 +29,8 @@ from relay.outcomes import (
     Verdict,
     code_label,
     decide,
+    judge,
+    rejected,
 )
 
 LIMITS = Limits(
@@ -41,30 +46,31 @@ LAST = dataclasses.replace(FIRST, receive_count=LIMITS.max_receives)
 """The same message on the receive that reaches --max-receives."""
 
 
-def called(situation: Situation, code: str | None, **failure: object) -> Situation:
-    """The situation after a call that succeeded (code None) or failed with `code`."""
+def answered(
+    situation: Situation, code: str | None, *, limits: Limits = LIMITS, **failure: object
+) -> Verdict:
+    """The verdict after a call that succeeded (code None) or failed with `code`."""
     if code is None:
-        return dataclasses.replace(situation, called=True)
+        return judge(situation, ACCEPTED, limits)
     error = CallFailure(code=code, message=f"{code} happened", **failure)  # type: ignore[arg-type]
-    return dataclasses.replace(situation, called=True, failure=error)
+    return judge(situation, error, limits)
 
 
 def test_a_valid_message_with_nothing_known_about_it_is_sent() -> None:
-    """No verdict before the call: the callback goes out (None)."""
-    assert decide(FIRST, LIMITS) is None
+    """No verdict before the call: the callback goes out (SEND)."""
+    assert decide(FIRST, LIMITS) is SEND
 
 
 def test_a_200_is_delivered_and_deleted() -> None:
     """Transfer Family answered 200: delivered, delete (§3)."""
-    verdict = decide(called(FIRST, None), LIMITS)
+    verdict = answered(FIRST, None)
     assert verdict == Verdict(Outcome.DELIVERED)
     assert verdict.action is QueueAction.DELETE
 
 
 def test_an_invalid_body_is_dead_lettered_as_validation_with_the_parser_error() -> None:
     """Not a step result (§2): dead-letter at once, reason validation, code ValidationError."""
-    situation = Situation(receive_count=1, invalid="Token: must match [A-Za-z0-9_]{1,64}")
-    verdict = decide(situation, LIMITS)
+    verdict = rejected("Token: must match [A-Za-z0-9_]{1,64}")
     assert verdict == Verdict(
         Outcome.DEAD_LETTERED,
         Reason.VALIDATION,
@@ -84,7 +90,7 @@ def test_a_copy_of_a_delivered_step_with_the_same_status_is_a_duplicate() -> Non
 def test_a_copy_with_the_other_status_is_a_conflict_dead_lettered_without_a_call() -> None:
     """Delivered with the other status: conflict, dead-letter reason conflict (§3)."""
     verdict = decide(dataclasses.replace(FIRST, delivered_status="FAILURE"), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason, verdict.code) == (
         Outcome.CONFLICT,
         Reason.CONFLICT,
@@ -109,7 +115,7 @@ def test_a_copy_never_inherits_a_failure_and_is_released_on_its_own_count(first:
     """A copy in flight ended without delivering: this copy, on its first receive, is released
     with its own backoff to try itself, never dead-lettered with the other's reason (§3)."""
     verdict = decide(dataclasses.replace(FIRST, copy_ended=first), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason) == (Outcome.RELEASED, None)
     assert verdict.delay_s == LIMITS.release_delay_s(1, jitter=0.5)
 
@@ -118,7 +124,7 @@ def test_a_copy_of_one_that_was_released_is_released_too() -> None:
     """A copy in flight did not deliver: release this one with the backoff, no call of its own."""
     first = Verdict(Outcome.RELEASED, code="ThrottlingException", text="slow down", delay_s=3)
     verdict = decide(dataclasses.replace(FIRST, copy_ended=first), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert verdict.outcome is Outcome.RELEASED
     assert verdict.delay_s == LIMITS.release_delay_s(1, jitter=0.5)
 
@@ -147,13 +153,13 @@ def test_transient_failures_are_released_with_backoff_then_exhausted(
 ) -> None:
     """Throttling, 5xx, connection errors, timeouts: released with the receive's backoff; on
     --max-receives, dead-lettered as retries_exhausted with the code (§1, §3)."""
-    released = decide(called(FIRST, code, http_status=status), LIMITS)
-    assert released is not None
+    released = answered(FIRST, code, http_status=status)
+    assert isinstance(released, Verdict)
     assert (released.outcome, released.action) == (Outcome.RELEASED, QueueAction.RELEASE)
     assert released.delay_s == LIMITS.release_delay_s(1, jitter=0.5)
     assert released.code == code
-    exhausted = decide(called(LAST, code, http_status=status), LIMITS)
-    assert exhausted is not None
+    exhausted = answered(LAST, code, http_status=status)
+    assert isinstance(exhausted, Verdict)
     assert (exhausted.outcome, exhausted.reason, exhausted.code) == (
         Outcome.DEAD_LETTERED,
         Reason.RETRIES_EXHAUSTED,
@@ -167,10 +173,10 @@ def test_errors_about_relays_own_request_never_dead_letter_before_the_limit(code
     --max-receives dead-lettered as retries_exhausted with the code (§1)."""
     old = dataclasses.replace(FIRST, age_s=LIMITS.callback_deadline_s * 10)
     for situation in (FIRST, old, dataclasses.replace(LAST, receive_count=9)):
-        verdict = decide(called(situation, code, http_status=403), LIMITS)
-        assert verdict is not None
+        verdict = answered(situation, code, http_status=403)
+        assert isinstance(verdict, Verdict)
         assert verdict.outcome is Outcome.RELEASED, situation
-    last = decide(called(LAST, code, http_status=403), LIMITS)
+    last = answered(LAST, code, http_status=403)
     assert last == Verdict(
         Outcome.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED, code, f"{code} happened"
     )
@@ -187,11 +193,11 @@ def test_an_unknown_error_is_retried_like_a_5xx_and_dead_lettered_only_at_the_li
     on --max-receives (§1)."""
     old = dataclasses.replace(FIRST, age_s=LIMITS.callback_deadline_s * 10)
     for situation in (FIRST, old):
-        verdict = decide(called(situation, code, http_status=status), LIMITS)
-        assert verdict is not None
+        verdict = answered(situation, code, http_status=status)
+        assert isinstance(verdict, Verdict)
         assert verdict.outcome is Outcome.RELEASED
-    last = decide(called(LAST, code, http_status=status), LIMITS)
-    assert last is not None
+    last = answered(LAST, code, http_status=status)
+    assert isinstance(last, Verdict)
     assert (last.outcome, last.reason, last.code) == (
         Outcome.DEAD_LETTERED,
         Reason.UNEXPECTED_ERROR,
@@ -201,8 +207,8 @@ def test_an_unknown_error_is_retried_like_a_5xx_and_dead_lettered_only_at_the_li
 
 def test_throttling_is_released_no_sooner_than_retry_after_seconds() -> None:
     """RetryAfterSeconds above the backoff sets the release delay (§1)."""
-    verdict = decide(called(FIRST, "ThrottlingException", retry_after_s=120.0), LIMITS)
-    assert verdict is not None
+    verdict = answered(FIRST, "ThrottlingException", retry_after_s=120.0)
+    assert isinstance(verdict, Verdict)
     assert verdict.delay_s == 120.0
 
 
@@ -218,18 +224,18 @@ def test_what_can_never_succeed_is_dead_lettered_on_the_first_receive(
 ) -> None:
     """InvalidRequestException and ResourceNotFoundException: dead-letter at once with the
     service's code and message (§1)."""
-    verdict = decide(called(FIRST, code, http_status=400), LIMITS)
+    verdict = answered(FIRST, code, http_status=400)
     assert verdict == Verdict(Outcome.DEAD_LETTERED, reason, code, f"{code} happened")
 
 
 def test_access_denied_releases_for_the_cooldown_then_dead_letters_at_the_limit() -> None:
     """AccessDeniedException: released for --breaker-cooldown; access_denied only on
     --max-receives, so an IAM mistake does not drain the queue (§1)."""
-    released = decide(called(FIRST, "AccessDeniedException", http_status=400), LIMITS)
-    assert released is not None
+    released = answered(FIRST, "AccessDeniedException", http_status=400)
+    assert isinstance(released, Verdict)
     assert (released.outcome, released.delay_s) == (Outcome.RELEASED, LIMITS.breaker_cooldown_s)
-    last = decide(called(LAST, "AccessDeniedException", http_status=400), LIMITS)
-    assert last is not None
+    last = answered(LAST, "AccessDeniedException", http_status=400)
+    assert isinstance(last, Verdict)
     assert (last.outcome, last.reason) == (Outcome.DEAD_LETTERED, Reason.ACCESS_DENIED)
 
 
@@ -242,14 +248,14 @@ def test_an_open_circuit_releases_until_its_probe_without_a_call() -> None:
 def test_while_the_probe_is_out_messages_come_back_with_the_backoff() -> None:
     """The probe is in flight (wait 0): come back soon rather than a full cooldown later."""
     verdict = decide(dataclasses.replace(FIRST, circuit_wait_s=0.0), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert verdict.delay_s == LIMITS.release_delay_s(1, jitter=0.5)
 
 
 def test_an_open_circuit_dead_letters_as_access_denied_at_the_limit() -> None:
     """Still denied on --max-receives: access_denied, code AccessDeniedException."""
     verdict = decide(dataclasses.replace(LAST, circuit_wait_s=10.0), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason, verdict.code) == (
         Outcome.DEAD_LETTERED,
         Reason.ACCESS_DENIED,
@@ -261,16 +267,16 @@ def test_an_open_circuit_dead_letters_as_access_denied_at_the_limit() -> None:
 def test_a_retryable_failure_past_the_callback_deadline_is_expired() -> None:
     """Older than --callback-deadline: no callback can help; expired (§3)."""
     old = dataclasses.replace(FIRST, age_s=LIMITS.callback_deadline_s + 1)
-    verdict = decide(called(old, "ThrottlingException"), LIMITS)
-    assert verdict is not None
+    verdict = answered(old, "ThrottlingException")
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason) == (Outcome.DEAD_LETTERED, Reason.EXPIRED)
 
 
 def test_the_receive_limit_is_read_before_the_deadline() -> None:
     """Both limits passed: retries_exhausted, the count the redrive policy also watches."""
     old_and_last = dataclasses.replace(LAST, age_s=LIMITS.callback_deadline_s + 1)
-    verdict = decide(called(old_and_last, "InternalServiceError", http_status=500), LIMITS)
-    assert verdict is not None
+    verdict = answered(old_and_last, "InternalServiceError", http_status=500)
+    assert isinstance(verdict, Verdict)
     assert verdict.reason is Reason.RETRIES_EXHAUSTED
 
 
@@ -307,8 +313,8 @@ def test_a_retryable_failure_is_released_exactly_while_under_both_limits(
     retries_exhausted taking precedence."""
     limits = dataclasses.replace(LIMITS, max_receives=max_receives)
     situation = dataclasses.replace(FIRST, receive_count=receive_count, age_s=age_s)
-    verdict = decide(called(situation, code), limits)
-    assert verdict is not None
+    verdict = answered(situation, code, limits=limits)
+    assert isinstance(verdict, Verdict)
     if receive_count >= max_receives:
         assert verdict.reason is Reason.RETRIES_EXHAUSTED
     elif age_s > limits.callback_deadline_s:
@@ -337,19 +343,19 @@ def test_a_step_another_task_is_delivering_is_released_never_dead_lettered() -> 
     at the latest when the lease lapses, and not dead-lettered even on --max-receives."""
     for situation in (FIRST, LAST):
         verdict = decide(dataclasses.replace(situation, held_elsewhere_s=20.0), LIMITS)
-        assert verdict is not None
+        assert isinstance(verdict, Verdict)
         assert verdict.outcome is Outcome.RELEASED
         assert verdict.delay_s is not None
         assert 1.0 <= verdict.delay_s <= 20.0 + 1.0
     lapsing = decide(dataclasses.replace(FIRST, held_elsewhere_s=0.2), LIMITS)
-    assert lapsing is not None
+    assert isinstance(lapsing, Verdict)
     assert lapsing.delay_s is not None
     assert lapsing.delay_s <= 0.2 + 1.0
 
 
 def test_shutdown_before_the_first_attempt_abandons_the_message_visible_at_once() -> None:
     """No time left in the grace for a call: abandoned, visibility 0, no attempt (§3)."""
-    verdict = decide(dataclasses.replace(FIRST, stopping=True), LIMITS)
+    verdict = judge(FIRST, NOT_STARTED, LIMITS)
     assert verdict == Verdict(Outcome.ABANDONED, text="shutdown before the call", delay_s=0.0)
     assert verdict.action is QueueAction.RELEASE
 
@@ -357,9 +363,8 @@ def test_shutdown_before_the_first_attempt_abandons_the_message_visible_at_once(
 def test_shutdown_after_a_failed_attempt_ends_as_that_answer_says() -> None:
     """Attempts were made and the next could not start: the last answer decides (a 5xx at the
     limit is retries_exhausted), not the shutdown."""
-    situation = dataclasses.replace(called(LAST, "InternalServiceError"), stopping=True)
-    verdict = decide(situation, LIMITS)
-    assert verdict is not None
+    verdict = answered(LAST, "InternalServiceError")
+    assert isinstance(verdict, Verdict)
     assert verdict.reason is Reason.RETRIES_EXHAUSTED
 
 
@@ -367,11 +372,11 @@ def test_a_table_that_did_not_answer_the_claim_releases_briefly_then_goes_withou
     """One failed claim of a table that is up (§10): released to look again within seconds,
     never dead-lettered; at --max-receives the call goes out without the claim (None)."""
     verdict = decide(dataclasses.replace(FIRST, table_unanswered=True), LIMITS)
-    assert verdict is not None
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason) == (Outcome.RELEASED, None)
     assert verdict.delay_s is not None
     assert 1.0 <= verdict.delay_s <= 5.0
-    assert decide(dataclasses.replace(LAST, table_unanswered=True), LIMITS) is None
+    assert decide(dataclasses.replace(LAST, table_unanswered=True), LIMITS) is SEND
 
 
 @pytest.mark.parametrize(
@@ -387,9 +392,8 @@ def test_a_refusal_after_a_lost_answer_is_dead_lettered_saying_the_outcome_is_un
     """An earlier attempt timed out or was cut after sending (§1): the refusal that follows is
     likely its own answer, but not known to be; the copy says so, and the message is not
     deleted (dead-lettered with the reason and code of the refusal)."""
-    situation = dataclasses.replace(called(FIRST, code, http_status=400), answer_lost=True)
-    verdict = decide(situation, LIMITS)
-    assert verdict is not None
+    verdict = answered(dataclasses.replace(FIRST, answer_lost=True), code, http_status=400)
+    assert isinstance(verdict, Verdict)
     assert (verdict.outcome, verdict.reason, verdict.code) == (
         Outcome.DEAD_LETTERED,
         reason,
@@ -402,10 +406,10 @@ def test_a_refusal_after_a_lost_answer_is_dead_lettered_saying_the_outcome_is_un
 
 def test_a_lost_answer_changes_nothing_for_a_retryable_failure_or_a_200() -> None:
     """After a lost answer, a 5xx is still released and a 200 still delivered."""
-    retry = decide(dataclasses.replace(called(FIRST, READ_TIMEOUT), answer_lost=True), LIMITS)
-    assert retry is not None
+    retry = answered(dataclasses.replace(FIRST, answer_lost=True), READ_TIMEOUT)
+    assert isinstance(retry, Verdict)
     assert retry.outcome is Outcome.RELEASED
-    ok = decide(dataclasses.replace(called(FIRST, None), answer_lost=True), LIMITS)
+    ok = answered(dataclasses.replace(FIRST, answer_lost=True), None)
     assert ok == Verdict(Outcome.DELIVERED)
 
 
