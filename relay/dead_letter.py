@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from relay.sqs import OutgoingMessage, ReceivedMessage
-from relay.sqs.batches import MAX_BATCH_BYTES
+from relay.sqs.sizes import MAX_MESSAGE_BYTES
 
 RELAY_PREFIX: Final = "relay-"
 REASON: Final = "relay-reason"
@@ -82,7 +82,7 @@ class DeadLetter:
 
 
 def dead_letter_copy(
-    message: ReceivedMessage, facts: DeadLetter, *, fifo: bool, max_bytes: int = MAX_BATCH_BYTES
+    message: ReceivedMessage, facts: DeadLetter, *, fifo: bool, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> OutgoingMessage:
     """The DLQ copy: the body byte for byte; attributes cut, never the body, to fit `max_bytes`
     (the DLQ's `MaximumMessageSize`)."""

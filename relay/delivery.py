@@ -48,7 +48,7 @@ from relay.outcomes import (
     rejected,
 )
 from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
-from relay.sqs.batches import MAX_BATCH_BYTES
+from relay.sqs.sizes import MAX_MESSAGE_BYTES
 from relay.transfer import (
     CallbackClient,
     CallbackError,
@@ -178,7 +178,7 @@ class Delivery:
         dlq: BatchedQueue,
         transfer: CallbackClient,
         metrics: Metrics,
-        dlq_max_bytes: int = MAX_BATCH_BYTES,
+        dlq_max_bytes: int = MAX_MESSAGE_BYTES,
         table: DedupeTable | None = None,
         shutdown: Shutdown | None = None,
     ) -> None:

@@ -37,7 +37,7 @@ from relay.limits import InFlightBudget
 from relay.observability import Metrics, get_logger
 from relay.outcomes import Outcome, Verdict
 from relay.sqs import (
-    MAX_MESSAGE_SIZE,
+    MAX_MESSAGE_BYTES,
     BatchedQueue,
     QueueSettings,
     ReceivedMessage,
@@ -114,7 +114,7 @@ class Worker:
         dlq_url: str,
         metrics: Metrics | None = None,
         table: DedupeTable | None = None,
-        dlq_max_bytes: int = MAX_MESSAGE_SIZE,
+        dlq_max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.config = config
         self.sqs = sqs

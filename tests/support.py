@@ -12,7 +12,7 @@ from relay.message import Status, StepResult
 from relay.message import event_body as event_body  # the demo and the tests build shapes alike
 from relay.message import sns_body as sns_body
 from relay.sqs import queue_counts
-from relay.sqs.batches import plan_batches
+from relay.sqs.sizes import plan_batches
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

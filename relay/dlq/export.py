@@ -28,8 +28,8 @@ from relay.config import ExportConfig
 from relay.dead_letter import RELAY_PREFIX, DeadMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.errors import ConfigError, RelayError
-from relay.sqs.batches import MAX_BATCH_BYTES, payload_size
 from relay.sqs.outgoing import text_problem
+from relay.sqs.sizes import MAX_MESSAGE_BYTES, payload_size
 from relay.terminal import ProgressView, Snapshot, no_progress
 
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
@@ -92,7 +92,7 @@ def from_record(record: Any, where: str) -> DeadMessage:
         if not name.startswith(RELAY_PREFIX)
     }
     size = payload_size(body, forwarded)
-    if size > MAX_BATCH_BYTES:
+    if size > MAX_MESSAGE_BYTES:
         raise ConfigError(f"{where}: body and attributes: {size} bytes, over SQS's 1 MiB")
     message_id = record.get("message_id")
     if message_id is None:

@@ -15,7 +15,6 @@ from relay.sqs.batching import (
 from relay.sqs.client import SqsError, open_sqs, sqs_config
 from relay.sqs.outgoing import OutgoingMessage, SendFailure, is_fifo
 from relay.sqs.queues import (
-    MAX_MESSAGE_SIZE,
     QueuePair,
     QueueSettings,
     check_queue,
@@ -28,9 +27,10 @@ from relay.sqs.queues import (
     resolve_queue,
 )
 from relay.sqs.receive import ReceivedMessage, receive_messages
+from relay.sqs.sizes import MAX_MESSAGE_BYTES
 
 __all__ = [
-    "MAX_MESSAGE_SIZE",
+    "MAX_MESSAGE_BYTES",
     "MAX_VISIBILITY_S",
     "BatchedQueue",
     "Batcher",

@@ -1,6 +1,6 @@
 """Messages to send and the SendMessageBatch exchange, without I/O.
 
-One place turns messages into batch requests (through `relay.sqs.batches.plan_batches`), reads
+One place turns messages into batch requests (through `relay.sqs.sizes.plan_batches`), reads
 SQS's answers, and decides which entries go again. Its drivers make the calls: the async one
 in `relay.sqs.batching` (the worker's dead-letter copies, replay) and the sync one in
 `relay.producer` (step processors, `relay send`). Only botocore's exception types are imported
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError, ParamValidationError
 
-from relay.sqs.batches import payload_size, plan_batches
+from relay.sqs.sizes import payload_size, plan_batches
 
 NO_ANSWER: Final = "NoAnswer"
 """The code of an entry SQS's answer did not mention, so it cannot count as sent."""

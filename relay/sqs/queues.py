@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from relay.errors import ConfigError
 from relay.sqs.client import SqsError, sqs_errors
 from relay.sqs.outgoing import error_code
+from relay.sqs.sizes import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -139,10 +140,6 @@ async def queue_total(client: SQSClient, queue_url: str) -> int:
     return sum((await queue_counts(client, queue_url)).values())
 
 
-MAX_MESSAGE_SIZE: Final = 1_048_576
-"""SQS's largest `MaximumMessageSize` (1 MiB), and its default for new queues."""
-
-
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
     """What the worker needs to know of its queue and its DLQ at start-up."""
@@ -196,7 +193,7 @@ async def resolve_queue(client: SQSClient, queue_url: str, dlq_url: str | None) 
 
 
 def _size(attributes: Mapping[str, str]) -> int:
-    return int(attributes.get("MaximumMessageSize", MAX_MESSAGE_SIZE))
+    return int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
 
 
 def _redrive_policy(raw: str | None) -> dict[str, Any]:

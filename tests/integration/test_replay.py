@@ -22,7 +22,7 @@ import pytest
 from relay.cli import main, replay
 from relay.dead_letter import iso_utc
 from relay.message import StepResult
-from relay.sqs.batches import plan_batches
+from relay.sqs.sizes import plan_batches
 from tests.conftest import Emulator, Queues, create_queue_pair
 from tests.integration.worker_support import fast_config, register, run_to_empty
 from tests.support import (

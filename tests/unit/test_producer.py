@@ -26,7 +26,6 @@ from relay.producer import (
     publish_deadline_s,
     shared_publisher,
 )
-from relay.sqs.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES
 from relay.sqs.outgoing import (
     DEADLINE_EXCEEDED,
     MIN_CALL_S,
@@ -35,6 +34,7 @@ from relay.sqs.outgoing import (
     BatchSend,
     OutgoingMessage,
 )
+from relay.sqs.sizes import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 from tests.support import make_steps
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/results"
@@ -229,7 +229,7 @@ def test_every_message_ends_sent_or_failed_never_both(
         for request in requests:
             assert len(request.entries) <= MAX_BATCH_ENTRIES
             assert len(request.indexes) == 1 or sum(sizes[i] for i in request.indexes) <= (
-                MAX_BATCH_BYTES
+                MAX_MESSAGE_BYTES
             )
             outcome = {i: script[round_number][i] for i in request.indexes}
             job.record_response(

@@ -1,4 +1,5 @@
-"""The batch planner: entries to SQS batch requests within both of SQS's limits.
+"""SQS's sizes, and the batch planner: entries to SQS batch requests within both of SQS's
+limits.
 
 One pure function, shared by `relay send`, the worker's dead-letter copies and replay, so the
 two limits (10 entries, 1 MiB of payload per request) are enforced in one place.
@@ -8,8 +9,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeVar
 
 MAX_BATCH_ENTRIES: Final = 10
-MAX_BATCH_BYTES: Final = 1_048_576
-"""SQS's limit on one message and on the sum of a batch request's payloads (1 MiB)."""
+MAX_MESSAGE_BYTES: Final = 1_048_576
+"""1 MiB: SQS's largest message (its largest `MaximumMessageSize`, and the default of a new
+queue), and its limit on the sum of a batch request's payloads."""
 
 T = TypeVar("T")
 
@@ -19,7 +21,7 @@ def plan_batches(
     size_of: Callable[[T], int],
     *,
     max_entries: int = MAX_BATCH_ENTRIES,
-    max_bytes: int = MAX_BATCH_BYTES,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> list[list[T]]:
     """Groups items, in order, into batches of at most `max_entries` and `max_bytes`.
 

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.sqs.batches import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, payload_size, plan_batches
+from relay.sqs.sizes import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, payload_size, plan_batches
 
 MiB = 1024 * 1024
 
@@ -23,7 +23,7 @@ def plan(sizes: list[int], **limits: int) -> list[list[int]]:
 def test_the_limits_are_those_of_sqs() -> None:
     """The defaults are SQS's: 10 entries and 1 MiB (1,048,576 bytes) per request."""
     assert MAX_BATCH_ENTRIES == 10
-    assert MiB == MAX_BATCH_BYTES == 1_048_576
+    assert MiB == MAX_MESSAGE_BYTES == 1_048_576
 
 
 def test_nothing_to_send_plans_no_batch() -> None:
@@ -122,4 +122,4 @@ def test_real_bodies_are_planned_within_sqs_limits(bodies: list[str]) -> None:
     for batch in batches:
         total = sum(len(body.encode("utf-8")) for body in batch)
         assert len(batch) <= MAX_BATCH_ENTRIES
-        assert total <= MAX_BATCH_BYTES or len(batch) == 1
+        assert total <= MAX_MESSAGE_BYTES or len(batch) == 1
