@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiobotocore.session import get_session
 
 from relay.dedupe import Claimed, DedupeTable, Delivered, create_dedupe_table, open_dedupe_table
-from relay.limits import StepKey
 from relay.local import aws_environment, moto_process, point_aws_at
-from relay.message import Status
+from relay.message import Status, StepKey
 
 TABLE = "bench-table-client"
 LEASE_S = 60.0

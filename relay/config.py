@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 
 from relay.dead_letter import UNANNOTATED
 from relay.errors import ConfigError
+from relay.limits import DEFAULT_RETRY, RetryPolicy
 from relay.outcomes import Limits, Reason
 
 LogFormat = Literal["json", "text"]
@@ -83,11 +84,6 @@ class OptionSpec:
     choices: tuple[str, ...] | None = None
     name: str = ""
     """The field it fills."""
-
-    @property
-    def field(self) -> str:
-        """The `RunConfig` field this option fills."""
-        return field_for(self.flag)
 
     @property
     def env(self) -> str:
@@ -165,14 +161,18 @@ class RunConfig:
         maximum=43_200,  # SQS refuses a longer visibility timeout (12 hours).
     )
     retry_budget_s: float = option(
-        20.0,
+        DEFAULT_RETRY.budget_s,
         "Seconds one receive may spend retrying its callback before releasing it.",
         minimum=0.1,
     )
-    max_attempts: int = option(5, "Callback attempts per receive before releasing.", minimum=1)
+    max_attempts: int = option(
+        DEFAULT_RETRY.max_attempts, "Callback attempts per receive before releasing.", minimum=1
+    )
     call_timeout_s: float = option(10.0, "Seconds one callback call may take.", minimum=0.1)
-    backoff_base_s: float = option(0.2, "First retry delay in seconds (then doubling).", minimum=0)
-    backoff_cap_s: float = option(5.0, "Longest in-process retry delay.", minimum=0)
+    backoff_base_s: float = option(
+        DEFAULT_RETRY.base_s, "First retry delay in seconds (then doubling).", minimum=0
+    )
+    backoff_cap_s: float = option(DEFAULT_RETRY.cap_s, "Longest in-process retry delay.", minimum=0)
     release_base_s: float = option(
         5.0,
         "Visibility delay of a released message on its first receive (then doubling).",
@@ -183,7 +183,8 @@ class RunConfig:
     )
     shutdown_grace_s: float = option(
         25.0,
-        "Seconds in-flight callbacks may finish after SIGTERM (ECS waits 30 by default).",
+        "Seconds in-flight callbacks may finish after SIGTERM; an attempt starts only if it can "
+        "finish within what is left, and a call on the wire is awaited, never cut.",
         minimum=0,
     )
     max_rps: float = option(0.0, "Cap on callbacks per second (0 = no cap).", minimum=0)
@@ -251,6 +252,15 @@ class RunConfig:
             )
         check_namespace(self.emf_namespace)
 
+    def retry_policy(self) -> RetryPolicy:
+        """How one receive retries its callback."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            budget_s=self.retry_budget_s,
+            base_s=self.backoff_base_s,
+            cap_s=self.backoff_cap_s,
+        )
+
     def limits(self) -> Limits:
         """The settings the rules of `relay.outcomes.decide` read."""
         return Limits(
@@ -280,15 +290,6 @@ class RunConfig:
 
 RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = options_of(RunConfig)
 """`relay run`'s options, in the order `--help` and the README list them."""
-
-
-def field_for(flag: str) -> str:
-    """The `RunConfig` field for a flag: durations gain `_s`."""
-    name = flag.lstrip("-").replace("-", "_")
-    return name + "_s" if name + "_s" in _RUN_FIELDS else name
-
-
-_RUN_FIELDS: Final = frozenset(item.name for item in fields(RunConfig))
 
 
 # --- dlq stats, dlq export, replay -------------------------------------------------------------

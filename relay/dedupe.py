@@ -44,8 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.aws import new_session
 from relay.errors import ConfigError, RelayError
-from relay.limits import StepKey
-from relay.message import Status
+from relay.message import Status, StepKey
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -1,8 +1,10 @@
-"""One message's path, in one place: parse → copies → circuit → send → decide → act on the queue.
+"""One message's path, in one place: parse → copies → circuit → the fleet's claim → send →
+judge → act on the queue.
 
-The rules are `relay.outcomes.decide`; this module gathers what they need (the parse result,
-the delivered-memory, a copy already in flight, the circuit, the callback's answer), asks, and
-carries the verdict out on the queue. It is also where a message's ids are bound to the log
+The rules are `relay.outcomes` (`decide` before a call, `judge` on its answer); this module
+gathers what they need (the parse result, the delivered-memory, a copy already in flight, the
+circuit, the fleet's claim, the callback's answer), asks, and carries the one verdict out on the
+queue (`_conclude`). It is also where a message's ids are bound to the log
 context, once, and where its end is counted and logged.
 
 Invariant (DESIGN §3): a message is deleted only after its callback succeeded or its
@@ -19,7 +21,7 @@ from typing import Any, Final, TypeVar
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
-from relay.config import RunConfig, default_of
+from relay.config import RunConfig
 from relay.dead_letter import DeadLetter, dead_letter_copy
 from relay.dedupe import (
     Claim,
@@ -31,8 +33,8 @@ from relay.dedupe import (
     lease_for,
 )
 from relay.lifecycle import Shutdown
-from relay.limits import AdaptiveRate, Circuits, DeliveredMemory, StepKey
-from relay.message import InvalidMessage, StepResult, parse
+from relay.limits import AdaptiveRate, Circuits, DeliveredMemory
+from relay.message import InvalidMessage, StepKey, StepResult, parse
 from relay.observability import EveryInterval, Metrics, get_logger, hiding_in_logs
 from relay.outcomes import (
     ACCEPTED,
@@ -54,7 +56,6 @@ from relay.transfer import (
     CallbackError,
     CallbackFailed,
     CallNotStarted,
-    RetryPolicy,
     TransferSender,
 )
 
@@ -89,20 +90,6 @@ class MessageResult:
 def released(error: str, attempts: int = 0, step: StepResult | None = None) -> MessageResult:
     """A message left on the queue because something went wrong on the way."""
     return MessageResult(Verdict(Outcome.RELEASED, text=error), attempts, step)
-
-
-def retry_policy(config: RunConfig | None = None) -> RetryPolicy:
-    """`relay run`'s in-process retry policy; its defaults when no config is given."""
-    values: dict[str, Any] = {
-        name: getattr(config, name) if config is not None else default_of(RunConfig, name)
-        for name in ("max_attempts", "retry_budget_s", "backoff_base_s", "backoff_cap_s")
-    }
-    return RetryPolicy(
-        max_attempts=values["max_attempts"],
-        budget_s=values["retry_budget_s"],
-        base_s=values["backoff_base_s"],
-        cap_s=values["backoff_cap_s"],
-    )
 
 
 class AdaptivePacer:
@@ -197,7 +184,7 @@ class Delivery:
         pacer = AdaptivePacer(metrics, self.rate)
         self.sender = TransferSender(
             transfer,
-            retry_policy(config),
+            config.retry_policy(),
             pacer,
             shutdown=self.shutdown,
             call_timeout_s=config.call_timeout_s,

@@ -1,5 +1,5 @@
-"""Rate and flow limits: the token bucket behind `--max-rps`, the circuit per workflow, and
-the memory of delivered step results that recognises duplicates and conflicts.
+"""Rate and flow limits: the retry policy, the token bucket behind `--max-rps`, the circuit per
+workflow, and the memory of delivered step results that recognises duplicates and conflicts.
 
 Pure asyncio and arithmetic; no AWS here.
 """
@@ -13,6 +13,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+
+from relay.message import StepKey
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """How one receive retries its callback: exponential backoff with full jitter from `base_s`,
+    capped at `cap_s`, at most `max_attempts` within `budget_s`. The defaults are `relay run`'s
+    (its `--max-attempts`, `--retry-budget`, `--backoff-base`, `--backoff-cap`)."""
+
+    max_attempts: int = 5
+    budget_s: float = 20.0
+    base_s: float = 0.2
+    cap_s: float = 5.0
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
 
 
 class TokenBucket:
@@ -197,10 +214,6 @@ class InFlightBudget:
         self.free += count
         if count:
             self._freed.set()
-
-
-StepKey = tuple[str, str, str]
-"""(workflow id, execution id, token): the waiting step a result answers."""
 
 
 class DeliveredMemory:

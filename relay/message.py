@@ -35,6 +35,9 @@ EXECUTION_ID_RULE: Final = (
 )
 TOKEN_RULE: Final = "[A-Za-z0-9_]{1,64}"
 
+StepKey = tuple[str, str, str]
+"""(workflow id, execution id, token): the waiting step a result answers."""
+
 _WORKFLOW_ID = re.compile(WORKFLOW_ID_RULE)
 _EXECUTION_ID = re.compile(EXECUTION_ID_RULE)
 _TOKEN = re.compile(TOKEN_RULE)
@@ -94,7 +97,7 @@ class StepResult:
             object.__setattr__(self, "status", _status("Status", self.status))
 
     @property
-    def step_key(self) -> tuple[str, str, str]:
+    def step_key(self) -> StepKey:
         """The waiting step this result answers, whatever its status."""
         return (self.workflow_id, self.execution_id, self.token)
 

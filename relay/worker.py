@@ -61,18 +61,9 @@ LEASE_AHEAD_S: Final = 2.0
 """Under a send rate, hold about this many seconds of sending in flight."""
 
 
-FINAL_OUTCOMES: Final = (
-    Outcome.DELIVERED,
-    Outcome.DUPLICATE,
-    Outcome.CONFLICT,
-    Outcome.DEAD_LETTERED,
-)
-"""Outcomes that end a message; released and abandoned ones come back."""
-
-
 def finished_count(counts: Mapping[str, int]) -> int:
     """Messages finished for good, of counts by outcome."""
-    return sum(counts.get(outcome.value, 0) for outcome in FINAL_OUTCOMES)
+    return sum(counts.get(outcome.value, 0) for outcome in Outcome if outcome.is_final)
 
 
 @dataclass(frozen=True, slots=True)

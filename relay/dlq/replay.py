@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ReplayConfig
 from relay.dead_letter import DeadMessage
-from relay.delivery import retry_policy
 from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
-from relay.limits import TokenBucket
+from relay.limits import RetryPolicy, TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, judge
 from relay.sqs import (
@@ -435,7 +434,7 @@ async def replay(
                 )
             )
             sender = TransferSender(
-                transfer, retry_policy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
+                transfer, RetryPolicy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
             )
         if config.queue_url and not config.dry_run:
             await check_queue(sqs, config.queue_url, "destination queue")

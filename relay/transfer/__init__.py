@@ -2,10 +2,11 @@
 apart from the sender (`sender`: one `send(step)` with the retry policy). Both clients raise
 relay's own `CallbackError` (`errors`), never botocore's or aiohttp's exceptions."""
 
+from relay.limits import RetryPolicy
 from relay.transfer.aio import AioTransferClient, open_transfer, relay_user_agent, transfer_config
 from relay.transfer.errors import CallbackError, CallbackFailed, CallNotStarted
 from relay.transfer.lean import LeanTransferClient, open_lean_transfer
-from relay.transfer.sender import CallbackClient, NoPacing, Pacer, RetryPolicy, Sent, TransferSender
+from relay.transfer.sender import CallbackClient, NoPacing, Pacer, Sent, TransferSender
 
 __all__ = [
     "AioTransferClient",

@@ -21,6 +21,7 @@ from tenacity import (
 )
 
 from relay.lifecycle import Shutdown, wait_any
+from relay.limits import RetryPolicy
 from relay.message import StepResult
 from relay.transfer.errors import CallbackError, CallbackFailed, CallNotStarted
 
@@ -61,26 +62,21 @@ class NoPacing:
         return None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped, bounded by attempts and a time budget."""
-
-    max_attempts: int
-    budget_s: float
-    base_s: float
-    cap_s: float
-
-    def retrying(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> AsyncRetrying:
-        """The tenacity controller for one receive's attempts (`sleep` waits between them)."""
-        return AsyncRetrying(
-            sleep=sleep or asyncio.sleep,
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
-            wait=_honour_retry_after(
-                wait_random_exponential(multiplier=self.base_s, max=self.cap_s)
-            ),
-            retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
-            reraise=True,
-        )
+def retrying(
+    policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]] | None = None
+) -> AsyncRetrying:
+    """The tenacity controller for one receive's attempts under `policy` (`sleep` waits between
+    them): full jitter, capped, bounded by attempts and the time budget, never sooner than a
+    throttle's RetryAfterSeconds."""
+    return AsyncRetrying(
+        sleep=sleep or asyncio.sleep,
+        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
+        wait=_honour_retry_after(
+            wait_random_exponential(multiplier=policy.base_s, max=policy.cap_s)
+        ),
+        retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
+        reraise=True,
+    )
 
 
 class _honour_retry_after:
@@ -126,7 +122,7 @@ class TransferSender:
         self.call_timeout_s = call_timeout_s
         # Built once; each send copies it (tenacity's own pattern), so its strategies are
         # not rebuilt per message.
-        self._retrying = policy.retrying(self._wait if shutdown is not None else None)
+        self._retrying = retrying(policy, self._wait if shutdown is not None else None)
 
     async def send(self, step: StepResult) -> Sent:
         """Delivers one callback or raises `CallbackFailed` with the last error and attempts

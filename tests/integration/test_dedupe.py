@@ -28,9 +28,8 @@ from relay.dedupe import (
     table_key,
 )
 from relay.errors import ConfigError
-from relay.limits import StepKey
 from relay.local import MotoServer
-from relay.message import Status
+from relay.message import Status, StepKey
 from tests.dedupe_support import serve_refusing_dynamodb
 from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay.config import RUN_OPTIONS, OptionSpec, RunConfig, env_name, field_for
+from relay.config import RUN_OPTIONS, OptionSpec, RunConfig, env_name
 from relay.errors import ConfigError
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/results"
@@ -17,8 +17,8 @@ FLOATS = [spec for spec in RUN_OPTIONS if spec.type is float]
 
 def valid_at(spec: OptionSpec, value: Any) -> dict[str, Any]:
     """Settings that set `spec` to `value` and keep the cross-field rules satisfied."""
-    settings: dict[str, Any] = {"queue_url": QUEUE, spec.field: value}
-    if spec.field == "visibility_timeout_s":
+    settings: dict[str, Any] = {"queue_url": QUEUE, spec.name: value}
+    if spec.name == "visibility_timeout_s":
         settings["retry_budget_s"] = 0.1
     return settings
 
@@ -41,8 +41,8 @@ def test_env_name_is_relay_and_the_option_in_upper_snake_case(option: str, varia
 @pytest.mark.parametrize("spec", RUN_OPTIONS, ids=[spec.flag for spec in RUN_OPTIONS])
 def test_every_option_fills_a_run_config_field_with_the_same_default(spec: OptionSpec) -> None:
     """Each RUN_OPTIONS entry names a RunConfig field whose default is the option's default."""
-    assert spec.field in RUN_FIELDS
-    assert RUN_FIELDS[spec.field].default == spec.default
+    assert spec.name in RUN_FIELDS
+    assert RUN_FIELDS[spec.name].default == spec.default
     assert isinstance(spec.default, spec.type)
     assert spec.env == env_name(spec.flag)
     assert spec.flag.startswith("--")
@@ -51,17 +51,22 @@ def test_every_option_fills_a_run_config_field_with_the_same_default(spec: Optio
 
 def test_durations_end_in_s_and_nothing_else_does() -> None:
     """A flag's field gains `_s` exactly when the RunConfig field is a duration in seconds."""
-    assert field_for("--visibility-timeout") == "visibility_timeout_s"
-    assert field_for("--max-in-flight") == "max_in_flight"
-    assert field_for("--max-rps") == "max_rps"
-    assert len({spec.field for spec in RUN_OPTIONS}) == len(RUN_OPTIONS)
+    fields = {spec.flag: spec.name for spec in RUN_OPTIONS}
+    assert fields["--visibility-timeout"] == "visibility_timeout_s"
+    assert fields["--max-in-flight"] == "max_in_flight"
+    assert fields["--max-rps"] == "max_rps"
+    assert all(
+        name.endswith("_s") == (flag != "--" + name.replace("_", "-"))
+        for flag, name in fields.items()
+    )
+    assert len({spec.name for spec in RUN_OPTIONS}) == len(RUN_OPTIONS)
 
 
 def test_defaults_are_valid() -> None:
     """A config with only a queue URL is valid and holds every option's default."""
     config = RunConfig(queue_url=QUEUE)
     for spec in RUN_OPTIONS:
-        assert getattr(config, spec.field) == spec.default
+        assert getattr(config, spec.name) == spec.default
 
 
 @pytest.mark.parametrize("spec", BOUNDED, ids=[spec.flag for spec in BOUNDED])
@@ -71,7 +76,7 @@ def test_each_minimum_is_accepted_and_anything_below_it_is_a_config_error(
     """A value at an option's minimum is accepted; one below it raises ConfigError naming it."""
     assert spec.minimum is not None
     at_minimum = spec.type(spec.minimum)
-    assert getattr(RunConfig(**valid_at(spec, at_minimum)), spec.field) == at_minimum
+    assert getattr(RunConfig(**valid_at(spec, at_minimum)), spec.name) == at_minimum
     below = at_minimum - 1 if spec.type is int else at_minimum - 0.05
     with pytest.raises(ConfigError, match=f"^{spec.flag} must be at least"):
         RunConfig(**valid_at(spec, below))
@@ -152,14 +157,14 @@ def test_build_without_any_queue_url_is_a_config_error(monkeypatch: pytest.Monke
 
 def test_build_drops_unset_options_and_keeps_the_rest() -> None:
     """Options that click left as None take their defaults; given ones are used."""
-    options = {spec.field: None for spec in RUN_OPTIONS}
+    options = {spec.name: None for spec in RUN_OPTIONS}
     config = RunConfig.build({**options, "queue_url": QUEUE, "max_in_flight": 3}, {})
     assert config == RunConfig(queue_url=QUEUE, max_in_flight=3)
 
 
 def test_build_with_every_cli_default_equals_the_plain_defaults() -> None:
     """Building from the CLI's defaults gives the same config as the dataclass's defaults."""
-    options = {spec.field: spec.default for spec in RUN_OPTIONS}
+    options = {spec.name: spec.default for spec in RUN_OPTIONS}
     built = RunConfig.build({**options, "queue_url": QUEUE, "exit_when_empty": False}, {})
     assert built == RunConfig(queue_url=QUEUE)
 
