@@ -20,6 +20,7 @@ from relay.emulator import FailureKind, Faults
 from relay.emulator.protocol import ErrorForm, GatewayBody
 from relay.message import StepResult
 from relay.transfer import (
+    AioTransferClient,
     CallbackError,
     RetryPolicy,
     TransferSender,
@@ -166,7 +167,8 @@ async def test_both_senders_read_a_gateway_answer_as_its_bare_status(
 async def test_a_client_not_opened_by_relay_still_reads_the_header_form(
     emulator: Emulator,
 ) -> None:
-    """On a plain aiobotocore client, the X-Amzn-Errortype header still names the error."""
+    """On a plain aiobotocore client (without the error hook `open_transfer` registers), the
+    X-Amzn-Errortype header still names the error."""
     base = make_steps(1, seed=122)[0]
     step = StepResult("w-" + "h" * 17, base.execution_id, base.token, base.status)
     policy = RetryPolicy(max_attempts=1, budget_s=5.0, base_s=0.0, cap_s=0.0)
@@ -175,7 +177,7 @@ async def test_a_client_not_opened_by_relay_still_reads_the_header_form(
             Faults(error_form=form, error_workflows={step.workflow_id: "ExpiredTokenException"})
         )
         async with get_session().create_client("transfer", config=ONE_ATTEMPT) as client:
-            result = await seen(TransferSender(client, policy), step)
+            result = await seen(TransferSender(AioTransferClient(client), policy), step)
 
         assert (result.code, result.http_status) == ("ExpiredTokenException", 400)
         assert result.message == "The security token included in the request is expired"
