@@ -17,11 +17,14 @@ import pytest
 from relay.aws import new_session
 from relay.dedupe import (
     CHECK_KEY,
+    CLAIM_RETRY,
+    FAILURES_TO_OPEN,
     Claimed,
     DedupeTable,
     DedupeUnavailable,
     Delivered,
     HeldElsewhere,
+    TableRetry,
     create_dedupe_table,
     dedupe_config,
     open_dedupe_table,
@@ -31,7 +34,7 @@ from relay.errors import ConfigError
 from relay.limits import StepKey
 from relay.local import MotoServer
 from relay.message import Status
-from tests.dedupe_support import serve_refusing_dynamodb
+from tests.dedupe_support import open_table_at, serve_refusing_dynamodb
 from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps
 
@@ -42,6 +45,8 @@ else:
 
 LEASE_S = 30.0
 TTL_S = 3600.0
+QUICK = TableRetry(max_attempts=3, budget_s=2.0, base_s=0.001, cap_s=0.005)
+"""Three attempts with hardly a wait: what a test of retrying needs, fast."""
 
 
 @pytest.fixture
@@ -351,65 +356,115 @@ async def test_a_missing_table_mid_run_is_unavailable(
     assert raised.value.code == "ResourceNotFoundException"
 
 
-async def test_an_unreachable_table_is_unavailable_then_skipped(step_key: StepKey) -> None:
-    """Nothing listening: the claim fails with DedupeUnavailable, later calls skip the table."""
+async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(step_key: StepKey) -> None:
+    """Nothing listening: each claim fails (retried, then DedupeUnavailable, not down) until
+    the third in a row, which finds the table down; later calls fail at once, saying why."""
     url = f"http://127.0.0.1:{free_port()}"
     config = dedupe_config()
     async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
-        table = DedupeTable(client, "relay-dedupe", "a")
-        with pytest.raises(DedupeUnavailable) as raised:
-            await table.claim(step_key, Status.SUCCESS, LEASE_S)
-        assert raised.value.code == "EndpointConnectionError"
+        table = DedupeTable(client, "relay-dedupe", "a", claim_retry=QUICK, record_retry=QUICK)
+        failures: list[DedupeUnavailable] = []
+        for _ in range(FAILURES_TO_OPEN):
+            with pytest.raises(DedupeUnavailable) as raised:
+                await table.claim(step_key, Status.SUCCESS, LEASE_S)
+            failures.append(raised.value)
+        assert {f.code for f in failures} == {"EndpointConnectionError"}
+        assert [f.table_down for f in failures] == [False] * (FAILURES_TO_OPEN - 1) + [True]
+        assert table.is_down
 
         with pytest.raises(DedupeUnavailable) as skipped:
             await table.record_delivered(step_key, Status.SUCCESS, TTL_S)
-        assert skipped.value.code == "cooling_down"
+        assert skipped.value.code == "table_down"
+        assert skipped.value.table_down is True
         assert "EndpointConnectionError" in str(skipped.value)
 
-        with pytest.raises(DedupeUnavailable):
+        # The start-up check asks the table itself, whatever the circuit says.
+        with pytest.raises(DedupeUnavailable) as checked:
             await table.check()
+        assert checked.value.code == "EndpointConnectionError"
 
 
-async def test_the_table_is_used_again_after_the_cooldown(
+async def test_one_failed_call_does_not_switch_the_table_off(
     dynamodb: DynamoDBClient, step_key: StepKey
 ) -> None:
-    """Once the cooldown has passed, a table that is back answers claims again."""
+    """A call that failed (the table missing for a moment) leaves the table in use: the next
+    claim goes to it at once and is claimed."""
     name = f"relay-late-{uuid.uuid4().hex[:8]}"
-    table = DedupeTable(dynamodb, name, "a", cooldown_s=0.3)
-    with pytest.raises(DedupeUnavailable):
+    table = DedupeTable(dynamodb, name, "a")
+    with pytest.raises(DedupeUnavailable) as raised:
         await table.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert raised.value.code == "ResourceNotFoundException"
+    assert raised.value.table_down is False
+    assert not table.is_down
     await create_dedupe_table(dynamodb, name)
 
-    codes: list[str] = []
-
-    async def claimed() -> bool:
-        try:
-            return isinstance(await table.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
-        except DedupeUnavailable as exc:
-            codes.append(exc.code)
-            return False
-
-    await eventually(claimed, timeout_s=5, interval_s=0.05, what="the table used again")
-    # Between the failure and the recovery, calls were skipped, not sent to the table.
-    assert set(codes) <= {"cooling_down"}
+    assert isinstance(await table.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
 
 
-async def test_a_throttled_table_is_retried_by_botocore_then_unavailable(
+@pytest.mark.parametrize(
+    ("code", "http_status"),
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("RequestLimitExceeded", 400),
+        ("InternalServerError", 500),
+        ("ServiceUnavailable", 503),
+        ("SomethingNew", 502),
+    ],
+)
+async def test_a_throttled_or_failing_call_is_retried_then_unavailable(
+    step_key: StepKey, code: str, http_status: int
+) -> None:
+    """Throttles, server errors and any 5xx are asked again (by relay: botocore's retries are
+    off) up to the policy's attempts; then DedupeUnavailable with the code, the table not down
+    after one such call."""
+    async with (
+        serve_refusing_dynamodb(code, http_status) as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+    ):
+        with pytest.raises(DedupeUnavailable) as raised:
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert raised.value.code == code
+    assert raised.value.table_down is False
+    assert endpoint.requests == ["PutItem"] * QUICK.max_attempts
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["ResourceNotFoundException", "AccessDeniedException", "ValidationException", "Unknown4xx"],
+)
+async def test_a_call_that_asking_again_cannot_mend_fails_at_once(
+    step_key: StepKey, code: str
+) -> None:
+    """A missing table, a denial, a malformed request or an unknown 400 are not retried."""
+    async with (
+        serve_refusing_dynamodb(code) as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+    ):
+        with pytest.raises(DedupeUnavailable) as raised:
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert raised.value.code == code
+    assert endpoint.requests == ["PutItem"]
+
+
+async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
     step_key: StepKey,
 ) -> None:
-    """Throttling is retried with backoff (3 attempts, standard mode), then DedupeUnavailable."""
-    async with serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint:
-        config = dedupe_config()
-        async with new_session().create_client(
-            "dynamodb", endpoint_url=endpoint.url, config=config
-        ) as client:
-            with pytest.raises(DedupeUnavailable) as raised:
-                await DedupeTable(client, "relay-dedupe", "a").claim(
-                    step_key, Status.SUCCESS, LEASE_S
-                )
+    """With the default policy, a claim throttled every time gives up after at most eight
+    attempts and about a second: a claim is worth no more."""
+    async with (
+        serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a") as table,
+    ):
+        started = time.monotonic()
+        with pytest.raises(DedupeUnavailable):
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+        took = time.monotonic() - started
 
-    assert raised.value.code == "ProvisionedThroughputExceededException"
-    assert endpoint.requests == ["PutItem"] * 3
+    assert 2 <= len(endpoint.requests) <= CLAIM_RETRY.max_attempts
+    assert took < CLAIM_RETRY.budget_s + 0.3
 
 
 async def test_a_denied_table_fails_the_check_and_the_calls(step_key: StepKey) -> None:

@@ -1,8 +1,18 @@
-"""The pure parts of the shared delivered-memory: its item key, its lease, its waits."""
+"""The pure parts of the shared delivered-memory: its item key, its lease, its waits, the
+circuit that says the table is down, and the labels of its failures."""
 
 import re
 
-from relay.dedupe import CHECK_KEY, HeldElsewhere, lease_for, table_key
+import pytest
+
+from relay.dedupe import (
+    CHECK_KEY,
+    DedupeUnavailable,
+    HeldElsewhere,
+    TableCircuit,
+    lease_for,
+    table_key,
+)
 
 STEP = ("w-abcdefghijklmnopq", "12345678-1234-1234-1234-123456789abc", "tok_1")
 
@@ -43,3 +53,114 @@ def test_a_held_step_says_how_long_to_wait() -> None:
     """The wait is the time left on the other lease, never negative."""
     assert HeldElsewhere(until=1000.0).wait_s(now=990.5) == 9.5
     assert HeldElsewhere(until=1000.0).wait_s(now=1001.0) == 0.0
+
+
+# --- the circuit: whether the table is down -------------------------------------------------
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def opened(clock: FakeClock) -> TableCircuit:
+    """A circuit (3 failures, 5 s cooldown) just opened by three failed calls."""
+    circuit = TableCircuit(failures_to_open=3, cooldown_s=5.0, clock=clock)
+    for _ in range(3):
+        assert circuit.allow()
+        circuit.failed()
+    return circuit
+
+
+def test_the_circuit_opens_only_after_failures_in_a_row() -> None:
+    """Two failed calls leave the table in use; the third in a row makes it down."""
+    circuit = TableCircuit(failures_to_open=3, cooldown_s=5.0, clock=FakeClock())
+    circuit.failed()
+    circuit.failed()
+    assert not circuit.is_down
+    assert circuit.allow()
+    circuit.failed()
+    assert circuit.is_down
+    assert not circuit.allow()
+
+
+def test_an_answer_between_failures_starts_the_count_again() -> None:
+    """Any answer (a failed condition included) resets the count: a table that answers
+    sometimes is not down."""
+    circuit = TableCircuit(failures_to_open=3, cooldown_s=5.0, clock=FakeClock())
+    for _ in range(10):
+        circuit.failed()
+        circuit.failed()
+        circuit.answered()
+    assert not circuit.is_down
+    assert circuit.failures == 0
+
+
+def test_an_open_circuit_lets_one_probe_through_per_cooldown() -> None:
+    """While down, calls are refused until the cooldown has passed; then exactly one goes
+    through, and the rest wait for the next cooldown."""
+    clock = FakeClock()
+    circuit = opened(clock)
+    clock.now += 4.9
+    assert not circuit.allow()
+    assert circuit.wait_s() == pytest.approx(0.1)
+    clock.now += 0.1
+    assert circuit.allow()
+    assert not circuit.allow()
+    assert circuit.wait_s() == pytest.approx(5.0)
+
+
+def test_an_answered_probe_closes_the_circuit() -> None:
+    """The probe's answer closes the circuit: every call goes through again."""
+    clock = FakeClock()
+    circuit = opened(clock)
+    clock.now += 5.0
+    assert circuit.allow()
+    circuit.answered()
+    assert not circuit.is_down
+    assert circuit.wait_s() == 0.0
+    assert all(circuit.allow() for _ in range(5))
+
+
+def test_a_failed_probe_keeps_the_circuit_open_for_another_cooldown() -> None:
+    """A probe that fails (after its retries) holds off the next one a cooldown from its end."""
+    clock = FakeClock()
+    circuit = opened(clock)
+    clock.now += 5.0
+    assert circuit.allow()
+    clock.now += 2.0  # the probe's retries took two seconds
+    circuit.failed()
+    assert circuit.is_down
+    clock.now += 4.9
+    assert not circuit.allow()
+    clock.now += 0.1
+    assert circuit.allow()
+
+
+def test_a_probe_that_never_reports_holds_off_the_next_for_a_cooldown() -> None:
+    """A cancelled probe reports nothing, and leaves nothing stuck: the next probe is due a
+    cooldown after it was taken."""
+    clock = FakeClock()
+    circuit = opened(clock)
+    clock.now += 5.0
+    assert circuit.allow()  # taken, then cancelled
+    clock.now += 4.9
+    assert not circuit.allow()
+    clock.now += 0.1
+    assert circuit.allow()
+
+
+def test_a_failure_labels_metrics_with_bounded_codes() -> None:
+    """A code an endpoint made up is labelled `other`; DynamoDB's codes, transport failures and
+    relay's own words keep their names."""
+    assert DedupeUnavailable("Made-Up", "x", from_service=True).label == "other"
+    assert DedupeUnavailable("ThrottlingException", "x", from_service=True).label == (
+        "ThrottlingException"
+    )
+    assert DedupeUnavailable("EndpointConnectionError", "x").label == "EndpointConnectionError"
+    assert DedupeUnavailable("table_down", "x", table_down=True).label == "table_down"

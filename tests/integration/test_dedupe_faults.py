@@ -1,0 +1,295 @@
+"""The shared delivered-memory (DESIGN §10) when the table misbehaves: throttled and failing
+calls retried within their budgets, answers lost after a write landed, and a table that stays
+down (the circuit and its probe).
+
+Proxies on loopback stand between the tables and moto's DynamoDB server (tests/dedupe_support).
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from relay.aws import new_session
+from relay.dedupe import (
+    FAILURES_TO_OPEN,
+    Claim,
+    Claimed,
+    DedupeTable,
+    DedupeUnavailable,
+    HeldElsewhere,
+    TableCircuit,
+    TableRetry,
+    create_dedupe_table,
+    dedupe_config,
+    table_key,
+)
+from relay.limits import StepKey
+from relay.local import MotoServer
+from relay.message import Status
+from tests.dedupe_support import (
+    FAILED,
+    FAILED_AFTER,
+    HUNG,
+    HUNG_AFTER,
+    THROTTLED,
+    open_table_at,
+    serve_faulty_dynamodb,
+)
+from tests.support import make_steps
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+LEASE_S = 30.0
+TTL_S = 3600.0
+QUICK = TableRetry(max_attempts=3, budget_s=2.0, base_s=0.001, cap_s=0.005)
+"""Three attempts with hardly a wait: what a test of retrying needs, fast."""
+
+
+@pytest.fixture
+async def moto(local_dynamodb: MotoServer) -> AsyncIterator[DynamoDBClient]:
+    """A client straight to moto's DynamoDB, behind no proxy: the table as it really is."""
+    config = dedupe_config()
+    async with new_session().create_client(
+        "dynamodb", endpoint_url=local_dynamodb.url, config=config
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def table_name(moto: DynamoDBClient) -> str:
+    """A fresh table made like the template's."""
+    name = f"relay-faults-{uuid.uuid4().hex[:12]}"
+    await create_dedupe_table(moto, name)
+    return name
+
+
+@pytest.fixture
+def step_key() -> StepKey:
+    """One step's (workflow, execution, token)."""
+    return make_steps(1)[0].step_key
+
+
+async def item(moto: DynamoDBClient, table_name: str, key: StepKey) -> dict[str, Any] | None:
+    """A step's item as moto stores it (a consistent read)."""
+    answer = await moto.get_item(
+        TableName=table_name, Key={"pk": {"S": table_key(key)}}, ConsistentRead=True
+    )
+    return answer.get("Item")
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- attempts cut short, answers lost, a table that fails often -----------------------------
+
+
+@pytest.mark.parametrize("fault", [HUNG, FAILED])
+async def test_a_call_cut_before_the_table_is_retried_and_claims(
+    local_dynamodb: MotoServer, table_name: str, step_key: StepKey, fault: str
+) -> None:
+    """A first attempt that times out or fails before reaching the table is tried again, and
+    claims."""
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, next_faults=[fault], hang_s=5.0) as endpoint,
+        open_table_at(
+            endpoint.url, table_name, "a", read_timeout_s=0.2, claim_retry=QUICK
+        ) as table,
+    ):
+        claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert isinstance(claim, Claimed)
+    assert endpoint.seen[fault] == 1
+    assert endpoint.operations["PutItem"] == 2
+
+
+@pytest.mark.parametrize("fault", [HUNG_AFTER, FAILED_AFTER])
+async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
+    local_dynamodb: MotoServer,
+    moto: DynamoDBClient,
+    table_name: str,
+    step_key: StepKey,
+    fault: str,
+) -> None:
+    """The claim's write landed but its answer was lost: the retry finds our own claim and
+    holds it; another task is held off."""
+    async with serve_faulty_dynamodb(
+        local_dynamodb.url, next_faults=[fault], hang_s=5.0
+    ) as endpoint:
+        async with open_table_at(
+            endpoint.url, table_name, "a", read_timeout_s=0.2, claim_retry=QUICK
+        ) as table:
+            claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
+        async with open_table_at(endpoint.url, table_name, "b") as other:
+            held = await other.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert isinstance(claim, Claimed)
+    stored = await item(moto, table_name, step_key)
+    assert stored is not None
+    assert stored["owner"] == {"S": claim.claim_id}
+    assert held == HeldElsewhere(until=claim.until)
+
+
+async def test_a_delivered_record_whose_answer_was_lost_is_written_again(
+    local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """A delivered record that landed with a 500 for an answer is written again, no error."""
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, next_faults=[FAILED_AFTER]) as endpoint,
+        open_table_at(endpoint.url, table_name, "a", record_retry=QUICK) as table,
+    ):
+        await table.record_delivered(step_key, Status.FAILURE, TTL_S)
+
+    assert endpoint.operations["PutItem"] == 2
+    stored = await item(moto, table_name, step_key)
+    assert stored is not None
+    assert stored["state"] == {"S": "delivered"}
+    assert stored["status"] == {"S": "FAILURE"}
+
+
+async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
+    local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str
+) -> None:
+    """Half the calls throttled and a tenth failing with 500s (the default budgets): three tasks
+    claiming 30 steps twice each, 8 at a time each, give each step to exactly one, no claim
+    finds the table down (so none would call unclaimed), and every delivered record lands."""
+    keys = [step.step_key for step in make_steps(30, seed=4040)]
+    in_flight: dict[str, asyncio.Semaphore] = {}
+    looked_again = 0
+    taken_for_down: list[DedupeUnavailable] = []
+
+    async def settle(table: DedupeTable, key: StepKey) -> tuple[DedupeTable, StepKey, Claim]:
+        """A claim as a worker makes it, within its in-flight budget: after a single failed
+        call, it looks again a little later."""
+        nonlocal looked_again
+        async with in_flight[table.owner]:
+            while True:
+                try:
+                    return table, key, await table.claim(key, Status.SUCCESS, LEASE_S)
+                except DedupeUnavailable as exc:
+                    if exc.table_down:
+                        taken_for_down.append(exc)  # a worker would call unclaimed
+                        return table, key, HeldElsewhere(until=0.0)
+                    looked_again += 1
+                    await asyncio.sleep(0.05)
+
+    async with (
+        serve_faulty_dynamodb(
+            local_dynamodb.url, seed=11, throttle_share=0.5, error_share=0.1
+        ) as endpoint,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        tables = [
+            await stack.enter_async_context(open_table_at(endpoint.url, table_name, f"task{i}"))
+            for i in range(3)
+        ]
+        in_flight.update({table.owner: asyncio.Semaphore(8) for table in tables})
+        claims = await asyncio.gather(
+            *(settle(table, key) for table in tables for key in keys for _ in range(2))
+        )
+        winners = [(table, key) for table, key, claim in claims if isinstance(claim, Claimed)]
+        await asyncio.gather(
+            *(table.record_delivered(key, Status.SUCCESS, TTL_S) for table, key in winners)
+        )
+
+    assert taken_for_down == []
+    assert sorted(key for _, key in winners) == sorted(keys)
+    assert all(isinstance(c, Claimed | HeldElsewhere) for _, _, c in claims)
+    for key in keys:
+        stored = await item(moto, table_name, key)
+        assert stored is not None
+        assert stored["state"] == {"S": "delivered"}
+    # The faults did happen, and a claim that failed after its retries was rare.
+    assert endpoint.seen[THROTTLED] > 80
+    assert endpoint.seen[FAILED] > 15
+    assert looked_again < 30  # a few percent of the claims
+
+
+# --- the circuit ----------------------------------------------------------------------------
+
+
+async def test_a_table_that_stays_down_opens_the_circuit_probes_and_closes(
+    local_dynamodb: MotoServer, table_name: str
+) -> None:
+    """Down for good: each call fails after its retries until the third in a row opens the
+    circuit; then calls fail at once without a request but for one probe per cooldown, and
+    the first probe the table answers closes it."""
+    clock = FakeClock()
+    circuit = TableCircuit(cooldown_s=5.0, clock=clock)
+    keys = [step.step_key for step in make_steps(8, seed=77)]
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, down=True) as endpoint,
+        open_table_at(
+            endpoint.url, table_name, "a", claim_retry=QUICK, record_retry=QUICK, circuit=circuit
+        ) as table,
+    ):
+        failures: list[DedupeUnavailable] = []
+        for key in keys[:FAILURES_TO_OPEN]:
+            with pytest.raises(DedupeUnavailable) as raised:
+                await table.claim(key, Status.SUCCESS, LEASE_S)
+            failures.append(raised.value)
+        assert [f.table_down for f in failures] == [False] * (FAILURES_TO_OPEN - 1) + [True]
+        assert {f.code for f in failures} == {"InternalServerError"}
+        assert table.is_down
+        assert endpoint.seen[FAILED] == FAILURES_TO_OPEN * QUICK.max_attempts
+
+        async def fails_fast(call: Any) -> None:
+            sent = endpoint.operations.total()
+            with pytest.raises(DedupeUnavailable) as raised:
+                await call
+            assert raised.value.code == "table_down"
+            assert raised.value.table_down is True
+            assert "InternalServerError" in str(raised.value)
+            assert endpoint.operations.total() == sent  # no request
+
+        await fails_fast(table.claim(keys[3], Status.SUCCESS, LEASE_S))
+        await fails_fast(table.record_delivered(keys[3], Status.SUCCESS, TTL_S))
+
+        clock.now += 5.0  # the probe is due: it goes through, fails, and reopens
+        with pytest.raises(DedupeUnavailable) as probe:
+            await table.claim(keys[4], Status.SUCCESS, LEASE_S)
+        assert probe.value.code == "InternalServerError"
+        assert probe.value.table_down is True
+        await fails_fast(table.claim(keys[4], Status.SUCCESS, LEASE_S))
+        clock.now += 4.0
+        await fails_fast(table.claim(keys[4], Status.SUCCESS, LEASE_S))
+
+        endpoint.down = False
+        clock.now += 1.0  # the next probe is due, and the table answers
+        assert isinstance(await table.claim(keys[5], Status.SUCCESS, LEASE_S), Claimed)
+        assert not table.is_down
+        assert isinstance(await table.claim(keys[6], Status.SUCCESS, LEASE_S), Claimed)
+
+
+async def test_a_success_between_failures_keeps_the_circuit_closed(
+    local_dynamodb: MotoServer, table_name: str
+) -> None:
+    """Failed calls that are not in a row never open the circuit: a table that answers
+    sometimes is not down."""
+    keys = [step.step_key for step in make_steps(9, seed=78)]
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url) as endpoint,
+        open_table_at(endpoint.url, table_name, "a", claim_retry=QUICK) as table,
+    ):
+        for index, key in enumerate(keys):
+            if index % 3 == 2:
+                assert isinstance(await table.claim(key, Status.SUCCESS, LEASE_S), Claimed)
+                continue
+            endpoint.next_faults = [FAILED] * QUICK.max_attempts
+            with pytest.raises(DedupeUnavailable) as raised:
+                await table.claim(key, Status.SUCCESS, LEASE_S)
+            assert raised.value.table_down is False
+        assert not table.is_down
