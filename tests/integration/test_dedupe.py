@@ -453,7 +453,7 @@ async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
     step_key: StepKey,
 ) -> None:
     """With the default policy, a claim throttled every time gives up after at most eight
-    attempts and about a second: a claim is worth no more."""
+    attempts and a second of retrying: a claim is worth no more."""
     async with (
         serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint,
         open_table_at(endpoint.url, "relay-dedupe", "a") as table,
@@ -464,7 +464,8 @@ async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
         took = time.monotonic() - started
 
     assert 2 <= len(endpoint.requests) <= CLAIM_RETRY.max_attempts
-    assert took < CLAIM_RETRY.budget_s + 0.3
+    # No wait runs past the budget; only the last attempt itself may (up to its read timeout).
+    assert took < CLAIM_RETRY.budget_s + 1.0
 
 
 async def test_a_denied_table_fails_the_check_and_the_calls(step_key: StepKey) -> None:

@@ -7,6 +7,7 @@ Proxies on loopback stand between the tables and moto's DynamoDB server (tests/d
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,9 @@ import pytest
 
 from relay.aws import new_session
 from relay.dedupe import (
+    CLAIM_RETRY,
     FAILURES_TO_OPEN,
+    RECORD_RETRY,
     Claim,
     Claimed,
     DedupeTable,
@@ -50,6 +53,10 @@ LEASE_S = 30.0
 TTL_S = 3600.0
 QUICK = TableRetry(max_attempts=3, budget_s=2.0, base_s=0.001, cap_s=0.005)
 """Three attempts with hardly a wait: what a test of retrying needs, fast."""
+UNHURRIED_CLAIM = dataclasses.replace(CLAIM_RETRY, budget_s=10.0)
+UNHURRIED_RECORD = dataclasses.replace(RECORD_RETRY, budget_s=30.0)
+"""The default attempts and waits, with the time to make them on a loaded test host (where one
+attempt can take a good part of a second); the time budgets are proven apart."""
 
 
 @pytest.fixture
@@ -94,6 +101,39 @@ class FakeClock:
         return self.now
 
 
+class ClaimingTask:
+    """A task's claims as its worker makes them: at most `in_flight` at once, and after one
+    failed call a claim looks again a little later; a table found down is noted (the worker
+    would then call without a claim)."""
+
+    def __init__(self, table: DedupeTable, in_flight: int = 8) -> None:
+        self.table = table
+        self._gate = asyncio.Semaphore(in_flight)
+        self.won: list[StepKey] = []
+        self.lost_to: list[Claim] = []
+        self.looked_again = 0
+        self.found_down: list[DedupeUnavailable] = []
+
+    async def claim(self, key: StepKey) -> None:
+        """Claims the step until the table says who has it (or is down)."""
+        async with self._gate:
+            while True:
+                try:
+                    claim = await self.table.claim(key, Status.SUCCESS, LEASE_S)
+                except DedupeUnavailable as exc:
+                    if exc.table_down:
+                        self.found_down.append(exc)
+                        return
+                    self.looked_again += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                if isinstance(claim, Claimed):
+                    self.won.append(key)
+                else:
+                    self.lost_to.append(claim)
+                return
+
+
 # --- attempts cut short, answers lost, a table that fails often -----------------------------
 
 
@@ -106,7 +146,7 @@ async def test_a_call_cut_before_the_table_is_retried_and_claims(
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, next_faults=[fault], hang_s=5.0) as endpoint,
         open_table_at(
-            endpoint.url, table_name, "a", read_timeout_s=0.2, claim_retry=QUICK
+            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK
         ) as table,
     ):
         claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
@@ -130,7 +170,7 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
         local_dynamodb.url, next_faults=[fault], hang_s=5.0
     ) as endpoint:
         async with open_table_at(
-            endpoint.url, table_name, "a", read_timeout_s=0.2, claim_retry=QUICK
+            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK
         ) as table:
             claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
         async with open_table_at(endpoint.url, table_name, "b") as other:
@@ -163,51 +203,41 @@ async def test_a_delivered_record_whose_answer_was_lost_is_written_again(
 async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
     local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str
 ) -> None:
-    """Half the calls throttled and a tenth failing with 500s (the default budgets): three tasks
-    claiming 30 steps twice each, 8 at a time each, give each step to exactly one, no claim
-    finds the table down (so none would call unclaimed), and every delivered record lands."""
+    """Half the calls throttled and a tenth failing with 500s (the default attempts and waits):
+    three tasks claiming 30 steps twice each, 8 at a time each, give each step to exactly one,
+    no claim finds the table down (so none would call unclaimed), and every record lands."""
     keys = [step.step_key for step in make_steps(30, seed=4040)]
-    in_flight: dict[str, asyncio.Semaphore] = {}
-    looked_again = 0
-    taken_for_down: list[DedupeUnavailable] = []
-
-    async def settle(table: DedupeTable, key: StepKey) -> tuple[DedupeTable, StepKey, Claim]:
-        """A claim as a worker makes it, within its in-flight budget: after a single failed
-        call, it looks again a little later."""
-        nonlocal looked_again
-        async with in_flight[table.owner]:
-            while True:
-                try:
-                    return table, key, await table.claim(key, Status.SUCCESS, LEASE_S)
-                except DedupeUnavailable as exc:
-                    if exc.table_down:
-                        taken_for_down.append(exc)  # a worker would call unclaimed
-                        return table, key, HeldElsewhere(until=0.0)
-                    looked_again += 1
-                    await asyncio.sleep(0.05)
-
     async with (
         serve_faulty_dynamodb(
             local_dynamodb.url, seed=11, throttle_share=0.5, error_share=0.1
         ) as endpoint,
         contextlib.AsyncExitStack() as stack,
     ):
-        tables = [
-            await stack.enter_async_context(open_table_at(endpoint.url, table_name, f"task{i}"))
+        tasks = [
+            ClaimingTask(
+                await stack.enter_async_context(
+                    open_table_at(
+                        endpoint.url,
+                        table_name,
+                        f"t{i}",
+                        claim_retry=UNHURRIED_CLAIM,
+                        record_retry=UNHURRIED_RECORD,
+                    )
+                )
+            )
             for i in range(3)
         ]
-        in_flight.update({table.owner: asyncio.Semaphore(8) for table in tables})
-        claims = await asyncio.gather(
-            *(settle(table, key) for table in tables for key in keys for _ in range(2))
-        )
-        winners = [(table, key) for table, key, claim in claims if isinstance(claim, Claimed)]
+        await asyncio.gather(*(task.claim(key) for task in tasks for key in keys for _ in range(2)))
         await asyncio.gather(
-            *(table.record_delivered(key, Status.SUCCESS, TTL_S) for table, key in winners)
+            *(
+                task.table.record_delivered(key, Status.SUCCESS, TTL_S)
+                for task in tasks
+                for key in task.won
+            )
         )
 
-    assert taken_for_down == []
-    assert sorted(key for _, key in winners) == sorted(keys)
-    assert all(isinstance(c, Claimed | HeldElsewhere) for _, _, c in claims)
+    assert [task.found_down for task in tasks] == [[], [], []]
+    assert sorted(key for task in tasks for key in task.won) == sorted(keys)
     for key in keys:
         stored = await item(moto, table_name, key)
         assert stored is not None
@@ -215,7 +245,7 @@ async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
     # The faults did happen, and a claim that failed after its retries was rare.
     assert endpoint.seen[THROTTLED] > 80
     assert endpoint.seen[FAILED] > 15
-    assert looked_again < 30  # a few percent of the claims
+    assert sum(task.looked_again for task in tasks) < 30
 
 
 # --- the circuit ----------------------------------------------------------------------------
