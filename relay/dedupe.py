@@ -25,8 +25,8 @@ within a budget that fits what it is worth, a claim a second (`CLAIM_RETRY`), a 
 call already made three (`RECORD_RETRY`). A call that still fails raises `DedupeUnavailable`;
 after `FAILURES_TO_OPEN` such calls in a row the table counts as down (`TableCircuit`): calls
 fail at once, but for one probe every `COOLDOWN_S`, whose answer closes the circuit. Every
-failure of the table (unreachable, throttled past the retries, denied, missing, an item
-missing or unreadable) raises `DedupeUnavailable`, which says whether the table is down: then
+failure of the table (unreachable, throttled past the retries, denied, missing, an item it
+cannot have written) raises `DedupeUnavailable`, which says whether the table is down: then
 callers fall back to their own memory for that message; after one failed call they release it
 briefly and look again. botocore's exceptions are caught here and nowhere else.
 """
@@ -81,6 +81,9 @@ FAILURES_TO_OPEN: Final = 3
 """Calls failed in a row (each after its retries) after which the table counts as down."""
 COOLDOWN_S: Final = 5.0
 """While the table is down, calls fail at once but for one probe this often."""
+CLAIM_ROUNDS: Final = 3
+"""Claims tried for one step when an endpoint answers a failed condition without the item and
+the item read back has ended meanwhile."""
 _GIVEN_UP_AGO_S: Final = 60
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # Only ValidationException here among AWS's codes: a key schema other than `pk` (String).
@@ -224,7 +227,7 @@ Claim = Claimed | Delivered | HeldElsewhere
 
 class DedupeUnavailable(RelayError):
     """The table could not answer; `code` is the AWS error code (`from_service`), the transport
-    failure's type name, or relay's own word: `table_down`, `bad_item`, `unsupported_endpoint`.
+    failure's type name, or relay's own word: `table_down`, `bad_item`, `contended`.
 
     `table_down`: the table has failed call after call (or this call was not sent because it
     has), so the caller falls back to its own memory; False after one failed call, which the
@@ -339,33 +342,47 @@ class DedupeTable:
         return self.circuit.is_down
 
     async def claim(self, key: StepKey, status: Status, lease_s: float) -> Claim:
-        """Claims the step for one send, or says who has it: one conditional PutItem."""
+        """Claims the step for one send, or says who has it: one conditional PutItem.
+
+        An endpoint that answers a failed condition without the item costs a consistent GetItem
+        more; if the item has ended by then, the claim is tried again (`CLAIM_ROUNDS` in all).
+        """
         item_key = table_key(key)
         claim_id = f"{self.owner}#{next(self._claims)}"
-        now = self._clock()
-        until = math.ceil(now + lease_s)
-        put = functools.partial(
-            self.client.put_item,
-            TableName=self.table_name,
-            Item={
-                KEY: {"S": item_key},
-                "state": {"S": CLAIM},
-                "status": {"S": status.value},
-                "owner": {"S": claim_id},
-                TTL_ATTRIBUTE: {"N": str(until)},
-            },
-            # Absent, or present but past its time (a lease run out, a window closed).
-            ConditionExpression="attribute_not_exists(#k) OR #e < :now",
-            ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE},
-            ExpressionAttributeValues={":now": {"N": _number(now)}},
-            # The item that won comes back on the failure: no second call to read it.
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        for _ in range(CLAIM_ROUNDS):
+            now = self._clock()
+            until = math.ceil(now + lease_s)
+            put = functools.partial(
+                self.client.put_item,
+                TableName=self.table_name,
+                Item={
+                    KEY: {"S": item_key},
+                    "state": {"S": CLAIM},
+                    "status": {"S": status.value},
+                    "owner": {"S": claim_id},
+                    TTL_ATTRIBUTE: {"N": str(until)},
+                },
+                # Absent, or present but past its time (a lease run out, a window closed).
+                ConditionExpression="attribute_not_exists(#k) OR #e < :now",
+                ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":now": {"N": _number(now)}},
+                # The item that won comes back on the failure: no second call to read it.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            try:
+                await self._call("PutItem", self._claim_retrying, put)
+            except _ConditionFailed as failed:
+                item = failed.item
+                if item is None:
+                    # Not every DynamoDB-compatible store returns it: read it back.
+                    item = await self._read(item_key)
+                    if item is None or _claimable(item, self._clock()):
+                        continue  # it ended between our write and the read: claim again
+                return _holder(item, item_key, claim_id)
+            return Claimed(item_key=item_key, claim_id=claim_id, until=until)
+        raise DedupeUnavailable(
+            "contended", f"PutItem: the item ended and came back {CLAIM_ROUNDS} times"
         )
-        try:
-            await self._call("PutItem", self._claim_retrying, put)
-        except _ConditionFailed as failed:
-            return _holder(failed.item, item_key, claim_id)
-        return Claimed(item_key=item_key, claim_id=claim_id, until=until)
 
     async def record_delivered(self, key: StepKey, status: Status, ttl_s: float) -> None:
         """Records a 200 for the step, kept `ttl_s` (`--dedupe-ttl`): one PutItem."""
@@ -462,6 +479,17 @@ class DedupeTable:
         message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
         return ConfigError(f"--dedupe-table {self.table_name} ({region}): {code}: {message}")
 
+    async def _read(self, item_key: str) -> Mapping[str, Any] | None:
+        """The item as it stands (a consistent read), or None."""
+        get = functools.partial(
+            self.client.get_item,
+            TableName=self.table_name,
+            Key={KEY: {"S": item_key}},
+            ConsistentRead=True,
+        )
+        answer = await self._call("GetItem", self._claim_retrying, get)
+        return cast(Mapping[str, Any] | None, answer.get("Item"))
+
     async def _call(
         self, operation: str, retrying: AsyncRetrying, call: Callable[[], Awaitable[T]]
     ) -> T:
@@ -508,14 +536,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSPORT_ERRORS)
 
 
-def _holder(item: Mapping[str, Any] | None, item_key: str, claim_id: str) -> Claim:
-    """Who holds the step, from the item DynamoDB returned with the failed condition."""
-    if item is None:
-        # DynamoDB always returns the item here (a failed condition means one exists); an
-        # endpoint that does not cannot be trusted to arbitrate.
-        raise DedupeUnavailable(
-            "unsupported_endpoint", "no item returned on a failed condition (ALL_OLD)"
-        )
+def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
+    """Who holds the step, from the item that failed our claim's condition: a live claim or a
+    delivered record; anything else this module cannot have written."""
     try:
         state = item["state"]["S"]
         if state == DELIVERED:
@@ -529,6 +552,13 @@ def _holder(item: Mapping[str, Any] | None, item_key: str, claim_id: str) -> Cla
     except (KeyError, TypeError, ValueError):
         pass
     raise DedupeUnavailable("bad_item", f"unreadable item {sorted(item)}")
+
+
+def _claimable(item: Mapping[str, Any], now: float) -> bool:
+    """Whether a claim's condition would pass on this item: past its time."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return float(item[TTL_ATTRIBUTE]["N"]) < now
+    return False
 
 
 def _number(value: float) -> str:

@@ -1,12 +1,14 @@
 """DynamoDB endpoints for the failures moto's server cannot show (moto's own DynamoDB server is
 `relay.local.serve_moto("dynamodb")`, the `local_dynamodb` fixture): one that refuses every
-call, and proxies in front of moto that take it down, throttle and fail a share of calls, or
-lose answers.
+call, and proxies in front of moto that take it down, throttle and fail a share of calls, lose
+answers, or answer a failed condition without the item as some DynamoDB-compatible stores do.
 """
 
 import asyncio
 import contextlib
+import json
 import random
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -141,26 +143,31 @@ HUNG: Final = "hung"
 """No answer at all (the caller's read timeout cuts it); the call did not reach the table."""
 HUNG_AFTER: Final = "hung_after"
 """The call reached the table, then no answer: the caller's read timeout cuts it."""
+STRIPPED: Final = "stripped"
+"""A failed condition passed on without the item."""
 
 
 @dataclass
 class FaultyEndpoint:
-    """A proxy in front of a real DynamoDB that fails calls as DynamoDB can.
+    """A proxy in front of a real DynamoDB that fails calls as DynamoDB (or a look-alike) can.
 
     Each call draws from a seeded RNG: `throttle_share` of them are throttled (400, one of
     `THROTTLES`), `error_share` answered `InternalServerError` (500), of which `after_share`
     only after the call reached the table. `next_faults` forces the next calls' fates first
-    (one of the fault names above, popped per call). `down` fails every call with a 500.
-    `seen` counts calls by fate, `operations` by operation.
+    (one of the fault names above, popped per call). `down` fails every call with a 500. With
+    `strip_item`, a failed condition comes back without `Item`, after `on_stripped` (if set)
+    has run. `seen` counts calls by fate, `operations` by operation.
     """
 
     url: str = ""
     throttle_share: float = 0.0
     error_share: float = 0.0
     after_share: float = 0.0
+    strip_item: bool = False
     down: bool = False
     hang_s: float = 2.0
     next_faults: list[str] = field(default_factory=list)
+    on_stripped: Callable[[], Awaitable[None]] | None = None
     seen: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=lambda: random.Random(1))
@@ -202,11 +209,25 @@ async def serve_faulty_dynamodb(
             return dynamodb_error("InternalServerError", 500, "failed after the table")
         if fate == HUNG_AFTER:
             await asyncio.sleep(endpoint.hang_s)
+        if endpoint.strip_item and b"ConditionalCheckFailedException" in answered.body:
+            endpoint.seen[STRIPPED] += 1
+            if endpoint.on_stripped is not None:
+                await endpoint.on_stripped()
+            return without_item(answered).response()
         return answered.response()
 
     async with aiohttp.ClientSession() as client, serve(answer) as url:
         endpoint.url = url
         yield endpoint
+
+
+def without_item(answer: Answer) -> Answer:
+    """A failed condition's answer with its `Item` taken out (and its checksum made again)."""
+    body = json.loads(answer.body)
+    body.pop("Item", None)
+    payload = json.dumps(body).encode()
+    headers = {**answer.headers, "x-amz-crc32": str(zlib.crc32(payload) & 0xFFFFFFFF)}
+    return Answer(status=answer.status, headers=headers, body=payload)
 
 
 @contextlib.asynccontextmanager

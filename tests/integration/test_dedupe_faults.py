@@ -1,6 +1,6 @@
 """The shared delivered-memory (DESIGN §10) when the table misbehaves: throttled and failing
-calls retried within their budgets, answers lost after a write landed, and a table that stays
-down (the circuit and its probe).
+calls retried within their budgets, answers lost after a write landed, a table that stays down
+(the circuit and its probe), and an endpoint that answers a failed condition without the item.
 
 Proxies on loopback stand between the tables and moto's DynamoDB server (tests/dedupe_support).
 """
@@ -23,6 +23,7 @@ from relay.dedupe import (
     Claimed,
     DedupeTable,
     DedupeUnavailable,
+    Delivered,
     HeldElsewhere,
     TableCircuit,
     TableRetry,
@@ -38,6 +39,7 @@ from tests.dedupe_support import (
     FAILED_AFTER,
     HUNG,
     HUNG_AFTER,
+    STRIPPED,
     THROTTLED,
     open_table_at,
     serve_faulty_dynamodb,
@@ -323,3 +325,76 @@ async def test_a_success_between_failures_keeps_the_circuit_closed(
                 await table.claim(key, Status.SUCCESS, LEASE_S)
             assert raised.value.table_down is False
         assert not table.is_down
+
+
+# --- an endpoint that answers a failed condition without the item ---------------------------
+
+
+async def test_a_failed_condition_without_the_item_is_read_back(
+    local_dynamodb: MotoServer, table_name: str, step_key: StepKey
+) -> None:
+    """The endpoint omits the winner's item: one consistent GetItem finds the live claim (held
+    elsewhere), and later the delivered record (delivered), instead of failing open."""
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
+        open_table_at(endpoint.url, table_name, "a") as first,
+        open_table_at(endpoint.url, table_name, "b") as second,
+    ):
+        claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
+        assert isinstance(claim, Claimed)
+        before = local_dynamodb.calls["GetItem"]
+        assert await second.claim(step_key, Status.SUCCESS, LEASE_S) == HeldElsewhere(
+            until=claim.until
+        )
+        assert local_dynamodb.calls["GetItem"] == before + 1
+
+        await first.record_delivered(step_key, Status.SUCCESS, TTL_S)
+        assert await second.claim(step_key, Status.FAILURE, LEASE_S) == Delivered(Status.SUCCESS)
+
+    assert endpoint.seen[STRIPPED] == 2
+
+
+async def test_a_claim_ended_before_the_read_back_is_claimed_again(
+    local_dynamodb: MotoServer, table_name: str, step_key: StepKey
+) -> None:
+    """The holder gives up between our failed write and our read: the step is claimable, so
+    the claim is tried again and wins."""
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
+        open_table_at(endpoint.url, table_name, "a") as first,
+        open_table_at(endpoint.url, table_name, "b") as second,
+    ):
+        held = await first.claim(step_key, Status.SUCCESS, LEASE_S)
+        assert isinstance(held, Claimed)
+
+        async def give_up_once() -> None:
+            endpoint.on_stripped = None
+            await first.give_up(held)
+
+        endpoint.on_stripped = give_up_once
+        puts = endpoint.operations["PutItem"]
+        claim = await second.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert isinstance(claim, Claimed)
+    assert endpoint.operations["PutItem"] == puts + 2
+    assert endpoint.operations["GetItem"] == 1
+
+
+async def test_tasks_racing_through_an_endpoint_without_items_never_share_a_step(
+    local_dynamodb: MotoServer, table_name: str
+) -> None:
+    """Two tasks claim 20 steps three times each at once through an endpoint that omits the
+    item on every failed condition: each step is claimed by exactly one claim."""
+    keys = [step.step_key for step in make_steps(20, seed=3030)]
+    async with (
+        serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
+        open_table_at(endpoint.url, table_name, "a") as first,
+        open_table_at(endpoint.url, table_name, "b") as second,
+    ):
+        tasks = [ClaimingTask(first), ClaimingTask(second)]
+        await asyncio.gather(*(task.claim(key) for key in keys for _ in range(3) for task in tasks))
+
+    assert [task.found_down for task in tasks] == [[], []]
+    assert sorted(key for task in tasks for key in task.won) == sorted(keys)
+    assert all(isinstance(claim, HeldElsewhere) for task in tasks for claim in task.lost_to)
+    assert endpoint.seen[STRIPPED] >= 5 * len(keys)  # every claim but the winners

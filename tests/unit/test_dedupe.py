@@ -1,18 +1,22 @@
 """The pure parts of the shared delivered-memory: its item key, its lease, its waits, the
-circuit that says the table is down, and the labels of its failures."""
+circuit that says the table is down, and how a claim reads an endpoint's odd answers."""
 
 import re
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from relay.dedupe import (
     CHECK_KEY,
+    DedupeTable,
     DedupeUnavailable,
     HeldElsewhere,
     TableCircuit,
     lease_for,
     table_key,
 )
+from relay.message import Status
 
 STEP = ("w-abcdefghijklmnopq", "12345678-1234-1234-1234-123456789abc", "tok_1")
 
@@ -153,6 +157,66 @@ def test_a_probe_that_never_reports_holds_off_the_next_for_a_cooldown() -> None:
     assert not circuit.allow()
     clock.now += 0.1
     assert circuit.allow()
+
+
+# --- claims against an endpoint that answers oddly (an in-memory client) ---------------------
+
+
+class OddEndpoint:
+    """A DynamoDB client whose every claim fails its condition without the item, and whose
+    reads return `read` (None: absent)."""
+
+    def __init__(self, read: dict[str, Any] | None = None, failed_with: Any = None) -> None:
+        self.read = read
+        self.failed_with = failed_with
+        self.calls: list[str] = []
+
+    async def put_item(self, **_: Any) -> dict[str, Any]:
+        self.calls.append("PutItem")
+        error: dict[str, Any] = {"Error": {"Code": "ConditionalCheckFailedException"}}
+        if self.failed_with is not None:
+            error["Item"] = self.failed_with
+        raise ClientError(error, "PutItem")
+
+    async def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs["ConsistentRead"] is True
+        self.calls.append("GetItem")
+        return {} if self.read is None else {"Item": self.read}
+
+
+async def test_a_claim_gives_up_after_three_rounds_of_a_vanishing_holder() -> None:
+    """Each round's write fails yet the read finds no item: after three rounds the claim
+    fails (the table did answer, so it is not down)."""
+    endpoint = OddEndpoint(read=None)
+    table = DedupeTable(endpoint, "relay-dedupe", "a")
+
+    with pytest.raises(DedupeUnavailable) as raised:
+        await table.claim(STEP, Status.SUCCESS, 30.0)
+
+    assert raised.value.code == "contended"
+    assert raised.value.table_down is False
+    assert endpoint.calls == ["PutItem", "GetItem"] * 3
+    assert not table.is_down
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"state": {"S": "released"}, "expires_at": {"N": "1"}},
+        {"state": {"S": "delivered"}, "status": {"S": "MAYBE"}},
+        {"state": {"S": "claim"}},
+        {"status": {"S": "SUCCESS"}},
+    ],
+)
+async def test_an_item_this_module_cannot_have_written_is_a_bad_item(item: dict[str, Any]) -> None:
+    """A failed condition can only be a live claim or a delivered record; any other item
+    returned with it is refused as unreadable, not trusted."""
+    table = DedupeTable(OddEndpoint(failed_with=item), "relay-dedupe", "a")
+
+    with pytest.raises(DedupeUnavailable) as raised:
+        await table.claim(STEP, Status.SUCCESS, 30.0)
+
+    assert raised.value.code == "bad_item"
 
 
 def test_a_failure_labels_metrics_with_bounded_codes() -> None:
