@@ -5,16 +5,24 @@ One item per step, keyed by a digest of (workflow id, execution id, token), neve
 | attribute | type | value |
 |---|---|---|
 | `pk` | S | `table_key(step)`: 32 hex digits of a keyed BLAKE2b of the three ids |
-| `state` | S | `claim` (a task is calling) or `delivered` (Transfer Family answered 200) |
+| `state` | S | `claim`, `delivered`, `released` or `lost` (below) |
 | `status` | S | `SUCCESS` or `FAILURE`: the status claimed, or the status delivered |
 | `owner` | S | which claim wrote it: the task's owner id and a per-claim number (for people) |
-| `expires_at` | N | epoch seconds, whole: a claim's lease end, a delivered record's end of window |
+| `expires_at` | N | epoch seconds, whole: a claim's lease end, a record's end of window |
+
+The states: `claim`, a task is calling (`expires_at` its lease); `delivered`, Transfer Family
+answered 200 (kept `--dedupe-ttl`); `released`, a claim ended early because its call did not
+deliver (`expires_at` a minute ago); `lost`, a claim ended early because its call's answer was
+lost, so the step's outcome is unknown (kept `--dedupe-ttl`).
 
 An item whose `expires_at` has passed counts as absent. DynamoDB's TTL deletes it some time
 later (typically within two days, and it can still be read until then), so every condition here
 compares `expires_at` itself rather than trusting the item to be gone. Whole seconds, rounded up,
 because TTL takes epoch seconds: a lease or window is never shorter than asked, at most a second
-longer.
+longer. A `lost` item is claimable at once, yet kept for the window: the claim that takes it
+over learns that an earlier call's outcome is unknown (`Claimed.answer_lost`, DESIGN §1 "A call
+whose answer was lost"), and so does one that takes over a lapsed claim of another task (killed
+mid-call, or its delivered record never landed).
 
 The clocks of different tasks meet in `expires_at`: leases are tens of seconds and ECS tasks keep
 their clocks within milliseconds, so skew does not matter; `give_up` writes a time a minute in
@@ -73,6 +81,8 @@ KEY: Final = "pk"
 TTL_ATTRIBUTE: Final = "expires_at"
 CLAIM: Final = "claim"
 DELIVERED: Final = "delivered"
+RELEASED: Final = "released"
+LOST: Final = "lost"
 CHECK_KEY: Final = "relay:check"
 """The sentinel item `check` reads; never written (a table key is 32 hex digits, so no clash)."""
 LEASE_MARGIN_S: Final = 5.0
@@ -84,6 +94,8 @@ COOLDOWN_S: Final = 5.0
 CLAIM_ROUNDS: Final = 3
 """Claims tried for one step when an endpoint answers a failed condition without the item and
 the item read back has ended meanwhile."""
+LOST_KEPT_S: Final = 3600.0
+"""How long a lost outcome is kept when the caller does not say: `--dedupe-ttl`'s default."""
 _GIVEN_UP_AGO_S: Final = 60
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # Only ValidationException here among AWS's codes: a key schema other than `pk` (String).
@@ -197,11 +209,17 @@ def new_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """This call holds the step's lease until `until` (epoch seconds): send the callback."""
+    """This call holds the step's lease until `until` (epoch seconds): send the callback.
+
+    `answer_lost`: an earlier call for the step may have reached Transfer Family with its
+    answer lost (the claim took over a `lost` record or another task's lapsed claim), so a
+    refusal now may mean that call was answered (DESIGN §1).
+    """
 
     item_key: str
     claim_id: str
     until: float
+    answer_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,15 +380,18 @@ class DedupeTable:
                     "owner": {"S": claim_id},
                     TTL_ATTRIBUTE: {"N": str(until)},
                 },
-                # Absent, or present but past its time (a lease run out, a window closed).
-                ConditionExpression="attribute_not_exists(#k) OR #e < :now",
-                ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":now": {"N": _number(now)}},
-                # The item that won comes back on the failure: no second call to read it.
+                # Absent, past its time (a lease run out, a window closed), or an outcome
+                # nobody knows (taken over at once, and the taker told so).
+                ConditionExpression="attribute_not_exists(#k) OR #e < :now OR #s = :lost",
+                ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE, "#s": "state"},
+                ExpressionAttributeValues={":now": {"N": _number(now)}, ":lost": {"S": LOST}},
+                # What we replaced comes back on success (was its outcome known?), and the
+                # item that won comes back on the failure: no second call to read either.
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             try:
-                await self._call("PutItem", self._claim_retrying, put)
+                answer = await self._call("PutItem", self._claim_retrying, put)
             except _ConditionFailed as failed:
                 item = failed.item
                 if item is None:
@@ -379,7 +400,10 @@ class DedupeTable:
                     if item is None or _claimable(item, self._clock()):
                         continue  # it ended between our write and the read: claim again
                 return _holder(item, item_key, claim_id)
-            return Claimed(item_key=item_key, claim_id=claim_id, until=until)
+            old = cast(Mapping[str, Any] | None, answer.get("Attributes"))
+            return Claimed(
+                item_key=item_key, claim_id=claim_id, until=until, answer_lost=_outcome_unknown(old)
+            )
         raise DedupeUnavailable(
             "contended", f"PutItem: the item ended and came back {CLAIM_ROUNDS} times"
         )
@@ -402,23 +426,35 @@ class DedupeTable:
         )
         await self._call("PutItem", self._record_retrying, put)
 
-    async def give_up(self, claimed: Claimed) -> None:
+    async def give_up(
+        self, claimed: Claimed, *, lost: bool = False, ttl_s: float = LOST_KEPT_S
+    ) -> None:
         """Ends our claim early (the call did not deliver) so a copy need not wait out the lease.
 
-        One conditional UpdateItem (the task role has no DeleteItem): only while the item is
-        still this very claim; a claim taken over since, or a delivered record, is left alone.
+        `lost`: the call's answer was lost (a timeout, a cut connection), so the step's outcome
+        is unknown; that is kept `ttl_s` (pass `--dedupe-ttl`) for whoever claims it next. A
+        claim that took over a lost outcome passes it on in any case. Otherwise the claim is
+        `released`. One conditional UpdateItem (the task role has no DeleteItem): only while
+        the item is still this very claim; a claim taken over since, or a delivered record, is
+        left alone.
         """
+        now = self._clock()
+        if lost or claimed.answer_lost:
+            state, expires = LOST, math.ceil(now + ttl_s)
+        else:
+            # In the past by a minute, for peers whose clock is behind ours; still recent, as
+            # TTL ignores values more than five years old.
+            state, expires = RELEASED, math.floor(now) - _GIVEN_UP_AGO_S
         update = functools.partial(
             self.client.update_item,
             TableName=self.table_name,
             Key={KEY: {"S": claimed.item_key}},
-            UpdateExpression="SET #e = :ended",
+            UpdateExpression="SET #s = :state, #e = :expires",
             ConditionExpression="#s = :claim AND #o = :me",
             ExpressionAttributeNames={"#s": "state", "#o": "owner", "#e": TTL_ATTRIBUTE},
             ExpressionAttributeValues={
-                # In the past by a minute, for peers whose clock is behind ours; still recent, as
-                # TTL ignores values more than five years old.
-                ":ended": {"N": str(math.floor(self._clock()) - _GIVEN_UP_AGO_S)},
+                ":state": {"S": state},
+                ":expires": {"N": str(expires)},
                 ":claim": {"S": CLAIM},
                 ":me": {"S": claimed.claim_id},
             },
@@ -546,8 +582,9 @@ def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
         if state == CLAIM:
             until = float(item[TTL_ATTRIBUTE]["N"])
             if item["owner"]["S"] == claim_id:
-                # Our own write, landed by an attempt whose answer was lost: we hold it.
-                return Claimed(item_key, claim_id, until)
+                # Our own write, landed by an attempt whose answer was lost: what it replaced
+                # went unseen, so an earlier outcome cannot be ruled out.
+                return Claimed(item_key, claim_id, until, answer_lost=True)
             return HeldElsewhere(until=until)
     except (KeyError, TypeError, ValueError):
         pass
@@ -555,10 +592,25 @@ def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
 
 
 def _claimable(item: Mapping[str, Any], now: float) -> bool:
-    """Whether a claim's condition would pass on this item: past its time."""
+    """Whether a claim's condition would pass on this item: past its time, or lost."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        if item["state"]["S"] == LOST:
+            return True
     with contextlib.suppress(KeyError, TypeError, ValueError):
         return float(item[TTL_ATTRIBUTE]["N"]) < now
     return False
+
+
+def _outcome_unknown(old: Mapping[str, Any] | None) -> bool:
+    """Whether the item a claim replaced leaves an earlier call's outcome unknown: a `lost`
+    record, or a claim whose lease lapsed (its task killed mid-call, or its delivered record
+    never written; a claim given up before `released` existed looks the same)."""
+    if old is None:
+        return False
+    try:
+        return old["state"]["S"] not in (DELIVERED, RELEASED)
+    except (KeyError, TypeError):
+        return True
 
 
 def _number(value: float) -> str:

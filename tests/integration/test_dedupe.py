@@ -92,6 +92,7 @@ async def test_claim_on_an_empty_table_is_claimed(
     claim = await task(dynamodb, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
+    assert claim.answer_lost is False
     assert before + LEASE_S <= claim.until <= time.time() + LEASE_S + 1
     [item] = await items(dynamodb, table_name)
     assert item["state"] == {"S": "claim"}
@@ -145,7 +146,8 @@ async def test_a_delivered_step_is_delivered_with_its_status(
 async def test_an_expired_claim_is_taken_over(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A claim left by a task that died is taken over once its lease has run out."""
+    """A claim left by a task that died is taken over once its lease has run out, and the
+    taker is told that the dead task's call may have been made (its outcome unknown)."""
     dead = await task(dynamodb, table_name, "dead").claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(dead, Claimed)
     other = task(dynamodb, table_name, "b")
@@ -162,6 +164,7 @@ async def test_an_expired_claim_is_taken_over(
     # Leases are whole seconds rounded up: 0.2 s ends within 1.2 s.
     await eventually(take_over, timeout_s=5, interval_s=0.1, what="the expired claim taken over")
     assert time.time() >= dead.until
+    assert taken[0].answer_lost is True
     assert await task(dynamodb, table_name, "c").claim(
         step_key, Status.SUCCESS, LEASE_S
     ) == HeldElsewhere(until=taken[0].until)
@@ -175,31 +178,112 @@ async def test_a_delivered_record_ends_with_its_window(
     await first.record_delivered(step_key, Status.SUCCESS, 0.2)
     late = task(dynamodb, table_name, "b")
 
+    claims: list[Claimed] = []
+
     async def claimable() -> bool:
-        return isinstance(await late.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
+        claim = await late.claim(step_key, Status.SUCCESS, LEASE_S)
+        if isinstance(claim, Claimed):
+            claims.append(claim)
+        return bool(claims)
 
     await eventually(claimable, timeout_s=5, interval_s=0.1, what="the window to end")
+    # A delivered step's outcome is known, even once its window has closed.
+    assert claims[0].answer_lost is False
 
 
 async def test_give_up_lets_another_task_claim_at_once(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A claim given up after a failed call leaves the step free for the next copy at once."""
+    """A claim given up after a failed call is released: the step is free for the next copy
+    at once, which is told that no earlier outcome is in doubt."""
     first = task(dynamodb, table_name, "a")
     claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
 
     await first.give_up(claim)
 
-    assert isinstance(
-        await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S), Claimed
-    )
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "released"}
+    assert int(item["expires_at"]["N"]) < time.time()
+    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(again, Claimed)
+    assert again.answer_lost is False
 
 
-async def test_give_up_after_a_takeover_leaves_the_new_claim(
+async def test_a_claim_after_a_lost_answer_is_told_the_outcome_is_unknown(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A slow task giving up a claim that was taken over does not free the new holder's claim."""
+    """A claim given up as lost is kept for the window, yet the next copy claims the step at
+    once and learns that an earlier call's outcome is unknown."""
+    first = task(dynamodb, table_name, "a")
+    claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(claim, Claimed)
+
+    await first.give_up(claim, lost=True, ttl_s=TTL_S)
+
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "lost"}
+    assert int(item["expires_at"]["N"]) >= time.time() + TTL_S - 5
+    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(again, Claimed)
+    assert again.answer_lost is True
+
+
+async def test_a_lost_outcome_is_passed_on_until_a_delivery_settles_it(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """A claim over a lost outcome that is given up plainly leaves the outcome lost for the
+    next claim; only a delivered record ends it, and then copies find the step delivered."""
+    lost = task(dynamodb, table_name, "a")
+    first = await lost.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(first, Claimed)
+    await lost.give_up(first, lost=True, ttl_s=TTL_S)
+
+    second_task = task(dynamodb, table_name, "b")
+    second = await second_task.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(second, Claimed)
+    await second_task.give_up(second)
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "lost"}
+
+    third_task = task(dynamodb, table_name, "c")
+    third = await third_task.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(third, Claimed)
+    assert third.answer_lost is True
+    await third_task.record_delivered(step_key, Status.SUCCESS, TTL_S)
+
+    copy = await task(dynamodb, table_name, "d").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert copy == Delivered(Status.SUCCESS)
+
+
+async def test_a_claim_given_up_by_an_older_version_counts_as_lost(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """Before `released`, a give-up left a claim ending a minute ago, which cannot be told from
+    a lapsed lease: a claim over it is told the outcome is unknown."""
+    await dynamodb.put_item(
+        TableName=table_name,
+        Item={
+            "pk": {"S": table_key(step_key)},
+            "state": {"S": "claim"},
+            "status": {"S": "SUCCESS"},
+            "owner": {"S": "old-task#1"},
+            "expires_at": {"N": str(int(time.time()) - 60)},
+        },
+    )
+
+    claim = await task(dynamodb, table_name, "new").claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert isinstance(claim, Claimed)
+    assert claim.answer_lost is True
+
+
+@pytest.mark.parametrize("lost", [False, True])
+async def test_give_up_after_a_takeover_leaves_the_new_claim(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
+) -> None:
+    """A slow task giving up a claim that was taken over (released or lost) does not touch
+    the new holder's claim."""
     slow = task(dynamodb, table_name, "slow")
     old = await slow.claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(old, Claimed)
@@ -214,22 +298,24 @@ async def test_give_up_after_a_takeover_leaves_the_new_claim(
 
     await eventually(take_over, timeout_s=5, interval_s=0.1, what="the takeover")
 
-    await slow.give_up(old)
+    await slow.give_up(old, lost=lost, ttl_s=TTL_S)
 
     third = await task(dynamodb, table_name, "c").claim(step_key, Status.SUCCESS, LEASE_S)
     assert third == HeldElsewhere(until=taken[0].until)
 
 
+@pytest.mark.parametrize("lost", [False, True])
 async def test_give_up_never_undoes_a_delivered_record(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
 ) -> None:
-    """A task whose call failed cannot erase the 200 another task recorded meanwhile."""
+    """A task whose call failed (or whose answer was lost) cannot erase the 200 another task
+    recorded meanwhile."""
     loser = task(dynamodb, table_name, "loser")
     claim = await loser.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
     await task(dynamodb, table_name, "winner").record_delivered(step_key, Status.SUCCESS, TTL_S)
 
-    await loser.give_up(claim)
+    await loser.give_up(claim, lost=lost, ttl_s=TTL_S)
 
     copy = await task(dynamodb, table_name, "c").claim(step_key, Status.FAILURE, LEASE_S)
     assert copy == Delivered(Status.SUCCESS)

@@ -144,7 +144,7 @@ async def test_a_call_cut_before_the_table_is_retried_and_claims(
     local_dynamodb: MotoServer, table_name: str, step_key: StepKey, fault: str
 ) -> None:
     """A first attempt that times out or fails before reaching the table is tried again, and
-    claims."""
+    the claim is an ordinary one (nothing earlier to be unsure of)."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, next_faults=[fault], hang_s=5.0) as endpoint,
         open_table_at(
@@ -154,6 +154,7 @@ async def test_a_call_cut_before_the_table_is_retried_and_claims(
         claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
+    assert claim.answer_lost is False
     assert endpoint.seen[fault] == 1
     assert endpoint.operations["PutItem"] == 2
 
@@ -167,7 +168,7 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
     fault: str,
 ) -> None:
     """The claim's write landed but its answer was lost: the retry finds our own claim and
-    holds it; another task is held off."""
+    holds it (outcome of what it replaced unseen, so `answer_lost`); another task is held off."""
     async with serve_faulty_dynamodb(
         local_dynamodb.url, next_faults=[fault], hang_s=5.0
     ) as endpoint:
@@ -179,6 +180,7 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
             held = await other.claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
+    assert claim.answer_lost is True
     stored = await item(moto, table_name, step_key)
     assert stored is not None
     assert stored["owner"] == {"S": claim.claim_id}
@@ -358,7 +360,7 @@ async def test_a_claim_ended_before_the_read_back_is_claimed_again(
     local_dynamodb: MotoServer, table_name: str, step_key: StepKey
 ) -> None:
     """The holder gives up between our failed write and our read: the step is claimable, so
-    the claim is tried again and wins."""
+    the claim is tried again and wins (a clean give-up: no outcome in doubt)."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
         open_table_at(endpoint.url, table_name, "a") as first,
@@ -376,6 +378,7 @@ async def test_a_claim_ended_before_the_read_back_is_claimed_again(
         claim = await second.claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
+    assert claim.answer_lost is False
     assert endpoint.operations["PutItem"] == puts + 2
     assert endpoint.operations["GetItem"] == 1
 
