@@ -5,27 +5,42 @@ One item per step, keyed by a digest of (workflow id, execution id, token), neve
 | attribute | type | value |
 |---|---|---|
 | `pk` | S | `table_key(step)`: 32 hex digits of a keyed BLAKE2b of the three ids |
-| `state` | S | `claim` (a task is calling) or `delivered` (Transfer Family answered 200) |
+| `state` | S | `claim`, `delivered`, `released` or `lost` (below) |
 | `status` | S | `SUCCESS` or `FAILURE`: the status claimed, or the status delivered |
 | `owner` | S | which claim wrote it: the task's owner id and a per-claim number (for people) |
-| `expires_at` | N | epoch seconds, whole: a claim's lease end, a delivered record's end of window |
+| `expires_at` | N | epoch seconds, whole: a claim's lease end, a record's end of window |
+
+The states: `claim`, a task is calling (`expires_at` its lease); `delivered`, Transfer Family
+answered 200 (kept `--dedupe-ttl`); `released`, a claim ended early because its call did not
+deliver (`expires_at` a minute ago); `lost`, a claim ended early because its call's answer was
+lost, so the step's outcome is unknown (kept `--dedupe-ttl`).
 
 An item whose `expires_at` has passed counts as absent. DynamoDB's TTL deletes it some time
 later (typically within two days, and it can still be read until then), so every condition here
 compares `expires_at` itself rather than trusting the item to be gone. Whole seconds, rounded up,
 because TTL takes epoch seconds: a lease or window is never shorter than asked, at most a second
-longer.
+longer. A `lost` item is claimable at once, yet kept for the window: the claim that takes it
+over learns that an earlier call's outcome is unknown (`Claimed.answer_lost`, DESIGN §1 "A call
+whose answer was lost"), and so does one that takes over a lapsed claim of another task (killed
+mid-call, or its delivered record never landed).
 
 The clocks of different tasks meet in `expires_at`: leases are tens of seconds and ECS tasks keep
 their clocks within milliseconds, so skew does not matter; `give_up` writes a time a minute in
 the past so that even a task whose clock is behind sees the claim as ended.
 
-Every failure of the table (unreachable, throttled past botocore's retries, denied, missing)
-raises `DedupeUnavailable`; callers fall back to their own memory for that message. botocore's
-exceptions are caught here and nowhere else.
+botocore's retries are off for this client: each call is retried here (tenacity, full jitter)
+within a budget that fits what it is worth, a claim a second (`CLAIM_RETRY`), a record of a
+call already made three (`RECORD_RETRY`). A call that still fails raises `DedupeUnavailable`;
+after `FAILURES_TO_OPEN` such calls in a row the table counts as down (`TableCircuit`): calls
+fail at once, but for one probe every `COOLDOWN_S`, whose answer closes the circuit. Every
+failure of the table (unreachable, throttled past the retries, denied, missing, an item it
+cannot have written) raises `DedupeUnavailable`, which says whether the table is down: then
+callers fall back to their own memory for that message; after one failed call they release it
+briefly and look again. botocore's exceptions are caught here and nowhere else.
 """
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import math
@@ -35,12 +50,20 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from relay.aws import new_session
 from relay.errors import ConfigError, RelayError
@@ -51,38 +74,116 @@ if TYPE_CHECKING:
 else:
     DynamoDBClient = Any
 
+T = TypeVar("T")
+
 KEY: Final = "pk"
 TTL_ATTRIBUTE: Final = "expires_at"
 CLAIM: Final = "claim"
 DELIVERED: Final = "delivered"
+RELEASED: Final = "released"
+LOST: Final = "lost"
 CHECK_KEY: Final = "relay:check"
 """The sentinel item `check` reads; never written (a table key is 32 hex digits, so no clash)."""
 LEASE_MARGIN_S: Final = 5.0
 """Added to the longest a send can take: the delivered record's own write, skew, scheduling."""
+FAILURES_TO_OPEN: Final = 3
+"""Calls failed in a row (each after its retries) after which the table counts as down."""
 COOLDOWN_S: Final = 5.0
-"""After a table failure, calls fail at once for this long instead of each waiting out timeouts."""
+"""While the table is down, calls fail at once but for one probe this often."""
+CLAIM_ROUNDS: Final = 3
+"""Claims tried for one step when an endpoint answers a failed condition without the item and
+the item read back has ended meanwhile."""
+LOST_KEPT_S: Final = 3600.0
+"""How long a lost outcome is kept when the caller does not say: `--dedupe-ttl`'s default."""
 _GIVEN_UP_AGO_S: Final = 60
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # Only ValidationException here among AWS's codes: a key schema other than `pk` (String).
 _CONFIG_CODES: Final = frozenset(
     {"ResourceNotFoundException", "AccessDeniedException", "ValidationException"}
 )
+RETRYABLE_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+"""Table errors worth asking again (so is any 5xx and any transport failure); the rest fail
+at once: a missing table, a denial, a malformed request do not change by asking again."""
+DYNAMODB_ERROR_CODES: Final = (
+    RETRYABLE_CODES
+    | _CONFIG_CODES
+    | {
+        "ItemCollectionSizeLimitExceededException",
+        "LimitExceededException",
+        "ResourceInUseException",
+        "TransactionConflictException",
+        "ReplicatedWriteConflictException",
+        "UnrecognizedClientException",
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "SerializationException",
+    }
+)
+"""DynamoDB's documented error codes: the values a metric label may take (others are `other`)."""
+_TRANSPORT_ERRORS: Final = (
+    BotocoreConnectionError,  # refused, connect timeout, TLS, proxy
+    HTTPClientError,  # read timeout, connection closed mid-answer
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
+_CAUGHT: Final = (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
 
 
-def dedupe_config(*, max_pool_connections: int = 64) -> AioConfig:
-    """botocore settings for the table: standard retries, timeouts sized to single-item calls.
+def dedupe_config(
+    *, max_pool_connections: int = 64, connect_timeout_s: float = 0.5, read_timeout_s: float = 1.0
+) -> AioConfig:
+    """botocore settings for the table: retries off (relay retries), short timeouts.
 
-    Single-item reads and writes take milliseconds, so a second to connect (a regional or VPC
-    endpoint connects in well under that) and two to answer are generous. Standard retries,
-    3 attempts: a throttle waits rand(0, 1) s, then rand(0, 2) s, as for any AWS call. So a table
-    that refuses connections fails a call within ~3 s, a black-holed one within ~6 s, a hanging
-    one within ~9 s, and `COOLDOWN_S` keeps the next messages from paying that again at once.
+    Single-item reads and writes take milliseconds, so half a second to connect (a regional or
+    VPC endpoint connects in well under that) and one to answer are generous; an attempt that
+    hangs is better cut and tried again than waited on, within `TableRetry`'s budget.
     """
     return AioConfig(
-        retries={"mode": "standard", "total_max_attempts": 3},
-        connect_timeout=1.0,
-        read_timeout=2.0,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
         max_pool_connections=max_pool_connections,
     )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TableRetry:
+    """Backoff with full jitter for one table call, bounded by attempts and a time budget."""
+
+    max_attempts: int
+    budget_s: float
+    base_s: float
+    cap_s: float
+
+    def retrying(self) -> AsyncRetrying:
+        """The tenacity controller for one call's attempts (copy it per call)."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
+            wait=wait_random_exponential(multiplier=self.base_s, max=self.cap_s),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+
+
+CLAIM_RETRY: Final = TableRetry(max_attempts=8, budget_s=1.0, base_s=0.025, cap_s=0.25)
+"""A claim only spares a duplicate call, and its message waits on it: retries for a second
+(eight attempts against a table that throttles at once), then the caller releases the message
+and looks again. A table that fails 60% of calls fails a claim about 2% of the time."""
+RECORD_RETRY: Final = TableRetry(max_attempts=16, budget_s=3.0, base_s=0.025, cap_s=0.4)
+"""A delivered, released or lost record follows a call already made, and spares the whole
+fleet a call: retries for three seconds (about sixteen attempts against a table that throttles
+at once; one record in a few thousand lost when 60% of calls fail)."""
 
 
 def lease_for(retry_budget_s: float, call_timeout_s: float) -> float:
@@ -107,7 +208,12 @@ def new_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """This call holds the step's lease until `until` (epoch seconds): send the callback."""
+    """This call holds the step's lease until `until` (epoch seconds): send the callback.
+
+    `answer_lost`: an earlier call for the step may have reached Transfer Family with its
+    answer lost (the claim took over a `lost` record or another task's lapsed claim), so a
+    refusal now may mean that call was answered (DESIGN §1).
+    """
 
     item_key: str
     claim_id: str
@@ -137,17 +243,89 @@ Claim = Claimed | Delivered | HeldElsewhere
 
 
 class DedupeUnavailable(RelayError):
-    """The table could not answer; `code` is the AWS error code or the transport's failure."""
+    """The table could not answer; `code` is the AWS error code (`from_service`), the transport
+    failure's type name, or relay's own word: `table_down`, `bad_item`, `contended`.
 
-    def __init__(self, code: str, detail: str, *, table_down: bool = True) -> None:
+    `table_down`: the table has failed call after call (or this call was not sent because it
+    has), so the caller falls back to its own memory; False after one failed call, which the
+    caller answers by releasing the message briefly and looking again.
+    """
+
+    def __init__(
+        self, code: str, detail: str, *, table_down: bool = False, from_service: bool = False
+    ) -> None:
         super().__init__(f"dedupe table unavailable: {code}: {detail}"[:500])
         self.code = code
         self.table_down = table_down
+        self.from_service = from_service
 
     @property
     def label(self) -> str:
-        """The code as a metric label (bounded)."""
-        return self.code
+        """The code as a metric label: a code the endpoint chose is kept only if DynamoDB
+        documents it (an endpoint must not grow /metrics at will); relay's own names as they are."""
+        if not self.from_service or self.code in DYNAMODB_ERROR_CODES:
+            return self.code
+        return "other"
+
+
+class TableCircuit:
+    """Whether the table is down: `failures_to_open` failed calls in a row open the circuit;
+    while open, one call every `cooldown_s` goes through as a probe, and any answer closes it.
+
+    A probe is due `cooldown_s` after the last failure, and taking it starts another cooldown,
+    so a probe that is cancelled or still running holds off the next one; no state to undo.
+    """
+
+    def __init__(
+        self,
+        *,
+        failures_to_open: int = FAILURES_TO_OPEN,
+        cooldown_s: float = COOLDOWN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures_to_open = failures_to_open
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self.failures = 0
+        """Calls failed in a row."""
+        self._probe_at = 0.0
+
+    @property
+    def is_down(self) -> bool:
+        """Open: calls fail at once, but for the probe."""
+        return self.failures >= self.failures_to_open
+
+    def allow(self) -> bool:
+        """Whether a call may go to the table now (taking the probe if it is due)."""
+        if not self.is_down:
+            return True
+        now = self._clock()
+        if now < self._probe_at:
+            return False
+        self._probe_at = now + self.cooldown_s
+        return True
+
+    def wait_s(self) -> float:
+        """Seconds until the next probe is due (0 when closed)."""
+        return max(0.0, self._probe_at - self._clock()) if self.is_down else 0.0
+
+    def answered(self) -> None:
+        """The table answered (a failed condition is an answer too): close."""
+        self.failures = 0
+
+    def failed(self) -> None:
+        """A call failed after its retries: one more in a row; the next probe a cooldown away."""
+        self.failures += 1
+        if self.is_down:
+            self._probe_at = max(self._probe_at, self._clock() + self.cooldown_s)
+
+
+class _ConditionFailed(Exception):
+    """A conditional write found the item otherwise; `item` as the endpoint returned it."""
+
+    def __init__(self, item: Mapping[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.item = item
 
 
 class DedupeTable:
@@ -159,97 +337,139 @@ class DedupeTable:
         table_name: str,
         owner: str,
         *,
-        cooldown_s: float = COOLDOWN_S,
+        claim_retry: TableRetry = CLAIM_RETRY,
+        record_retry: TableRetry = RECORD_RETRY,
+        circuit: TableCircuit | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.table_name = table_name
         self.owner = owner
-        self.cooldown_s = cooldown_s
+        self.circuit = circuit or TableCircuit()
         self._clock = clock
         self._claims = itertools.count(1)
-        self._unavailable_until = 0.0
+        # Built once; each call copies them (tenacity's own pattern).
+        self._claim_retrying = claim_retry.retrying()
+        self._record_retrying = record_retry.retrying()
         self._last_code = ""
 
+    @property
+    def is_down(self) -> bool:
+        """The table failed call after call: calls fail at once (`table_down`) but for probes."""
+        return self.circuit.is_down
+
     async def claim(self, key: StepKey, status: Status, lease_s: float) -> Claim:
-        """Claims the step for one send, or says who has it: one conditional PutItem."""
+        """Claims the step for one send, or says who has it: one conditional PutItem.
+
+        An endpoint that answers a failed condition without the item costs a consistent GetItem
+        more; if the item has ended by then, the claim is tried again (`CLAIM_ROUNDS` in all).
+        """
         item_key = table_key(key)
         claim_id = f"{self.owner}#{next(self._claims)}"
-        now = self._clock()
-        until = math.ceil(now + lease_s)
-        async with self._call("PutItem"):
+        for _ in range(CLAIM_ROUNDS):
+            now = self._clock()
+            until = math.ceil(now + lease_s)
+            put = functools.partial(
+                self.client.put_item,
+                TableName=self.table_name,
+                Item={
+                    KEY: {"S": item_key},
+                    "state": {"S": CLAIM},
+                    "status": {"S": status.value},
+                    "owner": {"S": claim_id},
+                    TTL_ATTRIBUTE: {"N": str(until)},
+                },
+                # Absent, past its time (a lease run out, a window closed), or an outcome
+                # nobody knows (taken over at once, and the taker told so).
+                ConditionExpression="attribute_not_exists(#k) OR #e < :now OR #s = :lost",
+                ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE, "#s": "state"},
+                ExpressionAttributeValues={":now": {"N": _number(now)}, ":lost": {"S": LOST}},
+                # What we replaced comes back on success (was its outcome known?), and the
+                # item that won comes back on the failure: no second call to read either.
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
             try:
-                await self.client.put_item(
-                    TableName=self.table_name,
-                    Item={
-                        KEY: {"S": item_key},
-                        "state": {"S": CLAIM},
-                        "status": {"S": status.value},
-                        "owner": {"S": claim_id},
-                        TTL_ATTRIBUTE: {"N": str(until)},
-                    },
-                    # Absent, or present but past its time (a lease run out, a window closed).
-                    ConditionExpression="attribute_not_exists(#k) OR #e < :now",
-                    ExpressionAttributeNames={"#k": KEY, "#e": TTL_ATTRIBUTE},
-                    ExpressionAttributeValues={":now": {"N": _number(now)}},
-                    # The item that won comes back on the failure: no second call to read it.
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return _holder(cast(Mapping[str, Any], exc.response).get("Item"))
-        return Claimed(item_key=item_key, claim_id=claim_id, until=until)
+                answer = await self._call("PutItem", self._claim_retrying, put)
+            except _ConditionFailed as failed:
+                item = failed.item
+                if item is None:
+                    # Not every DynamoDB-compatible store returns it: read it back.
+                    item = await self._read(item_key)
+                    if item is None or _claimable(item, self._clock()):
+                        continue  # it ended between our write and the read: claim again
+                return _holder(item, item_key, claim_id)
+            old = cast(Mapping[str, Any] | None, answer.get("Attributes"))
+            return Claimed(
+                item_key=item_key, claim_id=claim_id, until=until, answer_lost=_outcome_unknown(old)
+            )
+        raise DedupeUnavailable(
+            "contended", f"PutItem: the item ended and came back {CLAIM_ROUNDS} times"
+        )
 
     async def record_delivered(self, key: StepKey, status: Status, ttl_s: float) -> None:
         """Records a 200 for the step, kept `ttl_s` (`--dedupe-ttl`): one PutItem."""
         # Unconditional: a 200 is the truth whoever holds the claim now (a lease may have run
         # out mid-call), and the loser's give_up cannot undo it (it matches only its claim).
-        async with self._call("PutItem"):
-            await self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    KEY: {"S": table_key(key)},
-                    "state": {"S": DELIVERED},
-                    "status": {"S": status.value},
-                    "owner": {"S": self.owner},
-                    TTL_ATTRIBUTE: {"N": str(math.ceil(self._clock() + ttl_s))},
-                },
-            )
+        # So a retry after an answer that was lost writes the same thing again.
+        put = functools.partial(
+            self.client.put_item,
+            TableName=self.table_name,
+            Item={
+                KEY: {"S": table_key(key)},
+                "state": {"S": DELIVERED},
+                "status": {"S": status.value},
+                "owner": {"S": self.owner},
+                TTL_ATTRIBUTE: {"N": str(math.ceil(self._clock() + ttl_s))},
+            },
+        )
+        await self._call("PutItem", self._record_retrying, put)
 
-    async def give_up(self, claimed: Claimed, *, lost: bool = False, ttl_s: float = 0.0) -> None:
+    async def give_up(
+        self, claimed: Claimed, *, lost: bool = False, ttl_s: float = LOST_KEPT_S
+    ) -> None:
         """Ends our claim early (the call did not deliver) so a copy need not wait out the lease.
 
-        One conditional UpdateItem (the task role has no DeleteItem): only while the item is
-        still this very claim; a claim taken over since, or a delivered record, is left alone.
+        `lost`: the call's answer was lost (a timeout, a cut connection), so the step's outcome
+        is unknown; that is kept `ttl_s` (pass `--dedupe-ttl`) for whoever claims it next. A
+        claim that took over a lost outcome passes it on in any case. Otherwise the claim is
+        `released`. One conditional UpdateItem (the task role has no DeleteItem): only while
+        the item is still this very claim; a claim taken over since, or a delivered record, is
+        left alone.
         """
-        async with self._call("UpdateItem"):
-            try:
-                await self.client.update_item(
-                    TableName=self.table_name,
-                    Key={KEY: {"S": claimed.item_key}},
-                    UpdateExpression="SET #e = :ended",
-                    ConditionExpression="#s = :claim AND #o = :me",
-                    ExpressionAttributeNames={"#s": "state", "#o": "owner", "#e": TTL_ATTRIBUTE},
-                    ExpressionAttributeValues={
-                        # In the past by a minute, for peers whose clock is behind ours; still
-                        # recent, as TTL ignores values more than five years old.
-                        ":ended": {"N": str(math.floor(self._clock()) - _GIVEN_UP_AGO_S)},
-                        ":claim": {"S": CLAIM},
-                        ":me": {"S": claimed.claim_id},
-                    },
-                )
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
+        now = self._clock()
+        if lost or claimed.answer_lost:
+            state, expires = LOST, math.ceil(now + ttl_s)
+        else:
+            # In the past by a minute, for peers whose clock is behind ours; still recent, as
+            # TTL ignores values more than five years old.
+            state, expires = RELEASED, math.floor(now) - _GIVEN_UP_AGO_S
+        update = functools.partial(
+            self.client.update_item,
+            TableName=self.table_name,
+            Key={KEY: {"S": claimed.item_key}},
+            UpdateExpression="SET #s = :state, #e = :expires",
+            ConditionExpression="#s = :claim AND #o = :me",
+            ExpressionAttributeNames={"#s": "state", "#o": "owner", "#e": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":state": {"S": state},
+                ":expires": {"N": str(expires)},
+                ":claim": {"S": CLAIM},
+                ":me": {"S": claimed.claim_id},
+            },
+        )
+        # A failed condition: not ours any more (or a retry after our own write landed).
+        with contextlib.suppress(_ConditionFailed):
+            await self._call("UpdateItem", self._record_retrying, update)
 
     async def check(self) -> None:
         """At start-up: ConfigError if the table is missing, has another key, or is denied.
 
         Reads a sentinel item, then tries PutItem and UpdateItem on it with a condition that is
         never true, so the role's three permissions are proven and nothing is written
-        (DescribeTable is not in the task role). A table merely unreachable or throttled raises
-        `DedupeUnavailable`: not a configuration error, and callbacks never wait for the table.
+        (DescribeTable is not in the task role). A table merely unreachable or throttled (after
+        a claim's retries) raises `DedupeUnavailable`: not a configuration error, and callbacks
+        never wait for the table. Not counted by the circuit.
         """
         key: dict[str, Any] = {KEY: {"S": CHECK_KEY}}
         # The item's key is CHECK_KEY whether or not it exists, so this is never true.
@@ -275,15 +495,15 @@ class DedupeTable:
         )
         for call in calls:
             try:
-                await call()
+                await _retried(self._claim_retrying, call)
             except ClientError as exc:
                 code = _code(exc)
-                if code == "ConditionalCheckFailedException":
+                if code == _CONDITION_FAILED:
                     continue  # allowed to write, and the condition kept it from writing
                 if code in _CONFIG_CODES:
                     raise self._config_error(exc) from None
                 raise _unavailable(exc) from None
-            except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except _CAUGHT as exc:
                 raise _unavailable(exc) from None
 
     def _config_error(self, exc: ClientError) -> ConfigError:
@@ -294,37 +514,102 @@ class DedupeTable:
         message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
         return ConfigError(f"--dedupe-table {self.table_name} ({region}): {code}: {message}")
 
-    @contextlib.asynccontextmanager
-    async def _call(self, operation: str) -> AsyncIterator[None]:
-        """Turns every failure of one table call into `DedupeUnavailable`; starts the cooldown."""
-        if time.monotonic() < self._unavailable_until:
-            raise DedupeUnavailable("cooling_down", f"{operation} skipped after {self._last_code}")
-        try:
-            yield
-        except (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            unavailable = _unavailable(exc, operation)
-            self._last_code = unavailable.code
-            self._unavailable_until = time.monotonic() + self.cooldown_s
-            raise unavailable from None
-
-
-def _holder(item: Mapping[str, Any] | None) -> Claim:
-    """Who beat our claim, from the item DynamoDB returned with the failed condition."""
-    if item is None:
-        # DynamoDB always returns the item here (a failed condition means one exists); an
-        # endpoint that does not cannot be trusted to arbitrate.
-        raise DedupeUnavailable(
-            "unsupported_endpoint", "no item returned on a failed condition (ALL_OLD)"
+    async def _read(self, item_key: str) -> Mapping[str, Any] | None:
+        """The item as it stands (a consistent read), or None."""
+        get = functools.partial(
+            self.client.get_item,
+            TableName=self.table_name,
+            Key={KEY: {"S": item_key}},
+            ConsistentRead=True,
         )
+        answer = await self._call("GetItem", self._claim_retrying, get)
+        return cast(Mapping[str, Any] | None, answer.get("Item"))
+
+    async def _call(
+        self, operation: str, retrying: AsyncRetrying, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """One table call through the circuit, retried: its answer, `_ConditionFailed` (with
+        the item when the endpoint returned it), or `DedupeUnavailable`."""
+        if not self.circuit.allow():
+            raise DedupeUnavailable(
+                "table_down",
+                f"{operation} not sent: {self.circuit.failures} calls failed in a row, "
+                f"the last with {self._last_code}; next probe in {self.circuit.wait_s():.1f}s",
+                table_down=True,
+            )
+        try:
+            answer = await _retried(retrying, call)
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                self.circuit.answered()
+                raise _ConditionFailed(cast(Mapping[str, Any], exc.response).get("Item")) from None
+            error: BaseException = exc
+        except _CAUGHT as exc:
+            error = exc
+        else:
+            self.circuit.answered()
+            return answer
+        self.circuit.failed()
+        unavailable = _unavailable(error, operation, table_down=self.circuit.is_down)
+        self._last_code = unavailable.code
+        raise unavailable from None
+
+
+async def _retried(retrying: AsyncRetrying, call: Callable[[], Awaitable[T]]) -> T:
+    """`call` with the attempts `retrying` allows; the last error is raised as it was."""
+    async for attempt in retrying.copy():
+        with attempt:
+            return await call()
+    raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Worth asking again: a throttle, a server error, a transport failure."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return _code(exc) in RETRYABLE_CODES or status >= 500
+    return isinstance(exc, _TRANSPORT_ERRORS)
+
+
+def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
+    """Who holds the step, from the item that failed our claim's condition: a live claim or a
+    delivered record; anything else this module cannot have written."""
     try:
         state = item["state"]["S"]
         if state == DELIVERED:
             return Delivered(Status(item["status"]["S"]))
         if state == CLAIM:
-            return HeldElsewhere(until=float(item[TTL_ATTRIBUTE]["N"]))
+            until = float(item[TTL_ATTRIBUTE]["N"])
+            if item["owner"]["S"] == claim_id:
+                # Our own write, landed by an attempt whose answer was lost: what it replaced
+                # went unseen, so an earlier outcome cannot be ruled out.
+                return Claimed(item_key, claim_id, until, answer_lost=True)
+            return HeldElsewhere(until=until)
     except (KeyError, TypeError, ValueError):
         pass
     raise DedupeUnavailable("bad_item", f"unreadable item {sorted(item)}")
+
+
+def _claimable(item: Mapping[str, Any], now: float) -> bool:
+    """Whether a claim's condition would pass on this item: past its time, or lost."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        if item["state"]["S"] == LOST:
+            return True
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return float(item[TTL_ATTRIBUTE]["N"]) < now
+    return False
+
+
+def _outcome_unknown(old: Mapping[str, Any] | None) -> bool:
+    """Whether the item a claim replaced leaves an earlier call's outcome unknown: a `lost`
+    record, or a claim whose lease lapsed (its task killed mid-call, or its delivered record
+    never written; a claim given up before `released` existed looks the same)."""
+    if old is None:
+        return False
+    try:
+        return old["state"]["S"] not in (DELIVERED, RELEASED)
+    except (KeyError, TypeError):
+        return True
 
 
 def _number(value: float) -> str:
@@ -336,14 +621,16 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
-def _unavailable(exc: BaseException, operation: str = "") -> DedupeUnavailable:
+def _unavailable(
+    exc: BaseException, operation: str = "", *, table_down: bool = False
+) -> DedupeUnavailable:
     where = f"{operation}: " if operation else ""
     if isinstance(exc, ClientError):
         message = str(exc.response.get("Error", {}).get("Message", ""))
-        return DedupeUnavailable(_code(exc), f"{where}{message}"[:300])
-    if isinstance(exc, TimeoutError):
-        return DedupeUnavailable("ReadTimeoutError", f"{where}{exc}"[:300])
-    return DedupeUnavailable(type(exc).__name__, f"{where}{exc}"[:300])
+        detail = f"{where}{message}"[:300]
+        return DedupeUnavailable(_code(exc), detail, table_down=table_down, from_service=True)
+    code = "ReadTimeoutError" if isinstance(exc, TimeoutError) else type(exc).__name__
+    return DedupeUnavailable(code, f"{where}{exc}"[:300], table_down=table_down)
 
 
 async def create_dedupe_table(client: DynamoDBClient, name: str) -> None:

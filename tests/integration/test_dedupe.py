@@ -17,11 +17,14 @@ import pytest
 from relay.aws import new_session
 from relay.dedupe import (
     CHECK_KEY,
+    CLAIM_RETRY,
+    FAILURES_TO_OPEN,
     Claimed,
     DedupeTable,
     DedupeUnavailable,
     Delivered,
     HeldElsewhere,
+    TableRetry,
     create_dedupe_table,
     dedupe_config,
     open_dedupe_table,
@@ -30,7 +33,7 @@ from relay.dedupe import (
 from relay.errors import ConfigError
 from relay.local import MotoServer
 from relay.message import Status, StepKey
-from tests.dedupe_support import serve_refusing_dynamodb
+from tests.dedupe_support import open_table_at, serve_refusing_dynamodb
 from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps
 
@@ -41,6 +44,8 @@ else:
 
 LEASE_S = 30.0
 TTL_S = 3600.0
+QUICK = TableRetry(max_attempts=3, budget_s=2.0, base_s=0.001, cap_s=0.005)
+"""Three attempts with hardly a wait: what a test of retrying needs, fast."""
 
 
 @pytest.fixture
@@ -86,6 +91,7 @@ async def test_claim_on_an_empty_table_is_claimed(
     claim = await task(dynamodb, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
+    assert claim.answer_lost is False
     assert before + LEASE_S <= claim.until <= time.time() + LEASE_S + 1
     [item] = await items(dynamodb, table_name)
     assert item["state"] == {"S": "claim"}
@@ -139,7 +145,8 @@ async def test_a_delivered_step_is_delivered_with_its_status(
 async def test_an_expired_claim_is_taken_over(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A claim left by a task that died is taken over once its lease has run out."""
+    """A claim left by a task that died is taken over once its lease has run out, and the
+    taker is told that the dead task's call may have been made (its outcome unknown)."""
     dead = await task(dynamodb, table_name, "dead").claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(dead, Claimed)
     other = task(dynamodb, table_name, "b")
@@ -156,6 +163,7 @@ async def test_an_expired_claim_is_taken_over(
     # Leases are whole seconds rounded up: 0.2 s ends within 1.2 s.
     await eventually(take_over, timeout_s=5, interval_s=0.1, what="the expired claim taken over")
     assert time.time() >= dead.until
+    assert taken[0].answer_lost is True
     assert await task(dynamodb, table_name, "c").claim(
         step_key, Status.SUCCESS, LEASE_S
     ) == HeldElsewhere(until=taken[0].until)
@@ -169,31 +177,112 @@ async def test_a_delivered_record_ends_with_its_window(
     await first.record_delivered(step_key, Status.SUCCESS, 0.2)
     late = task(dynamodb, table_name, "b")
 
+    claims: list[Claimed] = []
+
     async def claimable() -> bool:
-        return isinstance(await late.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
+        claim = await late.claim(step_key, Status.SUCCESS, LEASE_S)
+        if isinstance(claim, Claimed):
+            claims.append(claim)
+        return bool(claims)
 
     await eventually(claimable, timeout_s=5, interval_s=0.1, what="the window to end")
+    # A delivered step's outcome is known, even once its window has closed.
+    assert claims[0].answer_lost is False
 
 
 async def test_give_up_lets_another_task_claim_at_once(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A claim given up after a failed call leaves the step free for the next copy at once."""
+    """A claim given up after a failed call is released: the step is free for the next copy
+    at once, which is told that no earlier outcome is in doubt."""
     first = task(dynamodb, table_name, "a")
     claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
 
     await first.give_up(claim)
 
-    assert isinstance(
-        await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S), Claimed
-    )
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "released"}
+    assert int(item["expires_at"]["N"]) < time.time()
+    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(again, Claimed)
+    assert again.answer_lost is False
 
 
-async def test_give_up_after_a_takeover_leaves_the_new_claim(
+async def test_a_claim_after_a_lost_answer_is_told_the_outcome_is_unknown(
     dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
-    """A slow task giving up a claim that was taken over does not free the new holder's claim."""
+    """A claim given up as lost is kept for the window, yet the next copy claims the step at
+    once and learns that an earlier call's outcome is unknown."""
+    first = task(dynamodb, table_name, "a")
+    claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(claim, Claimed)
+
+    await first.give_up(claim, lost=True, ttl_s=TTL_S)
+
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "lost"}
+    assert int(item["expires_at"]["N"]) >= time.time() + TTL_S - 5
+    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(again, Claimed)
+    assert again.answer_lost is True
+
+
+async def test_a_lost_outcome_is_passed_on_until_a_delivery_settles_it(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """A claim over a lost outcome that is given up plainly leaves the outcome lost for the
+    next claim; only a delivered record ends it, and then copies find the step delivered."""
+    lost = task(dynamodb, table_name, "a")
+    first = await lost.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(first, Claimed)
+    await lost.give_up(first, lost=True, ttl_s=TTL_S)
+
+    second_task = task(dynamodb, table_name, "b")
+    second = await second_task.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(second, Claimed)
+    await second_task.give_up(second)
+    [item] = await items(dynamodb, table_name)
+    assert item["state"] == {"S": "lost"}
+
+    third_task = task(dynamodb, table_name, "c")
+    third = await third_task.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert isinstance(third, Claimed)
+    assert third.answer_lost is True
+    await third_task.record_delivered(step_key, Status.SUCCESS, TTL_S)
+
+    copy = await task(dynamodb, table_name, "d").claim(step_key, Status.SUCCESS, LEASE_S)
+    assert copy == Delivered(Status.SUCCESS)
+
+
+async def test_a_claim_given_up_by_an_older_version_counts_as_lost(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """Before `released`, a give-up left a claim ending a minute ago, which cannot be told from
+    a lapsed lease: a claim over it is told the outcome is unknown."""
+    await dynamodb.put_item(
+        TableName=table_name,
+        Item={
+            "pk": {"S": table_key(step_key)},
+            "state": {"S": "claim"},
+            "status": {"S": "SUCCESS"},
+            "owner": {"S": "old-task#1"},
+            "expires_at": {"N": str(int(time.time()) - 60)},
+        },
+    )
+
+    claim = await task(dynamodb, table_name, "new").claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert isinstance(claim, Claimed)
+    assert claim.answer_lost is True
+
+
+@pytest.mark.parametrize("lost", [False, True])
+async def test_give_up_after_a_takeover_leaves_the_new_claim(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
+) -> None:
+    """A slow task giving up a claim that was taken over (released or lost) does not touch
+    the new holder's claim."""
     slow = task(dynamodb, table_name, "slow")
     old = await slow.claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(old, Claimed)
@@ -208,22 +297,24 @@ async def test_give_up_after_a_takeover_leaves_the_new_claim(
 
     await eventually(take_over, timeout_s=5, interval_s=0.1, what="the takeover")
 
-    await slow.give_up(old)
+    await slow.give_up(old, lost=lost, ttl_s=TTL_S)
 
     third = await task(dynamodb, table_name, "c").claim(step_key, Status.SUCCESS, LEASE_S)
     assert third == HeldElsewhere(until=taken[0].until)
 
 
+@pytest.mark.parametrize("lost", [False, True])
 async def test_give_up_never_undoes_a_delivered_record(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
 ) -> None:
-    """A task whose call failed cannot erase the 200 another task recorded meanwhile."""
+    """A task whose call failed (or whose answer was lost) cannot erase the 200 another task
+    recorded meanwhile."""
     loser = task(dynamodb, table_name, "loser")
     claim = await loser.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
     await task(dynamodb, table_name, "winner").record_delivered(step_key, Status.SUCCESS, TTL_S)
 
-    await loser.give_up(claim)
+    await loser.give_up(claim, lost=lost, ttl_s=TTL_S)
 
     copy = await task(dynamodb, table_name, "c").claim(step_key, Status.FAILURE, LEASE_S)
     assert copy == Delivered(Status.SUCCESS)
@@ -350,65 +441,116 @@ async def test_a_missing_table_mid_run_is_unavailable(
     assert raised.value.code == "ResourceNotFoundException"
 
 
-async def test_an_unreachable_table_is_unavailable_then_skipped(step_key: StepKey) -> None:
-    """Nothing listening: the claim fails with DedupeUnavailable, later calls skip the table."""
+async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(step_key: StepKey) -> None:
+    """Nothing listening: each claim fails (retried, then DedupeUnavailable, not down) until
+    the third in a row, which finds the table down; later calls fail at once, saying why."""
     url = f"http://127.0.0.1:{free_port()}"
     config = dedupe_config()
     async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
-        table = DedupeTable(client, "relay-dedupe", "a")
-        with pytest.raises(DedupeUnavailable) as raised:
-            await table.claim(step_key, Status.SUCCESS, LEASE_S)
-        assert raised.value.code == "EndpointConnectionError"
+        table = DedupeTable(client, "relay-dedupe", "a", claim_retry=QUICK, record_retry=QUICK)
+        failures: list[DedupeUnavailable] = []
+        for _ in range(FAILURES_TO_OPEN):
+            with pytest.raises(DedupeUnavailable) as raised:
+                await table.claim(step_key, Status.SUCCESS, LEASE_S)
+            failures.append(raised.value)
+        assert {f.code for f in failures} == {"EndpointConnectionError"}
+        assert [f.table_down for f in failures] == [False] * (FAILURES_TO_OPEN - 1) + [True]
+        assert table.is_down
 
         with pytest.raises(DedupeUnavailable) as skipped:
             await table.record_delivered(step_key, Status.SUCCESS, TTL_S)
-        assert skipped.value.code == "cooling_down"
+        assert skipped.value.code == "table_down"
+        assert skipped.value.table_down is True
         assert "EndpointConnectionError" in str(skipped.value)
 
-        with pytest.raises(DedupeUnavailable):
+        # The start-up check asks the table itself, whatever the circuit says.
+        with pytest.raises(DedupeUnavailable) as checked:
             await table.check()
+        assert checked.value.code == "EndpointConnectionError"
 
 
-async def test_the_table_is_used_again_after_the_cooldown(
+async def test_one_failed_call_does_not_switch_the_table_off(
     dynamodb: DynamoDBClient, step_key: StepKey
 ) -> None:
-    """Once the cooldown has passed, a table that is back answers claims again."""
+    """A call that failed (the table missing for a moment) leaves the table in use: the next
+    claim goes to it at once and is claimed."""
     name = f"relay-late-{uuid.uuid4().hex[:8]}"
-    table = DedupeTable(dynamodb, name, "a", cooldown_s=0.3)
-    with pytest.raises(DedupeUnavailable):
+    table = DedupeTable(dynamodb, name, "a")
+    with pytest.raises(DedupeUnavailable) as raised:
         await table.claim(step_key, Status.SUCCESS, LEASE_S)
+    assert raised.value.code == "ResourceNotFoundException"
+    assert raised.value.table_down is False
+    assert not table.is_down
     await create_dedupe_table(dynamodb, name)
 
-    codes: list[str] = []
-
-    async def claimed() -> bool:
-        try:
-            return isinstance(await table.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
-        except DedupeUnavailable as exc:
-            codes.append(exc.code)
-            return False
-
-    await eventually(claimed, timeout_s=5, interval_s=0.05, what="the table used again")
-    # Between the failure and the recovery, calls were skipped, not sent to the table.
-    assert set(codes) <= {"cooling_down"}
+    assert isinstance(await table.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
 
 
-async def test_a_throttled_table_is_retried_by_botocore_then_unavailable(
+@pytest.mark.parametrize(
+    ("code", "http_status"),
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("RequestLimitExceeded", 400),
+        ("InternalServerError", 500),
+        ("ServiceUnavailable", 503),
+        ("SomethingNew", 502),
+    ],
+)
+async def test_a_throttled_or_failing_call_is_retried_then_unavailable(
+    step_key: StepKey, code: str, http_status: int
+) -> None:
+    """Throttles, server errors and any 5xx are asked again (by relay: botocore's retries are
+    off) up to the policy's attempts; then DedupeUnavailable with the code, the table not down
+    after one such call."""
+    async with (
+        serve_refusing_dynamodb(code, http_status) as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+    ):
+        with pytest.raises(DedupeUnavailable) as raised:
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert raised.value.code == code
+    assert raised.value.table_down is False
+    assert endpoint.requests == ["PutItem"] * QUICK.max_attempts
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["ResourceNotFoundException", "AccessDeniedException", "ValidationException", "Unknown4xx"],
+)
+async def test_a_call_that_asking_again_cannot_mend_fails_at_once(
+    step_key: StepKey, code: str
+) -> None:
+    """A missing table, a denial, a malformed request or an unknown 400 are not retried."""
+    async with (
+        serve_refusing_dynamodb(code) as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+    ):
+        with pytest.raises(DedupeUnavailable) as raised:
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+
+    assert raised.value.code == code
+    assert endpoint.requests == ["PutItem"]
+
+
+async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
     step_key: StepKey,
 ) -> None:
-    """Throttling is retried with backoff (3 attempts, standard mode), then DedupeUnavailable."""
-    async with serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint:
-        config = dedupe_config()
-        async with new_session().create_client(
-            "dynamodb", endpoint_url=endpoint.url, config=config
-        ) as client:
-            with pytest.raises(DedupeUnavailable) as raised:
-                await DedupeTable(client, "relay-dedupe", "a").claim(
-                    step_key, Status.SUCCESS, LEASE_S
-                )
+    """With the default policy, a claim throttled every time gives up after at most eight
+    attempts and a second of retrying: a claim is worth no more."""
+    async with (
+        serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint,
+        open_table_at(endpoint.url, "relay-dedupe", "a") as table,
+    ):
+        started = time.monotonic()
+        with pytest.raises(DedupeUnavailable):
+            await table.claim(step_key, Status.SUCCESS, LEASE_S)
+        took = time.monotonic() - started
 
-    assert raised.value.code == "ProvisionedThroughputExceededException"
-    assert endpoint.requests == ["PutItem"] * 3
+    assert 2 <= len(endpoint.requests) <= CLAIM_RETRY.max_attempts
+    # No wait runs past the budget; only the last attempt itself may (up to its read timeout).
+    assert took < CLAIM_RETRY.budget_s + 1.0
 
 
 async def test_a_denied_table_fails_the_check_and_the_calls(step_key: StepKey) -> None:

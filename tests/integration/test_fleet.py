@@ -16,9 +16,15 @@ from relay.dedupe import DedupeTable, create_dedupe_table, dedupe_config
 from relay.emulator import Faults
 from relay.local import MotoServer
 from relay.message import Status, StepResult
+from relay.outcomes import OUTCOME_UNKNOWN
 from relay.worker import Worker, open_worker
 from tests.conftest import Emulator, Queues
-from tests.dedupe_support import serve_switchable_dynamodb
+from tests.dedupe_support import (
+    STRIPPED,
+    THROTTLED,
+    serve_faulty_dynamodb,
+    serve_switchable_dynamodb,
+)
 from tests.integration.worker_support import fast_config, outcome_totals, register, sample
 from tests.support import (
     SQSClient,
@@ -186,10 +192,126 @@ async def test_the_table_going_away_mid_run_never_stops_callbacks(
             endpoint.down = True
             await asyncio.wait_for(run, 120)
 
-    assert outcome_totals(worker) == {"delivered": 24}
+    # The first failed claims release their message to look again; once the table counts as
+    # down, the rest go on with the local memory.
+    ended = outcome_totals(worker)
+    assert ended["delivered"] == 24
+    assert set(ended) <= {"delivered", "released"}
     assert sorted(delivered_keys(emulator.state.calls)) == sorted(
         (*s.step_key, s.status.value) for s in steps
     )
     assert endpoint.refused > 0
     assert sample(worker, "relay_dedupe_table_errors_total", code="InternalServerError") > 0
+    assert sample(worker, "relay_dedupe_table_errors_total", code="table_down") > 0
+    assert await total_depth(sqs, queues.url) == 0
+
+
+@pytest.mark.parametrize("tasks", [2, 3])
+async def test_a_table_that_throttles_half_its_calls_still_gets_each_step_called_once(
+    sqs: SQSClient,
+    queues: Queues,
+    emulator: Emulator,
+    local_dynamodb: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tasks: int,
+) -> None:
+    """Two or three tasks, every step sent twice, the table throttling half of its calls and
+    failing a tenth with 500s (DESIGN §10): retried within their budget, the claims still
+    arbitrate, so each step is called exactly once; nothing is dead-lettered or lost."""
+    steps = make_steps(30, seed=155 + tasks)
+    register(emulator.state, steps)
+    emulator.state.set_faults(Faults(latency_ms=20))
+    bodies = [s.to_body() for s in steps]
+    await send_bodies(sqs, queues.url, [b for body in bodies for b in (body, body)])
+    name = f"relay-fleet-{uuid.uuid4().hex[:12]}"
+    async with serve_faulty_dynamodb(
+        local_dynamodb.url, seed=tasks, throttle_share=0.5, error_share=0.1, after_share=0.5
+    ) as table:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
+        async with new_session().create_client("dynamodb", config=dedupe_config()) as client:
+            await create_dedupe_table(client, name)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", table.url)
+        config = fast_config(queues.url, dedupe_table=name, max_in_flight=8, pollers=2)
+        workers = await run_fleet([config] * tasks, timeout_s=120)
+
+    assert table.seen[THROTTLED] > 0
+    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
+        (*s.step_key, s.status.value) for s in steps
+    )
+    assert invalid_request_calls(emulator) == 0
+    fleet = totals(workers)
+    assert fleet.get("delivered", 0) == 30
+    assert fleet.get("duplicate", 0) == 30
+    assert fleet.get("dead_lettered", 0) == 0
+    assert await drain(sqs, queues.dlq_url) == []
+    assert await total_depth(sqs, queues.url) == 0
+
+
+async def test_a_store_that_answers_a_failed_condition_without_the_item_calls_each_step_once(
+    sqs: SQSClient,
+    queues: Queues,
+    emulator: Emulator,
+    local_dynamodb: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DynamoDB-compatible store that leaves `Item` out of a failed condition: the claim reads
+    the holder back (a consistent GetItem) instead of failing open, so two tasks with every
+    step sent twice call each step once."""
+    steps = make_steps(30, seed=158)
+    register(emulator.state, steps)
+    emulator.state.set_faults(Faults(latency_ms=20))
+    bodies = [s.to_body() for s in steps]
+    await send_bodies(sqs, queues.url, [b for body in bodies for b in (body, body)])
+    name = f"relay-fleet-{uuid.uuid4().hex[:12]}"
+    async with serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as table:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
+        async with new_session().create_client("dynamodb", config=dedupe_config()) as client:
+            await create_dedupe_table(client, name)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", table.url)
+        config = fast_config(queues.url, dedupe_table=name, max_in_flight=8, pollers=2)
+        workers = await run_fleet([config, config], timeout_s=120)
+
+    assert table.seen[STRIPPED] > 0
+    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
+        (*s.step_key, s.status.value) for s in steps
+    )
+    assert invalid_request_calls(emulator) == 0
+    fleet = totals(workers)
+    assert (fleet.get("delivered", 0), fleet.get("duplicate", 0)) == (30, 30)
+    assert await drain(sqs, queues.dlq_url) == []
+    assert await total_depth(sqs, queues.url) == 0
+
+
+async def test_a_lost_answer_is_known_to_the_next_task_through_the_table(
+    sqs: SQSClient, queues: Queues, emulator: Emulator, table: str
+) -> None:
+    """One task's call times out but lands; it stops. Another task, whose own memory knows
+    nothing, claims the step, learns from the table that an earlier outcome is unknown, and
+    dead-letters the service's refusal saying so (DESIGN §1), never as a plain bad request."""
+    step = make_steps(1, seed=159)[0]
+    register(emulator.state, [step])
+    emulator.state.set_faults(Faults(latency_ms=1500))
+    await send_bodies(sqs, queues.url, [step.to_body()])
+    first_config = fast_config(
+        queues.url,
+        dedupe_table=table,
+        call_timeout_s=0.5,
+        max_attempts=1,
+        release_base_s=0.0,
+        exit_when_empty=False,
+    )
+    async with open_worker(first_config) as first:
+        run = asyncio.create_task(first.run(handle_signals=False))
+        await eventually(lambda: first.counts["released"] >= 1, what="the timed-out receive")
+        first.stop("SIGTERM")
+        await asyncio.wait_for(run, 30)
+    await eventually(lambda: not emulator.state.is_waiting(*step.step_key), what="the lost call")
+    emulator.state.set_faults(Faults())
+    [second] = await run_fleet([fast_config(queues.url, dedupe_table=table)])
+
+    assert outcome_totals(second) == {"dead_lettered": 1}
+    assert [c.error_code for c in emulator.state.calls] == [None, "InvalidRequestException"]
+    [copy] = await drain(sqs, queues.dlq_url)
+    assert copy.attributes["relay-reason"] == "invalid_request"
+    assert copy.attributes["relay-error-message"].startswith(OUTCOME_UNKNOWN)
     assert await total_depth(sqs, queues.url) == 0
