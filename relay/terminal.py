@@ -17,8 +17,6 @@ import math
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console, Group, RenderableType
@@ -35,10 +33,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from relay.dead_letter import iso_utc
 from relay.lifecycle import cancel_and_wait
 from relay.observability import configure_logging
 from relay.outcomes import Outcome
+from relay.progress import Snapshot, time_text
 
 if TYPE_CHECKING:
     from relay.demo import Accounting, DeadLetters, DemoProgress
@@ -56,18 +54,6 @@ SHOWN_MAX_CHARS: Final = 200
 """A value read from a DLQ is cut to this many characters in a table (an attribute may hold
 256 KB); `--json` has them whole."""
 
-Snapshot = tuple[int, int | None, str]
-"""(done, total or None, a line of counts) for the progress display."""
-
-ProgressView = Callable[[str, Callable[[], Snapshot]], AbstractAsyncContextManager[None]]
-"""Shows a command's progress while open: a label and a function that reads its counts."""
-
-
-@contextlib.asynccontextmanager
-async def no_progress(label: str, snapshot: Callable[[], Snapshot]) -> AsyncIterator[None]:
-    """Shows nothing (for callers that are not a person at a terminal)."""
-    yield
-
 
 @contextlib.asynccontextmanager
 async def show_progress(label: str, snapshot: Callable[[], Snapshot]) -> AsyncIterator[None]:
@@ -79,8 +65,7 @@ async def show_progress(label: str, snapshot: Callable[[], Snapshot]) -> AsyncIt
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         if not console.is_terminal:
             console.print(f"{label}: {snapshot()[2]}", soft_wrap=True)
 
@@ -137,16 +122,6 @@ def print_json(document: Mapping[str, Any]) -> None:
     """One JSON object on one line of stdout (ASCII: any other character is escaped)."""
     sys.stdout.write(json.dumps(document) + "\n")
     sys.stdout.flush()
-
-
-def time_text(moment: float | None) -> str | None:
-    """Unix seconds as ISO 8601 UTC; None when unknown or not a time in years 1 to 9999."""
-    if moment is None:
-        return None
-    try:
-        return iso_utc(datetime.fromtimestamp(moment, UTC))
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 def ending_text(end: "ReadEnd") -> Text:
