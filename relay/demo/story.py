@@ -1,31 +1,21 @@
-"""`make run` (DESIGN §8): the story told on the local stack (`relay.local`) — a producer and
-the worker against moto's SQS and the Transfer Family emulator, with live progress and a
-summary that accounts for every message.
-
-The demo owns its process, so it points the standard AWS chain at loopback the way a deployment
-points it at AWS. moto runs in a child process; the emulator, the producer and the worker share
-this one's event loop.
-"""
+"""The demo's story, start to end: the local stack up, a producer and the worker running
+together until every message is finished, the DLQ read, the summary, the exit code."""
 
 import asyncio
-import collections
 import io
-import json
 import math
-import random
 import sys
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 from rich.text import Text
 
 from relay.config import DemoConfig, RunConfig
-from relay.dead_letter import DeadMessage
-from relay.emulator import EmulatorState, Faults
+from relay.demo.accounting import Accounting, DemoProgress, delivered_steps, read_dead_letters
+from relay.demo.mix import Mix, build_mix
+from relay.demo.panel import print_demo_summary, show_demo_progress
+from relay.emulator import Faults
 from relay.lifecycle import EmptyReadings, Shutdown, handling_signals, wait_any
 from relay.local import (
     HOST,
@@ -35,19 +25,15 @@ from relay.local import (
     point_aws_at,
     require_moto,
 )
-from relay.message import Status, StepResult, event_body, sns_body, step_or_none
 from relay.observability import configure_logging
 from relay.sqs import (
-    BatchedQueue,
     OutgoingMessage,
     QueuePair,
     create_queue_pair,
     open_sqs,
     queue_total,
-    receive_messages,
     send_messages,
 )
-from relay.terminal import print_demo_summary, show_demo_progress
 from relay.worker import Worker, open_worker
 
 if TYPE_CHECKING:
@@ -60,89 +46,8 @@ EMF_INTERVAL_S: Final = 5.0
 """`relay demo --emf`: the worker's EMF interval (60 s on AWS; short here, to see it)."""
 BATCH: Final = 10
 """Messages per SendMessageBatch, SQS's maximum."""
-_ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
-_TOKEN_CHARS: Final = _ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _BURST_CYCLE_S: Final = 6.0
 _BURST_S: Final = 2.0
-
-
-# --- the mix -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Mix:
-    """The bodies to send, in order, and the steps the emulator is told to wait for."""
-
-    bodies: list[str]
-    waiting: list[tuple[str, str, str]]
-    kinds: collections.Counter[str]
-
-
-def build_mix(config: DemoConfig) -> Mix:
-    """Step results in the three shapes, with malformed ones and unknown executions mixed in."""
-    rng = random.Random(config.seed)
-    workflows = [_workflow_id(rng) for _ in range(config.workflows)]
-    malformed = round(config.messages * config.malformed_share)
-    unknown = round(config.messages * config.unknown_share)
-    kinds = ["malformed"] * malformed + ["unknown"] * unknown
-    kinds += ["valid"] * (config.messages - len(kinds))
-    rng.shuffle(kinds)
-    bodies: list[str] = []
-    waiting: list[tuple[str, str, str]] = []
-    counted: collections.Counter[str] = collections.Counter()
-    for kind in kinds:
-        if kind == "malformed":
-            bodies.append(_malformed_body(rng, workflows))
-            counted["malformed"] += 1
-            continue
-        step = _step(rng, rng.choice(workflows))
-        if kind == "valid":
-            waiting.append(step.step_key)
-        shape, body = _shaped_body(rng, step)
-        bodies.append(body)
-        counted[kind if kind == "unknown" else shape] += 1
-    return Mix(bodies=bodies, waiting=waiting, kinds=counted)
-
-
-def _workflow_id(rng: random.Random) -> str:
-    return "w-" + "".join(rng.choices(_ALNUM, k=17))
-
-
-def _step(rng: random.Random, workflow_id: str) -> StepResult:
-    # About one step in ten reports a failure, as a file-processing pipeline might.
-    status = Status.FAILURE if rng.random() < 0.1 else Status.SUCCESS
-    execution_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    return StepResult(workflow_id, execution_id, "".join(rng.choices(_TOKEN_CHARS, k=48)), status)
-
-
-def _shaped_body(rng: random.Random, step: StepResult) -> tuple[str, str]:
-    """Half canonical, three in ten the custom-step event, two in ten an SNS envelope."""
-    draw = rng.random()
-    if draw < 0.5:
-        return "canonical", step.to_body()
-    if draw < 0.8:
-        return "event", event_body(step)
-    inner = step.to_body() if rng.random() < 0.5 else event_body(step)
-    return "sns", sns_body(inner, rng)
-
-
-def _malformed_body(rng: random.Random, workflows: list[str]) -> str:
-    """One of the mistakes producers make; each is dead-lettered with reason validation."""
-    good = json.loads(_step(rng, rng.choice(workflows)).to_body())
-    mistakes: list[Callable[[], object]] = [
-        lambda: "step finished OK",
-        lambda: json.dumps(good)[:-9],
-        lambda: [good],
-        lambda: {k: v for k, v in good.items() if k != "Token"},
-        lambda: {**good, "WorkflowId": "wf-" + good["WorkflowId"][2:]},
-        lambda: {**good, "Status": "DONE"},
-        lambda: {**good, "ExecutionId": good["ExecutionId"][:-4]},
-        lambda: {**good, "Token": good["Token"] + "-retry"},
-        lambda: {"Type": "Notification", "Message": "step finished"},
-        lambda: {"token": good["Token"], "status": "SUCCESS"},
-    ]
-    made = rng.choice(mistakes)()
-    return made if isinstance(made, str) else json.dumps(made)
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -188,24 +93,6 @@ class EmfLines(io.StringIO):
 
 
 # --- running -----------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class DemoProgress:
-    """What the producer has done, and how the run ended."""
-
-    total: int
-    sent: int = 0
-    send_failed: int = 0
-    producing: bool = True
-    interrupted: bool = False
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-
-    @property
-    def elapsed_s(self) -> float:
-        """Seconds since the first message, until the worker stopped."""
-        return (self.finished_at or time.monotonic()) - self.started_at
 
 
 def production_limit_s(config: DemoConfig) -> float:
@@ -282,6 +169,12 @@ async def wait_drained(
             return
 
 
+def log_errors() -> None:
+    """The demo's logging: errors only, as text on whatever holds `sys.stderr` now (the live
+    panel, while it shows: the worker's rare ERROR lines go through it, not across it)."""
+    configure_logging("text", "ERROR", stream=sys.stderr)
+
+
 async def run_pipeline(
     sqs: SQSClient, queues: QueuePair, mix: Mix, config: DemoConfig, console: Console
 ) -> tuple[Worker, DemoProgress]:
@@ -306,89 +199,20 @@ async def run_pipeline(
         try:
             with handling_signals(interrupt):
                 async with show_demo_progress(console, progress, worker.status):
+                    log_errors()
                     await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
                     stop.set()
                     await asyncio.gather(producer, drained, return_exceptions=True)
                     worker.stop("demo finished")
                     await worker_task
+                log_errors()
         finally:
             for task in (producer, drained, worker_task):
                 task.cancel()
     return worker, progress
 
 
-# --- the summary -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetters:
-    """What the DLQ holds, by `relay-reason`."""
-
-    total: int
-    by_reason: collections.Counter[str]
-    example: dict[str, str]
-    of_delivered: int
-    """Copies of steps that were also delivered: a message received twice (at-least-once)."""
-
-
-async def read_dead_letters(
-    sqs: SQSClient, dlq_url: str, limit: int, delivered: set[tuple[str, str, str]]
-) -> DeadLetters:
-    """Reads every DLQ message's `relay-reason`, then makes them all visible again."""
-    by_reason: collections.Counter[str] = collections.Counter()
-    example: dict[str, str] = {}
-    of_delivered = 0
-    handles: list[str] = []
-    for _ in range(limit // BATCH + 2):
-        messages = await receive_messages(
-            sqs, dlq_url, max_messages=BATCH, wait_s=0, visibility_timeout_s=60
-        )
-        if not messages:
-            break
-        for message in messages:
-            dead = DeadMessage.from_received(message)
-            by_reason[dead.reason] += 1
-            example.setdefault(dead.reason, dead.error_message[:48])
-            step = step_or_none(message.body)
-            of_delivered += step is not None and step.step_key in delivered
-            handles.append(message.receipt_handle)
-    dlq = BatchedQueue(sqs, dlq_url)
-    await asyncio.gather(*(dlq.change_visibility(h, 0) for h in handles), return_exceptions=True)
-    await dlq.drain()
-    total = await queue_total(sqs, dlq_url)
-    return DeadLetters(total=total, by_reason=by_reason, example=example, of_delivered=of_delivered)
-
-
-@dataclass(frozen=True, slots=True)
-class Accounting:
-    """Every message sent was delivered, dead-lettered, or is still on the queue."""
-
-    sent: int
-    delivered: int
-    dead_lettered: int
-    still_queued: int
-
-    @property
-    def balanced(self) -> bool:
-        """Nothing lost, nothing counted twice."""
-        return self.sent == self.delivered + self.dead_lettered + self.still_queued
-
-    def line(self) -> str:
-        """The accounting line the summary ends with."""
-        verdict = "ok" if self.balanced else "MISMATCH"
-        return (
-            f"accounting: sent {self.sent} = delivered {self.delivered} + dead-lettered "
-            f"{self.dead_lettered} + still queued {self.still_queued}  {verdict}"
-        )
-
-
-def delivered_steps(emulator: EmulatorState) -> set[tuple[str, str, str]]:
-    """The steps the emulator answered 200 (each answers once: a second call is refused)."""
-    steps: set[tuple[str, str, str]] = set()
-    for call in emulator.calls:
-        if call.http_status == 200 and call.workflow_id and call.execution_id and call.token:
-            steps.add((call.workflow_id, call.execution_id, call.token))
-    return steps
+# --- after the run -------------------------------------------------------------------------------
 
 
 async def keep_endpoints_up(console: Console, variables: dict[str, str], queues: QueuePair) -> None:
@@ -414,7 +238,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
 
 
 async def _demo(config: DemoConfig, console: Console) -> int:
-    configure_logging("text", "ERROR", stream=sys.stderr)
+    log_errors()
     mix = build_mix(config)
     faults = Faults(
         latency_ms=config.latency_ms,
