@@ -2,6 +2,7 @@
 together until every message is finished, the DLQ read, the summary, the exit code."""
 
 import asyncio
+import contextlib
 import io
 import math
 import sys
@@ -16,7 +17,7 @@ from relay.demo.accounting import Accounting, DemoProgress, delivered_steps, rea
 from relay.demo.mix import Mix, build_mix
 from relay.demo.panel import print_demo_summary, show_demo_progress
 from relay.emulator import Faults
-from relay.lifecycle import EmptyReadings, Shutdown, handling_signals, wait_any
+from relay.lifecycle import Shutdown, cancel_and_wait, handling_signals, wait_any, wait_until_empty
 from relay.local import (
     HOST,
     aws_environment,
@@ -46,6 +47,8 @@ EMF_INTERVAL_S: Final = 5.0
 """`relay demo --emf`: the worker's EMF interval (60 s on AWS; short here, to see it)."""
 BATCH: Final = 10
 """Messages per SendMessageBatch, SQS's maximum."""
+EMPTY_CHECK_S: Final = 0.2
+"""How often the story reads whether the queue and the worker hold nothing."""
 _BURST_CYCLE_S: Final = 6.0
 _BURST_S: Final = 2.0
 
@@ -150,23 +153,30 @@ async def _wait_until(moment: float, stop: asyncio.Event) -> None:
 
 
 async def wait_drained(
-    sqs: SQSClient, queue_url: str, progress: DemoProgress, worker: Worker, config: DemoConfig
+    sqs: SQSClient,
+    queue_url: str,
+    producer: asyncio.Task[None],
+    worker: Worker,
+    config: DemoConfig,
+    stop: asyncio.Event,
 ) -> None:
-    """Returns once production ended and the queue and the worker hold nothing (or time is up)."""
-    deadline: float | None = None
-    empty = EmptyReadings()
-    for _ in range(int((production_limit_s(config) + config.drain_timeout_s) / 0.2) + 1):
-        await asyncio.sleep(0.2)
-        if progress.interrupted:
-            return
-        if progress.producing:
-            continue
-        deadline = deadline or time.monotonic() + config.drain_timeout_s
-        if time.monotonic() > deadline:
-            return
-        total = None if worker.in_flight else await queue_total(sqs, queue_url)
-        if empty.saw(total):
-            return
+    """Returns once production ended and the queue and the worker hold nothing, once `stop` is
+    set, or `drain_timeout_s` after production ended."""
+    # Production ends on its own deadline, or at `stop`.
+    await asyncio.wait([producer])
+
+    async def total() -> int | None:
+        return None if worker.in_flight else await queue_total(sqs, queue_url)
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(config.drain_timeout_s):
+            await wait_until_empty(total, interval_s=EMPTY_CHECK_S, stop=stop)
+
+
+async def abandon_when_asked(shutdown: Shutdown, worker: Worker) -> None:
+    """A second Ctrl-C abandons what the worker still has in flight."""
+    await shutdown.abandon.wait()
+    worker.stop("interrupted")
 
 
 def log_errors() -> None:
@@ -178,37 +188,39 @@ def log_errors() -> None:
 async def run_pipeline(
     sqs: SQSClient, queues: QueuePair, mix: Mix, config: DemoConfig, console: Console
 ) -> tuple[Worker, DemoProgress]:
-    """The producer and the worker together until every message is finished, with progress."""
+    """The producer and the worker together until every message is finished, with progress.
+
+    The first Ctrl-C (or SIGTERM) stops producing and drains the worker; a second abandons
+    what is in flight.
+    """
     progress = DemoProgress(total=len(mix.bodies))
-    stop = asyncio.Event()
+    shutdown = Shutdown()
     emf = EmfLines(console) if config.emf else None
     async with open_worker(worker_config(queues, config), emf_stream=emf) as worker:
-
-        def interrupt(signal_name: str) -> None:
-            # The first Ctrl-C stops producing and drains; a second abandons what is in flight.
-            if progress.interrupted:
-                worker.stop("interrupted")
-            progress.interrupted = True
-            stop.set()
-
         worker_task = asyncio.create_task(worker.run(handle_signals=False), name="worker")
         producer = asyncio.create_task(
-            produce(sqs, queues.url, mix.bodies, config, progress, worker, stop), name="producer"
+            produce(sqs, queues.url, mix.bodies, config, progress, worker, shutdown.requested),
+            name="producer",
         )
-        drained = asyncio.create_task(wait_drained(sqs, queues.url, progress, worker, config))
+        drained = asyncio.create_task(
+            wait_drained(sqs, queues.url, producer, worker, config, shutdown.requested),
+            name="drained",
+        )
+        abandon = asyncio.create_task(abandon_when_asked(shutdown, worker), name="abandon")
         try:
-            with handling_signals(interrupt):
+            with handling_signals(shutdown):
                 async with show_demo_progress(console, progress, worker.status):
                     log_errors()
                     await asyncio.wait([drained, worker_task], return_when=asyncio.FIRST_COMPLETED)
-                    stop.set()
-                    await asyncio.gather(producer, drained, return_exceptions=True)
+                    # Drained, or stopped by a signal; or the worker failed, and nothing should
+                    # be sent any more (its error is raised below).
+                    await cancel_and_wait([producer, drained])
                     worker.stop("demo finished")
                     await worker_task
                 log_errors()
         finally:
-            for task in (producer, drained, worker_task):
-                task.cancel()
+            progress.interrupted = shutdown.is_requested
+            await cancel_and_wait([producer, drained, worker_task, abandon])
     return worker, progress
 
 
