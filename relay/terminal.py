@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -31,17 +32,87 @@ from rich.text import Text
 from relay.lifecycle import cancel_and_wait
 from relay.progress import Snapshot, time_text
 
-if TYPE_CHECKING:
-    from relay.dlq.export import ExportSummary
-    from relay.dlq.replay import ReplaySummary
-    from relay.dlq.scan import ReadEnd
-    from relay.dlq.stats import DlqStats
-
 PLAIN_PROGRESS_EVERY_S: Final = 2.0
 
 SHOWN_MAX_CHARS: Final = 200
 """A value read from a DLQ is cut to this many characters in a table (an attribute may hold
 256 KB); `--json` has them whole."""
+
+
+# --- what the summaries hold -------------------------------------------------------------------
+# The DLQ commands' summaries, as much of each as is shown here. The commands sit above this
+# module, so it names the shape it reads rather than importing their classes; mypy checks that
+# `relay.dlq`'s summaries have it where `relay.cli` hands them over. Read-only properties where a
+# summary computes the value or holds a narrower type.
+
+
+class ReadEndShown(Protocol):
+    """How a DLQ read ended (`relay.dlq.scan.ReadEnd`)."""
+
+    stopped_by: str
+    read_error: str | None
+    release_errors: int
+
+
+class StatsShown(Protocol):
+    """What `relay dlq stats` counted (`relay.dlq.stats.DlqStats`)."""
+
+    dlq_url: str
+    messages: int
+    by_reason: Counter[str]
+    by_error_code: Counter[tuple[str, str]]
+    by_workflow: Counter[str]
+    without_workflow: int
+    oldest_dead_lettered_at: float | None
+    newest_dead_lettered_at: float | None
+    unreadable_dates: int
+
+    @property
+    def end(self) -> ReadEndShown: ...
+
+
+class ExportShown(Protocol):
+    """What `relay dlq export` wrote (`relay.dlq.export.ExportSummary`)."""
+
+    out: str
+    written: int
+    by_reason: Counter[str]
+    write_error: str | None
+    saved: bool
+
+    @property
+    def end(self) -> ReadEndShown: ...
+
+
+class ReplayShown(Protocol):
+    """What `relay replay` did (`relay.dlq.replay.ReplaySummary`)."""
+
+    source: str
+    destination: str
+    dry_run: bool
+    read: int
+    selected: int
+    replayed: int
+    skipped_by_filter: int
+    skipped_over_limit: int
+    not_deleted: int
+    failed_by_reason: Counter[str]
+    failure_details: dict[str, str]
+    selected_by_reason: Counter[str]
+    selected_by_workflow: Counter[str]
+    destinations: Counter[str]
+    unchecked_why: str | None
+    would_fail_by_reason: Counter[str]
+    unreadable_dates: int
+
+    @property
+    def allowed_by(self) -> Mapping[str, str]: ...
+    @property
+    def abandoned(self) -> int: ...
+    @property
+    def unchecked_destinations(self) -> Sequence[str]: ...
+    @property
+    def end(self) -> ReadEndShown: ...
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +184,7 @@ def print_json(document: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def ending_text(end: "ReadEnd") -> Text:
+def ending_text(end: ReadEndShown) -> Text:
     """How the reading ended, in one line."""
     text = Text.assemble("read until: ", shown(end.stopped_by))
     if end.read_error:
@@ -126,7 +197,7 @@ def ending_text(end: "ReadEnd") -> Text:
     return text
 
 
-def print_stats(stats: "DlqStats", top: int) -> None:
+def print_stats(stats: StatsShown, top: int) -> None:
     """`relay dlq stats`: counts by reason and code, top workflows, the time span."""
     console = _console()
     console.print(
@@ -170,7 +241,7 @@ def _unreadable_dates(count: int) -> str:
     )
 
 
-def print_export(summary: "ExportSummary") -> None:
+def print_export(summary: ExportShown) -> None:
     """`relay dlq export`: what was written where (or, when reading did not complete, that the
     file was left as it was)."""
     console = _console()
@@ -199,7 +270,7 @@ def print_export(summary: "ExportSummary") -> None:
     console.print(ending_text(summary.end), soft_wrap=True)
 
 
-def print_replay(summary: "ReplaySummary", top: int) -> None:
+def print_replay(summary: ReplayShown, top: int) -> None:
     """`relay replay`: what was read, selected, replayed and not, by reason and workflow, and
     the queues it went to."""
     console = _console()
@@ -264,7 +335,7 @@ _ALLOWED_BY: Final = {
 }
 
 
-def _print_destinations(console: Console, summary: "ReplaySummary") -> None:
+def _print_destinations(console: Console, summary: ReplayShown) -> None:
     """Every queue copies went (or would go) to, and what allowed it; unchecked ones stand out."""
     table = Table(title=Text("Destination queues"), title_justify="left")
     table.add_column("queue")
