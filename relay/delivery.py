@@ -33,7 +33,7 @@ from relay.dedupe import (
     lease_for,
 )
 from relay.lifecycle import Shutdown
-from relay.limits import AdaptiveRate, Circuits, DeliveredMemory
+from relay.limits import AdaptiveRate, AttemptMemory, Circuits, DeliveredMemory
 from relay.message import InvalidMessage, StepKey, StepResult, parse
 from relay.observability import EveryInterval, Metrics, get_logger, hiding_in_logs
 from relay.outcomes import (
@@ -67,9 +67,6 @@ IDENTITY_LOG_EVERY_S: Final = 60.0
 """Errors about relay's own credentials or clock are logged at most this often (all counted)."""
 DEDUPE_LOG_EVERY_S: Final = 60.0
 """Failures of the delivered-memory table are logged at most this often (all counted)."""
-
-ATTEMPT_MEMORY: Final = 10_000
-"""Message ids whose callback attempts are remembered across receives (relay-attempts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,30 +125,6 @@ class AdaptivePacer:
             error_code=error.code,
             error=error.message[:300],
         )
-
-
-class AttemptMemory:
-    """Callback attempts of released messages, by message id, so a dead-letter copy can say how
-    many were made over all receives (bounded; an id forgotten counts one per earlier receive)."""
-
-    def __init__(self, size: int = ATTEMPT_MEMORY) -> None:
-        self.size = size
-        self._attempts: collections.OrderedDict[str, int] = collections.OrderedDict()
-
-    def earlier(self, message: ReceivedMessage) -> int:
-        """Attempts made on earlier receives."""
-        return self._attempts.get(message.message_id, message.receive_count - 1)
-
-    def remember(self, message: ReceivedMessage, attempts: int) -> None:
-        """Records the attempts of a message released to come back."""
-        self._attempts[message.message_id] = attempts
-        self._attempts.move_to_end(message.message_id)
-        while len(self._attempts) > self.size:
-            self._attempts.popitem(last=False)
-
-    def forget(self, message: ReceivedMessage) -> None:
-        """The message is finished for good."""
-        self._attempts.pop(message.message_id, None)
 
 
 class Delivery:
@@ -298,7 +271,7 @@ class Delivery:
             await self._give_up(claimed, lost=lost)
             return judge(situation, NOT_STARTED, self.limits), 0
         except CallbackFailed as failed:
-            self.metrics.retries.inc(failed.attempts - 1)
+            self.metrics.retries.inc(max(0, failed.attempts - 1))
             self._learn(step, failed.error)
             if failed.answer_lost:
                 self.lost.remember(step.step_key, step.status.value)
@@ -394,7 +367,7 @@ class Delivery:
         # What was decided is carried out even past the grace: a delete or a dead-letter copy
         # already under way must land, and count as what it is (DESIGN §3).
         self.shutdown.settle()
-        attempts = self.attempts.earlier(message) + made
+        attempts = self.attempts.earlier(message.message_id, message.receive_count) + made
         action = verdict.action
         if action is QueueAction.RELEASE:
             return await self._release(message, verdict, attempts, step)
@@ -407,15 +380,15 @@ class Delivery:
             if verdict.outcome is Outcome.DELIVERED:
                 # Delivered, but SQS will hand it out again (as a duplicate); not done yet.
                 log.error("delete failed after delivery", error=str(exc)[:300])
-            self.attempts.remember(message, attempts)
+            self.attempts.remember(message.message_id, attempts)
             return released(f"delete failed: {exc.code}", attempts, step)
-        self.attempts.forget(message)
+        self.attempts.forget(message.message_id)
         return MessageResult(verdict, attempts, step)
 
     async def _release(
         self, message: ReceivedMessage, verdict: Verdict, attempts: int, step: StepResult | None
     ) -> MessageResult:
-        self.attempts.remember(message, attempts)
+        self.attempts.remember(message.message_id, attempts)
         try:
             await self.queue.change_visibility(message.receipt_handle, verdict.delay_s or 0.0)
         except SqsError:
@@ -455,15 +428,15 @@ class Delivery:
                 await self.queue.change_visibility(message.receipt_handle, delay)
             except SqsError:
                 self.metrics.visibility_errors.inc()
-            self.attempts.remember(message, attempts)
+            self.attempts.remember(message.message_id, attempts)
             return released(f"dead-letter failed: {exc.code}", attempts, step)
         try:
             await self.queue.delete(message.receipt_handle)
         except SqsError as exc:
             self.metrics.delete_errors.inc()
-            self.attempts.remember(message, attempts)
+            self.attempts.remember(message.message_id, attempts)
             return released(f"delete failed after dead-letter: {exc.code}", attempts, step)
-        self.attempts.forget(message)
+        self.attempts.forget(message.message_id)
         return MessageResult(verdict, attempts, step)
 
     # --- the record ----------------------------------------------------------------------------

@@ -322,3 +322,31 @@ class Circuits:
         circuit = self._open.get(workflow_id)
         if circuit is not None:
             circuit.probing = False
+
+
+ATTEMPT_MEMORY: Final = 10_000
+"""Message ids whose callback attempts are remembered across receives (relay-attempts)."""
+
+
+class AttemptMemory:
+    """Callback attempts of released messages, by message id, so a dead-letter copy can say how
+    many were made over all receives (bounded; an id forgotten counts one per earlier receive)."""
+
+    def __init__(self, size: int = ATTEMPT_MEMORY) -> None:
+        self.size = size
+        self._attempts: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    def earlier(self, message_id: str, receive_count: int) -> int:
+        """Attempts made on the message's earlier receives (`receive_count` counts this one)."""
+        return self._attempts.get(message_id, receive_count - 1)
+
+    def remember(self, message_id: str, attempts: int) -> None:
+        """Records the attempts of a message released to come back."""
+        self._attempts[message_id] = attempts
+        self._attempts.move_to_end(message_id)
+        while len(self._attempts) > self.size:
+            self._attempts.popitem(last=False)
+
+    def forget(self, message_id: str) -> None:
+        """The message is finished for good."""
+        self._attempts.pop(message_id, None)

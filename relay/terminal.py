@@ -1,6 +1,6 @@
 """What people and scripts see: the DLQ tools' progress on stderr, their summary tables and
-JSON documents on stdout, and the demo's live panel and summary. The commands compute; this
-module only shows.
+JSON documents on stdout. The commands compute; this module only shows (the demo has a panel of
+its own, `relay.demo.panel`).
 
 Everything read from a DLQ or an export file was written by whoever may send to that queue, so
 it is shown as data: consoles here parse no markup and no emoji codes (`[/]`, `[link=...]` and
@@ -10,19 +10,14 @@ ASCII (`json.dumps` escapes the rest).
 """
 
 import asyncio
-import collections
 import contextlib
 import json
-import math
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,24 +26,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from relay.dead_letter import iso_utc
 from relay.lifecycle import cancel_and_wait
-from relay.observability import configure_logging
-from relay.outcomes import Outcome
-
-if TYPE_CHECKING:
-    from relay.demo import Accounting, DeadLetters, DemoProgress
-    from relay.dlq.export import ExportSummary
-    from relay.dlq.replay import ReplaySummary
-    from relay.dlq.scan import ReadEnd
-    from relay.dlq.stats import DlqStats
-    from relay.emulator import EmulatorState
-    from relay.sqs import QueuePair
-    from relay.worker import WorkerStatus
+from relay.progress import Snapshot, time_text
 
 PLAIN_PROGRESS_EVERY_S: Final = 2.0
 
@@ -56,17 +38,81 @@ SHOWN_MAX_CHARS: Final = 200
 """A value read from a DLQ is cut to this many characters in a table (an attribute may hold
 256 KB); `--json` has them whole."""
 
-Snapshot = tuple[int, int | None, str]
-"""(done, total or None, a line of counts) for the progress display."""
 
-ProgressView = Callable[[str, Callable[[], Snapshot]], AbstractAsyncContextManager[None]]
-"""Shows a command's progress while open: a label and a function that reads its counts."""
+# --- what the summaries hold -------------------------------------------------------------------
+# The DLQ commands' summaries, as much of each as is shown here. The commands sit above this
+# module, so it names the shape it reads rather than importing their classes; mypy checks that
+# `relay.dlq`'s summaries have it where `relay.cli` hands them over. Read-only properties where a
+# summary computes the value or holds a narrower type.
 
 
-@contextlib.asynccontextmanager
-async def no_progress(label: str, snapshot: Callable[[], Snapshot]) -> AsyncIterator[None]:
-    """Shows nothing (for callers that are not a person at a terminal)."""
-    yield
+class ReadEndShown(Protocol):
+    """How a DLQ read ended (`relay.dlq.scan.ReadEnd`)."""
+
+    stopped_by: str
+    read_error: str | None
+    release_errors: int
+
+
+class StatsShown(Protocol):
+    """What `relay dlq stats` counted (`relay.dlq.stats.DlqStats`)."""
+
+    dlq_url: str
+    messages: int
+    by_reason: Counter[str]
+    by_error_code: Counter[tuple[str, str]]
+    by_workflow: Counter[str]
+    without_workflow: int
+    oldest_dead_lettered_at: float | None
+    newest_dead_lettered_at: float | None
+    unreadable_dates: int
+
+    @property
+    def end(self) -> ReadEndShown: ...
+
+
+class ExportShown(Protocol):
+    """What `relay dlq export` wrote (`relay.dlq.export.ExportSummary`)."""
+
+    out: str
+    written: int
+    by_reason: Counter[str]
+    write_error: str | None
+    saved: bool
+
+    @property
+    def end(self) -> ReadEndShown: ...
+
+
+class ReplayShown(Protocol):
+    """What `relay replay` did (`relay.dlq.replay.ReplaySummary`)."""
+
+    source: str
+    destination: str
+    dry_run: bool
+    read: int
+    selected: int
+    replayed: int
+    skipped_by_filter: int
+    skipped_over_limit: int
+    not_deleted: int
+    failed_by_reason: Counter[str]
+    failure_details: dict[str, str]
+    selected_by_reason: Counter[str]
+    selected_by_workflow: Counter[str]
+    destinations: Counter[str]
+    unchecked_why: str | None
+    would_fail_by_reason: Counter[str]
+    unreadable_dates: int
+
+    @property
+    def allowed_by(self) -> Mapping[str, str]: ...
+    @property
+    def abandoned(self) -> int: ...
+    @property
+    def unchecked_destinations(self) -> Sequence[str]: ...
+    @property
+    def end(self) -> ReadEndShown: ...
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +125,7 @@ async def show_progress(label: str, snapshot: Callable[[], Snapshot]) -> AsyncIt
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         if not console.is_terminal:
             console.print(f"{label}: {snapshot()[2]}", soft_wrap=True)
 
@@ -139,17 +184,7 @@ def print_json(document: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def time_text(moment: float | None) -> str | None:
-    """Unix seconds as ISO 8601 UTC; None when unknown or not a time in years 1 to 9999."""
-    if moment is None:
-        return None
-    try:
-        return iso_utc(datetime.fromtimestamp(moment, UTC))
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def ending_text(end: "ReadEnd") -> Text:
+def ending_text(end: ReadEndShown) -> Text:
     """How the reading ended, in one line."""
     text = Text.assemble("read until: ", shown(end.stopped_by))
     if end.read_error:
@@ -162,7 +197,7 @@ def ending_text(end: "ReadEnd") -> Text:
     return text
 
 
-def print_stats(stats: "DlqStats", top: int) -> None:
+def print_stats(stats: StatsShown, top: int) -> None:
     """`relay dlq stats`: counts by reason and code, top workflows, the time span."""
     console = _console()
     console.print(
@@ -206,7 +241,7 @@ def _unreadable_dates(count: int) -> str:
     )
 
 
-def print_export(summary: "ExportSummary") -> None:
+def print_export(summary: ExportShown) -> None:
     """`relay dlq export`: what was written where (or, when reading did not complete, that the
     file was left as it was)."""
     console = _console()
@@ -235,7 +270,7 @@ def print_export(summary: "ExportSummary") -> None:
     console.print(ending_text(summary.end), soft_wrap=True)
 
 
-def print_replay(summary: "ReplaySummary", top: int) -> None:
+def print_replay(summary: ReplayShown, top: int) -> None:
     """`relay replay`: what was read, selected, replayed and not, by reason and workflow, and
     the queues it went to."""
     console = _console()
@@ -300,7 +335,7 @@ _ALLOWED_BY: Final = {
 }
 
 
-def _print_destinations(console: Console, summary: "ReplaySummary") -> None:
+def _print_destinations(console: Console, summary: ReplayShown) -> None:
     """Every queue copies went (or would go) to, and what allowed it; unchecked ones stand out."""
     table = Table(title=Text("Destination queues"), title_justify="left")
     table.add_column("queue")
@@ -316,170 +351,3 @@ def _print_destinations(console: Console, summary: "ReplaySummary") -> None:
             "check each one, or pass --queue-url",
             soft_wrap=True,
         )
-
-
-# --- relay demo --------------------------------------------------------------------------------
-
-
-class RecentRate:
-    """Messages per second over the last few seconds."""
-
-    def __init__(self, window_s: float = 3.0) -> None:
-        self._window_s = window_s
-        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=256)
-        self._samples.append((time.monotonic(), 0))
-
-    def update(self, count: int) -> float:
-        """Takes the count now; returns the rate over the window."""
-        now = time.monotonic()
-        self._samples.append((now, count))
-        while len(self._samples) > 2 and now - self._samples[0][0] > self._window_s:
-            self._samples.popleft()
-        first_at, first = self._samples[0]
-        return (count - first) / (now - first_at) if now > first_at else 0.0
-
-
-@contextlib.asynccontextmanager
-async def show_demo_progress(
-    console: Console, progress: "DemoProgress", status: Callable[[], "WorkerStatus"]
-) -> AsyncIterator[None]:
-    """A live panel on a terminal, a plain line every two seconds otherwise."""
-    rate = RecentRate()
-    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
-    interval_s = 0.25 if live else 2.0
-
-    def render() -> RenderableType:
-        now = status()
-        per_s = rate.update(now.finished)
-        if live:
-            return _panel(progress, now, per_s)
-        return _plain_line(progress, now, per_s)
-
-    def show(renderable: RenderableType) -> None:
-        if live:
-            live.update(renderable, refresh=True)
-        else:
-            console.print(renderable, soft_wrap=True)
-
-    async def refresh() -> None:
-        # Bounded by count as well as by the run: an hour of refreshes at most.
-        for _ in range(int(3600 / interval_s)):
-            await asyncio.sleep(interval_s)
-            show(render())
-
-    with live or contextlib.nullcontext():
-        if live:
-            # The worker's rare ERROR lines go through the live display, not across it.
-            configure_logging("text", "ERROR", stream=sys.stderr)
-        task = asyncio.create_task(refresh(), name="progress")
-        try:
-            yield
-        finally:
-            await cancel_and_wait([task])
-            progress.finished_at = time.monotonic()
-            show(render())
-    configure_logging("text", "ERROR", stream=sys.stderr)
-
-
-def _outcome_text(status: "WorkerStatus") -> str:
-    counts = status.counts
-    return "  ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts.get(o.value))
-
-
-def _plain_line(progress: "DemoProgress", status: "WorkerStatus", per_s: float) -> Text:
-    return Text(
-        f"{progress.elapsed_s:5.1f}s  sent {progress.sent}/{progress.total}  "
-        f"finished {status.finished}  {per_s:.0f} msg/s  in flight {status.in_flight}  "
-        f"throttled {status.throttled}  {_outcome_text(status)}"
-    )
-
-
-def _panel(progress: "DemoProgress", status: "WorkerStatus", per_s: float) -> RenderableType:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    producing = "" if progress.producing else "  (all sent)"
-    grid.add_row("sent", f"{progress.sent} / {progress.total}{producing}")
-    finished = status.finished
-    grid.add_row("finished", ProgressBar(total=progress.total, completed=finished, width=40))
-    grid.add_row("", f"{finished}  ·  {per_s:.0f} msg/s")
-    grid.add_row("in flight", str(status.in_flight))
-    rate = f"  ·  send rate now {status.send_rate:.0f}/s" if status.send_rate else ""
-    grid.add_row("throttled", f"{status.throttled} calls{rate}")
-    grid.add_row("outcomes", _outcome_text(status) or "-")
-    return Group(Text(f"relay demo  {progress.elapsed_s:.1f}s", style="bold"), grid)
-
-
-def percentile(ordered: list[float], share: float) -> float:
-    """The nearest-rank percentile of sorted values (0 when there are none)."""
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
-
-
-def print_demo_summary(
-    console: Console,
-    status: "WorkerStatus",
-    progress: "DemoProgress",
-    emulator: "EmulatorState",
-    dead: "DeadLetters",
-    accounting: "Accounting",
-    queues: "QueuePair",
-) -> None:
-    """The outcome table, callback latency, the DLQ by reason, the next step, the accounting."""
-    table = Table(title="outcomes by reason", title_justify="left")
-    table.add_column("outcome")
-    table.add_column("reason")
-    table.add_column("messages", justify="right")
-    order = {outcome.value: i for i, outcome in enumerate(Outcome)}
-    counts = status.by_reason
-    for (outcome, reason), count in sorted(counts.items(), key=lambda i: (order[i[0][0]], i[0][1])):
-        if count:
-            table.add_row(outcome, reason or "-", str(count))
-    console.print(table)
-    if counts.get((Outcome.RELEASED.value, "")):
-        console.print("(released: handed back to SQS for a later receive, then finished)")
-
-    finished = status.finished
-    elapsed = max(progress.elapsed_s, 1e-9)
-    console.print(f"{finished} messages finished in {elapsed:.1f}s ({finished / elapsed:.0f}/s)")
-    latencies = sorted((c.answered_at - c.received_at) * 1000 for c in emulator.calls)
-    console.print(
-        f"callback latency ({len(latencies)} calls, as the emulator saw them): "
-        f"p50 {percentile(latencies, 0.5):.1f} ms  p90 {percentile(latencies, 0.9):.1f} ms  "
-        f"p99 {percentile(latencies, 0.99):.1f} ms",
-        soft_wrap=True,
-    )
-    answers = ", ".join(f"{code} {n}" for code, n in sorted(emulator.counts.items()))
-    console.print(f"emulator answered: {answers}", soft_wrap=True)
-    if emulator.faults.throttle_rps:
-        adapted = (
-            f"adapted, now {status.send_rate:.0f}/s"
-            if status.send_rate
-            else "never needed to adapt"
-        )
-        console.print(
-            f"throttled {status.throttled} calls (the emulator allows "
-            f"{emulator.faults.throttle_rps:g}/s); the worker's send rate {adapted}",
-            soft_wrap=True,
-        )
-
-    dlq = Table(title=f"dead-letter queue: {dead.total} messages", title_justify="left")
-    dlq.add_column("relay-reason")
-    dlq.add_column("messages", justify="right")
-    dlq.add_column("example error")
-    for reason, count in dead.by_reason.most_common():
-        dlq.add_row(reason, str(count), Text(dead.example.get(reason, "")))
-    console.print(dlq)
-    if dead.of_delivered:
-        console.print(
-            f"{dead.of_delivered} DLQ cop(ies) of delivered steps: a message received twice "
-            "(SQS is at-least-once); not counted as dead-lettered below"
-        )
-    console.print("next, replay the not_found ones once their executions exist:")
-    console.print(f"  relay replay --dlq-url {queues.dlq_url} --reason not_found", soft_wrap=True)
-    if progress.send_failed:
-        console.print(f"{progress.send_failed} message(s) SQS did not accept", style="bold red")
-    console.print(
-        accounting.line(), style="bold green" if accounting.balanced else "bold red", soft_wrap=True
-    )

@@ -28,9 +28,9 @@ from relay.config import ExportConfig
 from relay.dead_letter import RELAY_PREFIX, DeadMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.errors import ConfigError, RelayError
+from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs.outgoing import text_problem
 from relay.sqs.sizes import MAX_MESSAGE_BYTES, payload_size
-from relay.terminal import ProgressView, Snapshot, no_progress
 
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last millisecond a date can show."""

@@ -26,6 +26,7 @@ from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wa
 from relay.limits import RetryPolicy, TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, judge
+from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs import (
     BatchedQueue,
     OutgoingMessage,
@@ -34,7 +35,6 @@ from relay.sqs import (
     is_fifo,
     open_sqs,
 )
-from relay.terminal import ProgressView, Snapshot, no_progress
 from relay.transfer import CallbackFailed, CallNotStarted, TransferSender, open_transfer
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Final
 from relay.config import ScanConfig
 from relay.dead_letter import DeadMessage
 from relay.lifecycle import Lease, LeaseHeartbeat, Shutdown, cancel_and_wait, handling_signals
+from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs import BatchedQueue, ReceivedMessage, SqsError, check_queue, open_sqs
 from relay.sqs import receive_messages as receive
-from relay.terminal import ProgressView, Snapshot, no_progress
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -8,7 +8,7 @@ from relay.config import StatsConfig
 from relay.dead_letter import DeadMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.message import step_or_none
-from relay.terminal import ProgressView, Snapshot, no_progress, time_text
+from relay.progress import ProgressView, Snapshot, no_progress, time_text
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -46,3 +47,33 @@ def test_demo_accounts_for_every_message_and_prints_the_next_step() -> None:
     assert re.search(
         r"relay replay --dlq-url http://127\.0\.0\.1:\d+/\S+ --reason not_found", output
     )
+
+
+def test_demo_first_ctrl_c_stops_producing_and_still_accounts_for_every_message() -> None:
+    """SIGINT mid-run: production stops, the worker drains, the summary is printed and balances,
+    exit 130."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "relay", "demo", "--messages", "3000", "--seed", "7"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        seen: list[str] = []
+        # Plain progress lines come every two seconds once the producer has started.
+        for line in process.stdout:
+            seen.append(line)
+            if re.search(r"sent \d+/3000", line):
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    output = "".join(seen) + rest
+    assert process.returncode == 130, output
+
+    accounting = _ACCOUNTING.search(output)
+    assert accounting is not None, output
+    sent, delivered, dead_lettered, still_queued = map(int, accounting.groups())
+    assert 0 < sent < 3000, output
+    assert sent == delivered + dead_lettered + still_queued

@@ -21,9 +21,10 @@ from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_desti
 from relay.dlq.export import ExportFile, ExportWriteFailed, open_export
 from relay.errors import ConfigError
 from relay.message import InvalidMessage, StepResult, parse
+from relay.progress import time_text
 from relay.sqs import dead_letter_sources, queue_identity
 from relay.sqs.outgoing import text_problem
-from relay.terminal import shown, time_text
+from relay.terminal import shown
 
 STEP = StepResult("w-1234567890abcdefg", "abcd1234-aa11-bb22-cc33-abcdef123456", "tok_1", "SUCCESS")
 

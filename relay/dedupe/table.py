@@ -1,4 +1,4 @@
-"""The delivered-memory a fleet shares (DESIGN §10), on a DynamoDB table.
+"""The delivered-memory a fleet shares (DESIGN §10): the items, claims and records on the table.
 
 One item per step, keyed by a digest of (workflow id, execution id, token), never the token:
 
@@ -36,7 +36,7 @@ fail at once, but for one probe every `COOLDOWN_S`, whose answer closes the circ
 failure of the table (unreachable, throttled past the retries, denied, missing, an item it
 cannot have written) raises `DedupeUnavailable`, which says whether the table is down: then
 callers fall back to their own memory for that message; after one failed call they release it
-briefly and look again. botocore's exceptions are caught here and nowhere else.
+briefly and look again. botocore's exceptions are caught in this package and nowhere else.
 """
 
 import contextlib
@@ -52,21 +52,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-import aiohttp
-from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
-)
+from botocore.exceptions import ClientError
+from tenacity import AsyncRetrying
 
 from relay.aws import new_session
-from relay.errors import ConfigError, RelayError
+from relay.dedupe.calls import (
+    CAUGHT,
+    CLAIM_RETRY,
+    CONFIG_CODES,
+    RECORD_RETRY,
+    DedupeUnavailable,
+    TableCircuit,
+    TableRetry,
+    dedupe_config,
+    error_code,
+    retried,
+    retrying,
+    unavailable,
+)
+from relay.errors import ConfigError
 from relay.message import Status, StepKey
 
 if TYPE_CHECKING:
@@ -86,10 +91,6 @@ CHECK_KEY: Final = "relay:check"
 """The sentinel item `check` reads; never written (a table key is 32 hex digits, so no clash)."""
 LEASE_MARGIN_S: Final = 5.0
 """Added to the longest a send can take: the delivered record's own write, skew, scheduling."""
-FAILURES_TO_OPEN: Final = 3
-"""Calls failed in a row (each after its retries) after which the table counts as down."""
-COOLDOWN_S: Final = 5.0
-"""While the table is down, calls fail at once but for one probe this often."""
 CLAIM_ROUNDS: Final = 3
 """Claims tried for one step when an endpoint answers a failed condition without the item and
 the item read back has ended meanwhile."""
@@ -97,93 +98,6 @@ LOST_KEPT_S: Final = 3600.0
 """How long a lost outcome is kept when the caller does not say: `--dedupe-ttl`'s default."""
 _GIVEN_UP_AGO_S: Final = 60
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
-# Only ValidationException here among AWS's codes: a key schema other than `pk` (String).
-_CONFIG_CODES: Final = frozenset(
-    {"ResourceNotFoundException", "AccessDeniedException", "ValidationException"}
-)
-RETRYABLE_CODES: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-"""Table errors worth asking again (so is any 5xx and any transport failure); the rest fail
-at once: a missing table, a denial, a malformed request do not change by asking again."""
-DYNAMODB_ERROR_CODES: Final = (
-    RETRYABLE_CODES
-    | _CONFIG_CODES
-    | {
-        "ItemCollectionSizeLimitExceededException",
-        "LimitExceededException",
-        "ResourceInUseException",
-        "TransactionConflictException",
-        "ReplicatedWriteConflictException",
-        "UnrecognizedClientException",
-        "MissingAuthenticationTokenException",
-        "IncompleteSignatureException",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-        "SerializationException",
-    }
-)
-"""DynamoDB's documented error codes: the values a metric label may take (others are `other`)."""
-_TRANSPORT_ERRORS: Final = (
-    BotocoreConnectionError,  # refused, connect timeout, TLS, proxy
-    HTTPClientError,  # read timeout, connection closed mid-answer
-    aiohttp.ClientError,
-    OSError,
-    TimeoutError,
-)
-_CAUGHT: Final = (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
-
-
-def dedupe_config(
-    *, max_pool_connections: int = 64, connect_timeout_s: float = 0.5, read_timeout_s: float = 1.0
-) -> AioConfig:
-    """botocore settings for the table: retries off (relay retries), short timeouts.
-
-    Single-item reads and writes take milliseconds, so half a second to connect (a regional or
-    VPC endpoint connects in well under that) and one to answer are generous; an attempt that
-    hangs is better cut and tried again than waited on, within `TableRetry`'s budget.
-    """
-    return AioConfig(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
-        max_pool_connections=max_pool_connections,
-    )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TableRetry:
-    """Backoff with full jitter for one table call, bounded by attempts and a time budget."""
-
-    max_attempts: int
-    budget_s: float
-    base_s: float
-    cap_s: float
-
-    def retrying(self) -> AsyncRetrying:
-        """The tenacity controller for one call's attempts (copy it per call)."""
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
-            wait=wait_random_exponential(multiplier=self.base_s, max=self.cap_s),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        )
-
-
-CLAIM_RETRY: Final = TableRetry(max_attempts=8, budget_s=1.0, base_s=0.025, cap_s=0.25)
-"""A claim only spares a duplicate call, and its message waits on it: retries for a second
-(eight attempts against a table that throttles at once), then the caller releases the message
-and looks again. A table that fails 60% of calls fails a claim about 2% of the time."""
-RECORD_RETRY: Final = TableRetry(max_attempts=16, budget_s=3.0, base_s=0.025, cap_s=0.4)
-"""A delivered, released or lost record follows a call already made, and spares the whole
-fleet a call: retries for three seconds (about sixteen attempts against a table that throttles
-at once; one record in a few thousand lost when 60% of calls fail)."""
 
 
 def lease_for(retry_budget_s: float, call_timeout_s: float) -> float:
@@ -242,84 +156,6 @@ class HeldElsewhere:
 Claim = Claimed | Delivered | HeldElsewhere
 
 
-class DedupeUnavailable(RelayError):
-    """The table could not answer; `code` is the AWS error code (`from_service`), the transport
-    failure's type name, or relay's own word: `table_down`, `bad_item`, `contended`.
-
-    `table_down`: the table has failed call after call (or this call was not sent because it
-    has), so the caller falls back to its own memory; False after one failed call, which the
-    caller answers by releasing the message briefly and looking again.
-    """
-
-    def __init__(
-        self, code: str, detail: str, *, table_down: bool = False, from_service: bool = False
-    ) -> None:
-        super().__init__(f"dedupe table unavailable: {code}: {detail}"[:500])
-        self.code = code
-        self.table_down = table_down
-        self.from_service = from_service
-
-    @property
-    def label(self) -> str:
-        """The code as a metric label: a code the endpoint chose is kept only if DynamoDB
-        documents it (an endpoint must not grow /metrics at will); relay's own names as they are."""
-        if not self.from_service or self.code in DYNAMODB_ERROR_CODES:
-            return self.code
-        return "other"
-
-
-class TableCircuit:
-    """Whether the table is down: `failures_to_open` failed calls in a row open the circuit;
-    while open, one call every `cooldown_s` goes through as a probe, and any answer closes it.
-
-    A probe is due `cooldown_s` after the last failure, and taking it starts another cooldown,
-    so a probe that is cancelled or still running holds off the next one; no state to undo.
-    """
-
-    def __init__(
-        self,
-        *,
-        failures_to_open: int = FAILURES_TO_OPEN,
-        cooldown_s: float = COOLDOWN_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures_to_open = failures_to_open
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self.failures = 0
-        """Calls failed in a row."""
-        self._probe_at = 0.0
-
-    @property
-    def is_down(self) -> bool:
-        """Open: calls fail at once, but for the probe."""
-        return self.failures >= self.failures_to_open
-
-    def allow(self) -> bool:
-        """Whether a call may go to the table now (taking the probe if it is due)."""
-        if not self.is_down:
-            return True
-        now = self._clock()
-        if now < self._probe_at:
-            return False
-        self._probe_at = now + self.cooldown_s
-        return True
-
-    def wait_s(self) -> float:
-        """Seconds until the next probe is due (0 when closed)."""
-        return max(0.0, self._probe_at - self._clock()) if self.is_down else 0.0
-
-    def answered(self) -> None:
-        """The table answered (a failed condition is an answer too): close."""
-        self.failures = 0
-
-    def failed(self) -> None:
-        """A call failed after its retries: one more in a row; the next probe a cooldown away."""
-        self.failures += 1
-        if self.is_down:
-            self._probe_at = max(self._probe_at, self._clock() + self.cooldown_s)
-
-
 class _ConditionFailed(Exception):
     """A conditional write found the item otherwise; `item` as the endpoint returned it."""
 
@@ -349,8 +185,8 @@ class DedupeTable:
         self._clock = clock
         self._claims = itertools.count(1)
         # Built once; each call copies them (tenacity's own pattern).
-        self._claim_retrying = claim_retry.retrying()
-        self._record_retrying = record_retry.retrying()
+        self._claim_retrying = retrying(claim_retry)
+        self._record_retrying = retrying(record_retry)
         self._last_code = ""
 
     @property
@@ -495,19 +331,19 @@ class DedupeTable:
         )
         for call in calls:
             try:
-                await _retried(self._claim_retrying, call)
+                await retried(self._claim_retrying, call)
             except ClientError as exc:
-                code = _code(exc)
+                code = error_code(exc)
                 if code == _CONDITION_FAILED:
                     continue  # allowed to write, and the condition kept it from writing
-                if code in _CONFIG_CODES:
+                if code in CONFIG_CODES:
                     raise self._config_error(exc) from None
-                raise _unavailable(exc) from None
-            except _CAUGHT as exc:
-                raise _unavailable(exc) from None
+                raise unavailable(exc) from None
+            except CAUGHT as exc:
+                raise unavailable(exc) from None
 
     def _config_error(self, exc: ClientError) -> ConfigError:
-        code = _code(exc)
+        code = error_code(exc)
         region = self.client.meta.region_name
         if code == "ResourceNotFoundException":
             return ConfigError(f"--dedupe-table {self.table_name}: no such table in {region}")
@@ -538,37 +374,21 @@ class DedupeTable:
                 table_down=True,
             )
         try:
-            answer = await _retried(retrying, call)
+            answer = await retried(retrying, call)
         except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
+            if error_code(exc) == _CONDITION_FAILED:
                 self.circuit.answered()
                 raise _ConditionFailed(cast(Mapping[str, Any], exc.response).get("Item")) from None
             error: BaseException = exc
-        except _CAUGHT as exc:
+        except CAUGHT as exc:
             error = exc
         else:
             self.circuit.answered()
             return answer
         self.circuit.failed()
-        unavailable = _unavailable(error, operation, table_down=self.circuit.is_down)
-        self._last_code = unavailable.code
-        raise unavailable from None
-
-
-async def _retried(retrying: AsyncRetrying, call: Callable[[], Awaitable[T]]) -> T:
-    """`call` with the attempts `retrying` allows; the last error is raised as it was."""
-    async for attempt in retrying.copy():
-        with attempt:
-            return await call()
-    raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
-
-
-def _retryable(exc: BaseException) -> bool:
-    """Worth asking again: a throttle, a server error, a transport failure."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return _code(exc) in RETRYABLE_CODES or status >= 500
-    return isinstance(exc, _TRANSPORT_ERRORS)
+        failure = unavailable(error, operation, table_down=self.circuit.is_down)
+        self._last_code = failure.code
+        raise failure from None
 
 
 def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
@@ -615,22 +435,6 @@ def _outcome_unknown(old: Mapping[str, Any] | None) -> bool:
 def _number(value: float) -> str:
     # DynamoDB numbers are decimal strings; milliseconds are enough and avoid 1e-05 forms.
     return f"{value:.3f}"
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _unavailable(
-    exc: BaseException, operation: str = "", *, table_down: bool = False
-) -> DedupeUnavailable:
-    where = f"{operation}: " if operation else ""
-    if isinstance(exc, ClientError):
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        detail = f"{where}{message}"[:300]
-        return DedupeUnavailable(_code(exc), detail, table_down=table_down, from_service=True)
-    code = "ReadTimeoutError" if isinstance(exc, TimeoutError) else type(exc).__name__
-    return DedupeUnavailable(code, f"{where}{exc}"[:300], table_down=table_down)
 
 
 async def create_dedupe_table(client: DynamoDBClient, name: str) -> None:
