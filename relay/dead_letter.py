@@ -57,7 +57,7 @@ def parse_time(text: str | None) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class CopyFacts:
     """The facts a dead-letter copy carries."""
 
     reason: str
@@ -82,7 +82,7 @@ class DeadLetter:
 
 
 def dead_letter_copy(
-    message: ReceivedMessage, facts: DeadLetter, *, fifo: bool, max_bytes: int = MAX_MESSAGE_BYTES
+    message: ReceivedMessage, facts: CopyFacts, *, fifo: bool, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> OutgoingMessage:
     """The DLQ copy: the body byte for byte; attributes cut, never the body, to fit `max_bytes`
     (the DLQ's `MaximumMessageSize`)."""
@@ -118,7 +118,7 @@ def _attributes_size(attributes: Mapping[str, str]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadMessage:
+class DlqMessage:
     """A DLQ message as the DLQ tools see it, read from the queue or from an export file."""
 
     message_id: str
@@ -128,7 +128,7 @@ class DeadMessage:
     group_id: str | None = None
 
     @classmethod
-    def from_received(cls, message: ReceivedMessage) -> "DeadMessage":
+    def from_received(cls, message: ReceivedMessage) -> "DlqMessage":
         """From a message received from the DLQ."""
         return cls(
             message_id=message.message_id,

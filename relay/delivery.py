@@ -22,14 +22,14 @@ from typing import Any, Final, TypeVar
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from relay.config import RunConfig
-from relay.dead_letter import DeadLetter, dead_letter_copy
+from relay.dead_letter import CopyFacts, dead_letter_copy
 from relay.dedupe import (
     Claim,
     Claimed,
+    ClaimedElsewhere,
     DedupeTable,
     DedupeUnavailable,
     Delivered,
-    HeldElsewhere,
     lease_for,
 )
 from relay.lifecycle import Shutdown
@@ -250,7 +250,7 @@ class Delivery:
             if isinstance(claim, Delivered):
                 self.delivered.remember(step.step_key, claim.status.value)
                 situation = replace(situation, delivered_status=claim.status.value)
-            elif isinstance(claim, HeldElsewhere):
+            elif isinstance(claim, ClaimedElsewhere):
                 situation = replace(situation, held_elsewhere_s=claim.wait_s())
             elif isinstance(claim, Claimed):
                 claimed = claim
@@ -399,7 +399,7 @@ class Delivery:
         self, message: ReceivedMessage, verdict: Verdict, attempts: int, step: StepResult | None
     ) -> MessageResult:
         reason = verdict.reason.value if verdict.reason is not None else ""
-        facts = DeadLetter(
+        facts = CopyFacts(
             reason=reason,
             error_code=verdict.code,
             error_message=verdict.text,

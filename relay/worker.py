@@ -87,7 +87,7 @@ class WorkerStatus:
 
 
 @dataclass(slots=True)
-class Held(Lease):
+class MessageLease(Lease):
     """A message this process holds, with its lease."""
 
     message: ReceivedMessage
@@ -128,7 +128,7 @@ class Worker:
         self._receive_failures = 0
         # By receipt handle: one message id can be held twice if a lease lapsed and SQS handed
         # the message out again, and each receive must be finished on its own.
-        self._in_flight: dict[str, Held] = {}
+        self._in_flight: dict[str, MessageLease] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.budget = InFlightBudget(
             config.max_in_flight, self.delivery.rate, lease_ahead_s=LEASE_AHEAD_S
@@ -333,7 +333,9 @@ class Worker:
         now = time.monotonic()
         for message in messages:
             self.metrics.received.inc()
-            self._in_flight[message.receipt_handle] = Held(message.receipt_handle, now, message)
+            self._in_flight[message.receipt_handle] = MessageLease(
+                message.receipt_handle, now, message
+            )
         if self._fifo:
             chains: dict[str | None, list[ReceivedMessage]] = {}
             for message in messages:

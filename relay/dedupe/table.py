@@ -143,7 +143,7 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
-class HeldElsewhere:
+class ClaimedElsewhere:
     """Another claim is live until `until` (epoch seconds): release briefly, look again."""
 
     until: float
@@ -153,7 +153,7 @@ class HeldElsewhere:
         return max(0.0, self.until - (time.time() if now is None else now))
 
 
-Claim = Claimed | Delivered | HeldElsewhere
+Claim = Claimed | Delivered | ClaimedElsewhere
 
 
 class _ConditionFailed(Exception):
@@ -404,7 +404,7 @@ def _holder(item: Mapping[str, Any], item_key: str, claim_id: str) -> Claim:
                 # Our own write, landed by an attempt whose answer was lost: what it replaced
                 # went unseen, so an earlier outcome cannot be ruled out.
                 return Claimed(item_key, claim_id, until, answer_lost=True)
-            return HeldElsewhere(until=until)
+            return ClaimedElsewhere(until=until)
     except (KeyError, TypeError, ValueError):
         pass
     raise DedupeUnavailable("bad_item", f"unreadable item {sorted(item)}")

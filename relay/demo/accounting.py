@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from relay.dead_letter import DeadMessage
+from relay.dead_letter import DlqMessage
 from relay.emulator import EmulatorState
 from relay.message import step_or_none
 from relay.sqs import BatchedQueue, queue_total, receive_messages
@@ -38,7 +38,7 @@ class DemoProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetters:
+class DlqTally:
     """What the DLQ holds, by `relay-reason`."""
 
     total: int
@@ -50,7 +50,7 @@ class DeadLetters:
 
 async def read_dead_letters(
     sqs: SQSClient, dlq_url: str, limit: int, delivered: set[tuple[str, str, str]]
-) -> DeadLetters:
+) -> DlqTally:
     """Reads every DLQ message's `relay-reason`, then makes them all visible again."""
     by_reason: collections.Counter[str] = collections.Counter()
     example: dict[str, str] = {}
@@ -63,7 +63,7 @@ async def read_dead_letters(
         if not messages:
             break
         for message in messages:
-            dead = DeadMessage.from_received(message)
+            dead = DlqMessage.from_received(message)
             by_reason[dead.reason] += 1
             example.setdefault(dead.reason, dead.error_message[:48])
             step = step_or_none(message.body)
@@ -73,7 +73,7 @@ async def read_dead_letters(
     await asyncio.gather(*(dlq.change_visibility(h, 0) for h in handles), return_exceptions=True)
     await dlq.drain()
     total = await queue_total(sqs, dlq_url)
-    return DeadLetters(total=total, by_reason=by_reason, example=example, of_delivered=of_delivered)
+    return DlqTally(total=total, by_reason=by_reason, example=example, of_delivered=of_delivered)
 
 
 @dataclass(frozen=True, slots=True)

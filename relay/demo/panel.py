@@ -16,7 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from relay.demo.accounting import Accounting, DeadLetters, DemoProgress
+from relay.demo.accounting import Accounting, DemoProgress, DlqTally
 from relay.emulator import EmulatorState
 from relay.lifecycle import cancel_and_wait
 from relay.outcomes import Outcome
@@ -124,7 +124,7 @@ def print_demo_summary(
     status: WorkerStatus,
     progress: DemoProgress,
     emulator: EmulatorState,
-    dead: DeadLetters,
+    dead: DlqTally,
     accounting: Accounting,
     queues: QueuePair,
 ) -> None:

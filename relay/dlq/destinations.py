@@ -9,11 +9,12 @@ lists none, each annotated queue is taken as it is, and shown in the summary.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from relay.config import ReplayConfig
-from relay.dead_letter import DeadMessage
+from relay.dead_letter import DlqMessage
 from relay.errors import ConfigError
+from relay.outcomes import Reason
 from relay.sqs import SqsError, dead_letter_sources, queue_identity
 
 if TYPE_CHECKING:
@@ -21,7 +22,21 @@ if TYPE_CHECKING:
 else:
     SQSClient = Any
 
-NOT_ALLOWED: Final = "destination_not_allowed"
+
+class ReplayFailure(StrEnum):
+    """Why a replay failed before or while sending a copy back to a queue (a replay to Transfer
+    Family fails with the worker's own `Reason`s)."""
+
+    NO_DESTINATION = "no_destination"
+    """No `relay-source-queue` attribute and no `--queue-url`."""
+    NOT_ALLOWED = "destination_not_allowed"
+    """The named queue is not a source of this DLQ (or not a queue URL)."""
+    SEND_FAILED = "send_failed"
+    """SQS did not accept the copy."""
+
+
+Failure = tuple[Reason | ReplayFailure, str]
+"""Why a replay failed, and the detail (the first one seen is shown)."""
 """The failure of a copy whose `relay-source-queue` is no queue replay may send to."""
 
 
@@ -55,21 +70,24 @@ class Destinations:
     unchecked_why: str | None = None
     """Set when no list can be had: annotated queues are then taken as they are, and shown."""
 
-    def route(self, message: DeadMessage) -> Route | tuple[str, str]:
+    def route(self, message: DlqMessage) -> Route | Failure:
         """Where this message's copy goes, or (reason, detail) when it may go nowhere."""
         if self.queue_url is not None:
             return Route(self.queue_url, AllowedBy.QUEUE_URL)
         annotated = message.source_queue
         if annotated is None:
-            return "no_destination", "no relay-source-queue attribute: pass --queue-url"
+            return ReplayFailure.NO_DESTINATION, "no relay-source-queue attribute: pass --queue-url"
         identity = queue_identity(annotated)
         if identity is None:
-            return NOT_ALLOWED, f"relay-source-queue is not a queue URL: {annotated[:200]}"
+            return (
+                ReplayFailure.NOT_ALLOWED,
+                f"relay-source-queue is not a queue URL: {annotated[:200]}",
+            )
         if self.unchecked_why is not None:
             return Route(annotated, AllowedBy.UNCHECKED)
         listed = self.sources.get(identity)
         if listed is None:
-            return NOT_ALLOWED, (
+            return ReplayFailure.NOT_ALLOWED, (
                 f"relay-source-queue {annotated[:200]} is not a source queue of this DLQ; "
                 "pass --queue-url to send there"
             )

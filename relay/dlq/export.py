@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from relay.config import ExportConfig
-from relay.dead_letter import RELAY_PREFIX, DeadMessage
+from relay.dead_letter import RELAY_PREFIX, DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.errors import ConfigError, RelayError
 from relay.progress import ProgressView, Snapshot, no_progress
@@ -49,7 +49,7 @@ class ExportWriteFailed(RelayError):
     """The export file could not be written (exit 1); an existing file is left as it was."""
 
 
-def to_record(message: DeadMessage) -> dict[str, Any]:
+def to_record(message: DlqMessage) -> dict[str, Any]:
     """One line of an export file."""
     record: dict[str, Any] = {
         "message_id": message.message_id,
@@ -62,7 +62,7 @@ def to_record(message: DeadMessage) -> dict[str, Any]:
     return record
 
 
-def from_record(record: Any, where: str) -> DeadMessage:
+def from_record(record: Any, where: str) -> DlqMessage:
     """Reads one export line back; ConfigError names the line and what is wrong.
 
     Everything a replay sends or reads is checked: what SQS would refuse, what a date or an id
@@ -117,7 +117,7 @@ def from_record(record: Any, where: str) -> DeadMessage:
         raise ConfigError(
             f"{where}: group_id must be 1 to 128 letters, digits and punctuation (SQS's rule)"
         )
-    return DeadMessage(
+    return DlqMessage(
         message_id=message_id,
         body=body,
         attributes=attributes,
@@ -166,14 +166,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def read_export(path: str) -> list[DeadMessage]:
+def read_export(path: str) -> list[DlqMessage]:
     """Reads an export file (JSON Lines), checking every line before returning any; a line that
     is not a record is bad usage (exit 2)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    messages: list[DeadMessage] = []
+    messages: list[DlqMessage] = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
@@ -292,7 +292,7 @@ async def dlq_export(
     """One JSON line per DLQ message into `out`; every message is given back."""
     summary = ExportSummary(dlq_url=config.scan.dlq_url, out=config.out)
 
-    async def take(message: DeadMessage) -> None:
+    async def take(message: DlqMessage) -> None:
         if summary.write_error is not None:
             return  # the export is lost; reading goes on only to give every message back
         try:

@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ReplayConfig
-from relay.dead_letter import DeadMessage
-from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
+from relay.dead_letter import DlqMessage
+from relay.dlq.destinations import (
+    AllowedBy,
+    Destinations,
+    Failure,
+    ReplayFailure,
+    Route,
+    allowed_destinations,
+)
 from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import RetryPolicy, TokenBucket
@@ -55,9 +62,7 @@ LAST_RECEIVE: Final = Limits(
 """A replay to Transfer Family has one go: its failure ends as the worker's last receive would."""
 
 
-def selects(
-    config: ReplayConfig, message: DeadMessage, workflow_id: str | None, now: float
-) -> bool:
+def selects(config: ReplayConfig, message: DlqMessage, workflow_id: str | None, now: float) -> bool:
     """Whether the filters select this message: each given filter must match."""
     filters = config.filters
     if filters.reasons and message.reason not in filters.reasons:
@@ -124,12 +129,12 @@ class ReplaySummary:
         """Queues sent to on a message's word alone."""
         return [url for url, by in self.allowed_by.items() if by is AllowedBy.UNCHECKED]
 
-    def fail(self, reason: str, detail: str) -> None:
+    def fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
         """Counts one failed replay."""
         self.failed_by_reason[reason] += 1
         self.failure_details.setdefault(reason, detail[:300])
 
-    def would_fail(self, reason: str, detail: str) -> None:
+    def would_fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
         """Counts one replay a dry run found would fail."""
         self.would_fail_by_reason[reason] += 1
         self.failure_details.setdefault(reason, detail[:300])
@@ -209,7 +214,7 @@ class Replayer:
         self.bucket = TokenBucket(config.rate, burst=1)
         self.started_at = time.time()
         """Ages are measured from the command's start, so one run applies one cut-off."""
-        self._queue: asyncio.Queue[tuple[DeadMessage, Route | None] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[DlqMessage, Route | None] | None] = asyncio.Queue()
         self._pending_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -251,7 +256,7 @@ class Replayer:
             )
         await asyncio.gather(*(queue.drain() for queue in self._destinations.values()))
 
-    async def offer(self, message: DeadMessage) -> None:
+    async def offer(self, message: DlqMessage) -> None:
         """Takes one message read: a selected one queues for replay, the rest go back."""
         summary = self.summary
         summary.read += 1
@@ -311,7 +316,7 @@ class Replayer:
             finally:
                 self.shutdown.unsettle()
 
-    async def _finish_one(self, message: DeadMessage, route: Route | None) -> None:
+    async def _finish_one(self, message: DlqMessage, route: Route | None) -> None:
         """Replays one message and deletes it from the DLQ, or gives it back. A call on the
         wire marks the task settling (the drain waits for it, DESIGN §3) until this ends."""
         try:
@@ -322,7 +327,7 @@ class Replayer:
         except Exception as exc:
             # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
             # it must not stop this replayer and strand the messages queued behind it.
-            failure = "unexpected_error", f"{type(exc).__name__}: {exc}"
+            failure = Reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}"
         if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1
@@ -341,11 +346,11 @@ class Replayer:
                 return False
         return True
 
-    async def _give_back(self, message: DeadMessage) -> None:
+    async def _give_back(self, message: DlqMessage) -> None:
         if self.reader is not None:
             await self.reader.give_back(message.message_id)
 
-    async def _replay(self, message: DeadMessage, route: Route | None) -> tuple[str, str] | None:
+    async def _replay(self, message: DlqMessage, route: Route | None) -> Failure | None:
         """Replays one message; None when it succeeded, else (reason, detail)."""
         if self.sender is not None:
             return await self._to_transfer(message, self.sender)
@@ -353,44 +358,43 @@ class Replayer:
             raise RuntimeError("a replay to a queue without a route")
         return await self._to_queue(message, route.queue_url)
 
-    async def _to_queue(self, message: DeadMessage, queue_url: str) -> tuple[str, str] | None:
+    async def _to_queue(self, message: DlqMessage, queue_url: str) -> Failure | None:
         destination = self._destinations.get(queue_url)
         if destination is None:
             destination = self._destinations[queue_url] = BatchedQueue(self.sqs, queue_url)
         try:
             await destination.send(requeued(message, queue_url))
         except SqsError as exc:
-            return "send_failed", f"{queue_url}: {exc}"
+            return ReplayFailure.SEND_FAILED, f"{queue_url}: {exc}"
         return None
 
-    async def _to_transfer(
-        self, message: DeadMessage, sender: TransferSender
-    ) -> tuple[str, str] | None:
+    async def _to_transfer(self, message: DlqMessage, sender: TransferSender) -> Failure | None:
         try:
             step = parse(message.body)
         except InvalidMessage as exc:
-            return Reason.VALIDATION.value, str(exc)
+            return Reason.VALIDATION, str(exc)
         if step.workflow_id in self._denied:
             # One AccessDenied is an IAM mistake: the workflow's other messages wait for the fix.
-            return "access_denied", f"workflow {step.workflow_id} answered AccessDeniedException"
+            detail = f"workflow {step.workflow_id} answered AccessDeniedException"
+            return Reason.ACCESS_DENIED, detail
         try:
             await sender.send(step)
         except CallbackFailed as failed:
             return self._failure(step.workflow_id, failed.error.failure, failed.attempts)
         return None
 
-    def _failure(self, workflow_id: str, failure: CallFailure, attempts: int) -> tuple[str, str]:
+    def _failure(self, workflow_id: str, failure: CallFailure, attempts: int) -> Failure:
         """What the worker would dead-letter this answer as on its last receive."""
         reason = judge(Situation(receive_count=1), failure, LAST_RECEIVE).reason
         detail = f"{failure.code}: {failure.message}"
         if reason is Reason.ACCESS_DENIED:
             self._denied.add(workflow_id)
         if reason is None or reason is Reason.RETRIES_EXHAUSTED:
-            return Reason.RETRIES_EXHAUSTED.value, f"{detail} after {attempts} attempt(s)"
-        return reason.value, detail
+            return Reason.RETRIES_EXHAUSTED, f"{detail} after {attempts} attempt(s)"
+        return reason, detail
 
 
-def requeued(message: DeadMessage, queue_url: str) -> OutgoingMessage:
+def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
     """The copy put back on a queue: the body verbatim, without relay's attributes."""
     attributes = message.forwarded_attributes()
     if not is_fifo(queue_url):
@@ -408,7 +412,7 @@ def requeued(message: DeadMessage, queue_url: str) -> OutgoingMessage:
 
 async def replay(
     config: ReplayConfig,
-    records: list[DeadMessage] | None = None,
+    records: list[DlqMessage] | None = None,
     progress: ProgressView = no_progress,
 ) -> ReplaySummary:
     """Replays from the DLQ (`config.scan`) or the export file's `records`, to the end or a

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ScanConfig
-from relay.dead_letter import DeadMessage
+from relay.dead_letter import DlqMessage
 from relay.lifecycle import Lease, LeaseHeartbeat, Shutdown, cancel_and_wait, handling_signals
 from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs import BatchedQueue, ReceivedMessage, SqsError, check_queue, open_sqs
@@ -50,7 +50,7 @@ class ReadEnd:
 
 
 @dataclass(slots=True)
-class HeldMessage(Lease):
+class ScanLease(Lease):
     """A DLQ message this command holds invisible."""
 
     parked: bool = False
@@ -69,7 +69,7 @@ class DlqReader:
         self.read = 0
         self.end = ReadEnd()
         self.delete_errors = 0
-        self._held: dict[str, HeldMessage] = {}
+        self._held: dict[str, ScanLease] = {}
         self._seen: set[str] = set()
         self._budget = config.max_messages
         self._timed_out = False
@@ -91,7 +91,7 @@ class DlqReader:
 
     async def scan(
         self,
-        take: Callable[[DeadMessage], Awaitable[None]],
+        take: Callable[[DlqMessage], Awaitable[None]],
         *,
         more: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -122,7 +122,7 @@ class DlqReader:
 
     async def _receive_loop(
         self,
-        take: Callable[[DeadMessage], Awaitable[None]],
+        take: Callable[[DlqMessage], Awaitable[None]],
         more: Callable[[], bool],
         deadline: float,
         done: asyncio.Event,
@@ -166,7 +166,7 @@ class DlqReader:
                     continue
                 await take(dead)
 
-    def _hold(self, message: ReceivedMessage, now: float) -> DeadMessage | None:
+    def _hold(self, message: ReceivedMessage, now: float) -> DlqMessage | None:
         """Records the lease of a message read; returns it unless it was read before."""
         held = self._held.get(message.message_id)
         if held is not None:
@@ -174,14 +174,14 @@ class DlqReader:
             held.receipt_handle = message.receipt_handle
             held.leased_at = now
             return None
-        self._held[message.message_id] = HeldMessage(message.receipt_handle, now)
+        self._held[message.message_id] = ScanLease(message.receipt_handle, now)
         if message.message_id in self._seen:
             # Deleted already, and SQS (at least once) handed it out again: give it back.
             self._held[message.message_id].parked = True
             return None
         self._seen.add(message.message_id)
         self.read += 1
-        return DeadMessage.from_received(message)
+        return DlqMessage.from_received(message)
 
     async def give_back(self, message_id: str) -> None:
         """Done with it, unchanged: visible again at once, or when the scan ends if it still runs
@@ -223,7 +223,7 @@ class DlqReader:
 async def read_through(
     scan: ScanConfig,
     label: str,
-    take: Callable[[DeadMessage], Awaitable[None]],
+    take: Callable[[DlqMessage], Awaitable[None]],
     snapshot: Callable[[], Snapshot],
     progress: ProgressView = no_progress,
 ) -> ReadEnd:
@@ -235,7 +235,7 @@ async def read_through(
         with handling_signals(shutdown):
             reader = DlqReader(sqs, scan, shutdown)
 
-            async def take_and_give_back(message: DeadMessage) -> None:
+            async def take_and_give_back(message: DlqMessage) -> None:
                 await take(message)
                 await reader.give_back(message.message_id)
 

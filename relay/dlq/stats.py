@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.config import StatsConfig
-from relay.dead_letter import DeadMessage
+from relay.dead_letter import DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.message import step_or_none
 from relay.progress import ProgressView, Snapshot, no_progress, time_text
@@ -27,7 +27,7 @@ class DlqStats:
     """Messages whose relay-dead-lettered-at is not a readable time (left out of the span)."""
     end: ReadEnd = field(default_factory=ReadEnd)
 
-    def add(self, message: DeadMessage) -> None:
+    def add(self, message: DlqMessage) -> None:
         """Counts one message."""
         self.messages += 1
         self.by_reason[message.reason] += 1
@@ -80,7 +80,7 @@ async def dlq_stats(config: StatsConfig, progress: ProgressView = no_progress) -
     """Reads the whole DLQ, gives every message back, returns the counts."""
     stats = DlqStats(dlq_url=config.scan.dlq_url)
 
-    async def take(message: DeadMessage) -> None:
+    async def take(message: DlqMessage) -> None:
         stats.add(message)
 
     def snapshot() -> Snapshot:

@@ -20,10 +20,10 @@ from relay.dedupe import (
     CLAIM_RETRY,
     FAILURES_TO_OPEN,
     Claimed,
+    ClaimedElsewhere,
     DedupeTable,
     DedupeUnavailable,
     Delivered,
-    HeldElsewhere,
     TableRetry,
     create_dedupe_table,
     dedupe_config,
@@ -108,7 +108,7 @@ async def test_a_live_claim_is_held_elsewhere_for_another_task(
     second = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(first, Claimed)
-    assert second == HeldElsewhere(until=first.until)
+    assert second == ClaimedElsewhere(until=first.until)
     assert 0 < second.wait_s() <= LEASE_S + 1
 
 
@@ -121,7 +121,7 @@ async def test_a_second_claim_by_the_same_task_is_held_too(
     second = await table.claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(first, Claimed)
-    assert isinstance(second, HeldElsewhere)
+    assert isinstance(second, ClaimedElsewhere)
 
 
 @pytest.mark.parametrize("copy_status", [Status.SUCCESS, Status.FAILURE])
@@ -150,7 +150,7 @@ async def test_an_expired_claim_is_taken_over(
     dead = await task(dynamodb, table_name, "dead").claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(dead, Claimed)
     other = task(dynamodb, table_name, "b")
-    assert isinstance(await other.claim(step_key, Status.SUCCESS, LEASE_S), HeldElsewhere)
+    assert isinstance(await other.claim(step_key, Status.SUCCESS, LEASE_S), ClaimedElsewhere)
 
     taken: list[Claimed] = []
 
@@ -166,7 +166,7 @@ async def test_an_expired_claim_is_taken_over(
     assert taken[0].answer_lost is True
     assert await task(dynamodb, table_name, "c").claim(
         step_key, Status.SUCCESS, LEASE_S
-    ) == HeldElsewhere(until=taken[0].until)
+    ) == ClaimedElsewhere(until=taken[0].until)
 
 
 async def test_a_delivered_record_ends_with_its_window(
@@ -300,7 +300,7 @@ async def test_give_up_after_a_takeover_leaves_the_new_claim(
     await slow.give_up(old, lost=lost, ttl_s=TTL_S)
 
     third = await task(dynamodb, table_name, "c").claim(step_key, Status.SUCCESS, LEASE_S)
-    assert third == HeldElsewhere(until=taken[0].until)
+    assert third == ClaimedElsewhere(until=taken[0].until)
 
 
 @pytest.mark.parametrize("lost", [False, True])
@@ -340,7 +340,7 @@ async def test_many_tasks_racing_for_one_step_make_exactly_one_claim(
 
     winners = [claim for claim in claims if isinstance(claim, Claimed)]
     assert len(winners) == 1
-    assert claims.count(HeldElsewhere(until=winners[0].until)) == 19
+    assert claims.count(ClaimedElsewhere(until=winners[0].until)) == 19
 
 
 async def test_the_table_stores_no_token_and_no_ids(

@@ -21,10 +21,10 @@ from relay.dedupe import (
     RECORD_RETRY,
     Claim,
     Claimed,
+    ClaimedElsewhere,
     DedupeTable,
     DedupeUnavailable,
     Delivered,
-    HeldElsewhere,
     TableCircuit,
     TableRetry,
     create_dedupe_table,
@@ -183,7 +183,7 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
     stored = await item(moto, table_name, step_key)
     assert stored is not None
     assert stored["owner"] == {"S": claim.claim_id}
-    assert held == HeldElsewhere(until=claim.until)
+    assert held == ClaimedElsewhere(until=claim.until)
 
 
 async def test_a_delivered_record_whose_answer_was_lost_is_written_again(
@@ -344,7 +344,7 @@ async def test_a_failed_condition_without_the_item_is_read_back(
         claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
         assert isinstance(claim, Claimed)
         before = local_dynamodb.calls["GetItem"]
-        assert await second.claim(step_key, Status.SUCCESS, LEASE_S) == HeldElsewhere(
+        assert await second.claim(step_key, Status.SUCCESS, LEASE_S) == ClaimedElsewhere(
             until=claim.until
         )
         assert local_dynamodb.calls["GetItem"] == before + 1
@@ -398,5 +398,5 @@ async def test_tasks_racing_through_an_endpoint_without_items_never_share_a_step
 
     assert [task.found_down for task in tasks] == [[], []]
     assert sorted(key for task in tasks for key in task.won) == sorted(keys)
-    assert all(isinstance(claim, HeldElsewhere) for task in tasks for claim in task.lost_to)
+    assert all(isinstance(claim, ClaimedElsewhere) for task in tasks for claim in task.lost_to)
     assert endpoint.seen[STRIPPED] >= 5 * len(keys)  # every claim but the winners

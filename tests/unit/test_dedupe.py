@@ -9,9 +9,9 @@ from botocore.exceptions import ClientError
 
 from relay.dedupe import (
     CHECK_KEY,
+    ClaimedElsewhere,
     DedupeTable,
     DedupeUnavailable,
-    HeldElsewhere,
     TableCircuit,
     lease_for,
     table_key,
@@ -55,8 +55,8 @@ def test_a_lease_outlasts_the_send_it_covers() -> None:
 
 def test_a_held_step_says_how_long_to_wait() -> None:
     """The wait is the time left on the other lease, never negative."""
-    assert HeldElsewhere(until=1000.0).wait_s(now=990.5) == 9.5
-    assert HeldElsewhere(until=1000.0).wait_s(now=1001.0) == 0.0
+    assert ClaimedElsewhere(until=1000.0).wait_s(now=990.5) == 9.5
+    assert ClaimedElsewhere(until=1000.0).wait_s(now=1001.0) == 0.0
 
 
 # --- the circuit: whether the table is down -------------------------------------------------

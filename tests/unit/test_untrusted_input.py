@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from relay.config import ReplayConfig, ScanConfig
-from relay.dead_letter import DEAD_LETTERED_AT, SOURCE_QUEUE, DeadMessage, iso_utc, parse_time
+from relay.dead_letter import DEAD_LETTERED_AT, SOURCE_QUEUE, DlqMessage, iso_utc, parse_time
 from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.export import ExportFile, ExportWriteFailed, open_export
 from relay.errors import ConfigError
@@ -47,7 +47,7 @@ def test_unreadable_dead_letter_times_are_unknown(text: str) -> None:
     """A date that does not parse, or is outside years 1 to 9999 in UTC, is None, not an error,
     and a message carrying it says so."""
     assert parse_time(text) is None
-    message = DeadMessage("m", "{}", {DEAD_LETTERED_AT: text}, sent_at_ms=0)
+    message = DlqMessage("m", "{}", {DEAD_LETTERED_AT: text}, sent_at_ms=0)
     assert message.dead_lettered_at is None
     assert message.unreadable_date
     assert message.age_s(1_000.0) == 1_000.0, "aged from when it was sent"
@@ -59,7 +59,7 @@ def test_readable_times_parse_and_an_absent_one_is_not_unreadable() -> None:
     assert parse_time("2026-01-01T00:00:00Z") == parse_time("2026-01-01T01:00:00+01:00")
     assert parse_time("2026-01-01T00:00:00") == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     assert parse_time("9999-12-31T23:59:59+01:00") is not None
-    assert not DeadMessage("m", "{}", {}, sent_at_ms=0).unreadable_date
+    assert not DlqMessage("m", "{}", {}, sent_at_ms=0).unreadable_date
 
 
 @settings(max_examples=200, deadline=None)
@@ -182,10 +182,10 @@ def test_queue_identity_is_account_and_name_of_a_queue_url(
 SOURCE = "https://sqs.eu-west-1.amazonaws.com/123456789012/results"
 
 
-def dead_from(source: str | None) -> DeadMessage:
+def dead_from(source: str | None) -> DlqMessage:
     """A DLQ message whose relay-source-queue is `source`."""
     attributes = {} if source is None else {SOURCE_QUEUE: source}
-    return DeadMessage("m", STEP.to_body(), attributes, sent_at_ms=0)
+    return DlqMessage("m", STEP.to_body(), attributes, sent_at_ms=0)
 
 
 def test_routes_with_sources_listed_go_only_to_those() -> None:
