@@ -13,7 +13,7 @@ from relay.message import Status, StepResult
 from relay.outcomes import OUTCOME_UNKNOWN
 from relay.worker import open_worker
 from tests.conftest import Emulator, Queues
-from tests.integration.worker_support import fast_config, register, run_to_empty
+from tests.integration.worker_support import fast_config, register, run_to_empty, run_until
 from tests.proxy_support import serve_holding_proxy
 from tests.support import (
     SQSClient,
@@ -47,11 +47,7 @@ async def test_a_stop_while_calls_are_on_the_wire_awaits_them_and_a_second_task_
         max_in_flight=10,
         exit_when_empty=False,
     )
-    async with open_worker(config) as first:
-        run = asyncio.create_task(first.run(handle_signals=False))
-        await eventually(lambda: first.shutdown.settling >= 10, what="10 calls on the wire")
-        first.stop("SIGTERM")
-        await asyncio.wait_for(run, 30)
+    first = await run_until(config, lambda w: w.shutdown.settling >= 10, what="10 on the wire")
     second = await run_to_empty(fast_config(queues.url, lean_sender=lean))
 
     assert dict(first.counts) == {"delivered": 10}
@@ -82,11 +78,7 @@ async def test_a_stop_leaves_no_time_for_a_new_attempt_and_gives_the_message_bac
         retry_budget_s=20.0,
         exit_when_empty=False,
     )
-    async with open_worker(config) as worker:
-        run = asyncio.create_task(worker.run(handle_signals=False))
-        await eventually(lambda: len(emulator.state.calls) >= 1, what="a first attempt")
-        worker.stop("SIGTERM")
-        await asyncio.wait_for(run, 10)
+    worker = await run_until(config, lambda w: len(emulator.state.calls) >= 1, what="an attempt")
 
     # One attempt was made before the stop, none after it: the grace never held a call timeout.
     assert len(emulator.state.calls) == 1
@@ -111,11 +103,8 @@ async def test_a_delete_under_way_when_the_grace_ends_counts_as_delivered(
         proxy.hold_s["DeleteMessageBatch"] = 1.0
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
         config = fast_config(queues.url, shutdown_grace_s=0.1, exit_when_empty=False)
-        async with open_worker(config) as worker:
-            run = asyncio.create_task(worker.run(handle_signals=False))
-            await eventually(lambda: proxy.held["DeleteMessageBatch"] >= 1, what="a held delete")
-            worker.stop("SIGTERM")
-            await asyncio.wait_for(run, 30)
+        held = proxy.held
+        worker = await run_until(config, lambda w: held["DeleteMessageBatch"] >= 1, what="a delete")
 
     assert dict(worker.counts) == {"delivered": 5}
     assert sorted(delivered_keys(emulator.state.calls)) == sorted(

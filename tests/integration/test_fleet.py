@@ -25,7 +25,13 @@ from tests.dedupe_support import (
     serve_faulty_dynamodb,
     serve_switchable_dynamodb,
 )
-from tests.integration.worker_support import fast_config, outcome_totals, register, sample
+from tests.integration.worker_support import (
+    fast_config,
+    outcome_totals,
+    register,
+    run_until,
+    sample,
+)
 from tests.support import (
     SQSClient,
     delivered_keys,
@@ -74,6 +80,26 @@ def totals(workers: list[Worker]) -> dict[str, int]:
     return summed
 
 
+async def assert_each_step_called_once(
+    sqs: SQSClient,
+    queues: Queues,
+    emulator: Emulator,
+    steps: list[StepResult],
+    workers: list[Worker],
+) -> None:
+    """Every step sent twice was called once: delivered once, its copy a duplicate, no second
+    call, nothing dead-lettered, the queue empty."""
+    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
+        (*s.step_key, s.status.value) for s in steps
+    )
+    assert invalid_request_calls(emulator) == 0
+    fleet = totals(workers)
+    assert (fleet.get("delivered", 0), fleet.get("duplicate", 0)) == (len(steps), len(steps))
+    assert fleet.get("dead_lettered", 0) == 0
+    assert await drain(sqs, queues.dlq_url) == []
+    assert await total_depth(sqs, queues.url) == 0
+
+
 def invalid_request_calls(emulator: Emulator) -> int:
     """Calls the emulator refused as already answered: a second call for a step."""
     return sum(c.error_code == "InvalidRequestException" for c in emulator.state.calls)
@@ -104,16 +130,7 @@ async def test_two_workers_and_copies_call_each_step_exactly_once(
     # The later copies may arrive after both workers found the queue empty: a third drains.
     workers += await run_fleet([config])
 
-    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
-        (*s.step_key, s.status.value) for s in steps
-    )
-    assert invalid_request_calls(emulator) == 0
-    fleet = totals(workers)
-    assert fleet.get("delivered", 0) == 30
-    assert fleet.get("duplicate", 0) == 30
-    assert fleet.get("dead_lettered", 0) == 0
-    assert await drain(sqs, queues.dlq_url) == []
-    assert await total_depth(sqs, queues.url) == 0
+    await assert_each_step_called_once(sqs, queues, emulator, steps, workers)
 
 
 async def test_a_conflicting_status_from_another_process_is_caught_without_a_call(
@@ -235,16 +252,7 @@ async def test_a_table_that_throttles_half_its_calls_still_gets_each_step_called
         workers = await run_fleet([config] * tasks, timeout_s=120)
 
     assert table.seen[THROTTLED] > 0
-    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
-        (*s.step_key, s.status.value) for s in steps
-    )
-    assert invalid_request_calls(emulator) == 0
-    fleet = totals(workers)
-    assert fleet.get("delivered", 0) == 30
-    assert fleet.get("duplicate", 0) == 30
-    assert fleet.get("dead_lettered", 0) == 0
-    assert await drain(sqs, queues.dlq_url) == []
-    assert await total_depth(sqs, queues.url) == 0
+    await assert_each_step_called_once(sqs, queues, emulator, steps, workers)
 
 
 async def test_a_store_that_answers_a_failed_condition_without_the_item_calls_each_step_once(
@@ -272,14 +280,7 @@ async def test_a_store_that_answers_a_failed_condition_without_the_item_calls_ea
         workers = await run_fleet([config, config], timeout_s=120)
 
     assert table.seen[STRIPPED] > 0
-    assert sorted(delivered_keys(emulator.state.calls)) == sorted(
-        (*s.step_key, s.status.value) for s in steps
-    )
-    assert invalid_request_calls(emulator) == 0
-    fleet = totals(workers)
-    assert (fleet.get("delivered", 0), fleet.get("duplicate", 0)) == (30, 30)
-    assert await drain(sqs, queues.dlq_url) == []
-    assert await total_depth(sqs, queues.url) == 0
+    await assert_each_step_called_once(sqs, queues, emulator, steps, workers)
 
 
 async def test_a_lost_answer_is_known_to_the_next_task_through_the_table(
@@ -300,11 +301,7 @@ async def test_a_lost_answer_is_known_to_the_next_task_through_the_table(
         release_base_s=0.0,
         exit_when_empty=False,
     )
-    async with open_worker(first_config) as first:
-        run = asyncio.create_task(first.run(handle_signals=False))
-        await eventually(lambda: first.counts["released"] >= 1, what="the timed-out receive")
-        first.stop("SIGTERM")
-        await asyncio.wait_for(run, 30)
+    await run_until(first_config, lambda w: w.counts["released"] >= 1, what="a timed-out receive")
     await eventually(lambda: not emulator.state.is_waiting(*step.step_key), what="the lost call")
     emulator.state.set_faults(Faults())
     [second] = await run_fleet([fast_config(queues.url, dedupe_table=table)])

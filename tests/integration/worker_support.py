@@ -2,13 +2,14 @@
 
 import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from relay.config import RunConfig
 from relay.emulator import EmulatorState
 from relay.message import StepResult
 from relay.worker import Worker, open_worker
+from tests.support import eventually
 
 
 def free_port() -> int:
@@ -68,3 +69,16 @@ def sample(worker: Worker, name: str, **labels: str) -> float:
     """One sample of the worker's metrics, as Prometheus would scrape it (0 when absent)."""
     value = worker.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else value
+
+
+async def run_until(
+    config: RunConfig, condition: Callable[[Worker], bool], *, what: str, timeout_s: float = 30.0
+) -> Worker:
+    """Runs the worker until `condition(worker)` holds, then stops it as SIGTERM would and waits
+    for its drain (bounded in time)."""
+    async with open_worker(config) as worker:
+        run = asyncio.create_task(worker.run(handle_signals=False))
+        await eventually(lambda: condition(worker) or run.done(), timeout_s=timeout_s, what=what)
+        worker.stop("SIGTERM")
+        await asyncio.wait_for(run, timeout_s)
+    return worker
