@@ -7,6 +7,7 @@ receives. Every test accounts for every message it sent.
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from relay.emulator import Faults
 from relay.message import Status, StepResult
@@ -222,4 +223,23 @@ async def test_relay_attempts_counts_earlier_receives_on_a_conflict(
         "ThrottlingException",
         None,
     ]
+    assert await total_depth(sqs, queues.url) == 0
+
+
+async def test_a_grace_shorter_than_the_call_timeout_is_warned_about_at_start(
+    sqs: SQSClient, queues: Queues, emulator: Emulator
+) -> None:
+    """--shutdown-grace below --call-timeout: after SIGTERM no attempt could start, and a call
+    on the wire may hold the stop for up to the call timeout; relay says so at start-up."""
+    config = fast_config(queues.url, shutdown_grace_s=1.0, call_timeout_s=5.0)
+    with capture_logs() as logs:
+        async with open_worker(config):
+            pass
+    [warning] = [e for e in logs if "--shutdown-grace is shorter" in e["event"]]
+    assert warning["log_level"] == "warning"
+    assert (warning["shutdown_grace_s"], warning["call_timeout_s"]) == (1.0, 5.0)
+    with capture_logs() as quiet:
+        async with open_worker(fast_config(queues.url, shutdown_grace_s=5.0, call_timeout_s=5.0)):
+            pass
+    assert not [e for e in quiet if "--shutdown-grace is shorter" in e["event"]]
     assert await total_depth(sqs, queues.url) == 0
