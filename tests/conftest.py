@@ -3,6 +3,9 @@
 Everything talks over real HTTP on 127.0.0.1 with random ports, through unmodified aiobotocore
 clients. The AWS settings reach relay the way they do in production: the standard chain's
 environment variables.
+
+Under pytest-xdist a session is one worker process: each worker starts its own servers, on
+ports of its own, and nothing here is shared between workers.
 """
 
 import uuid
@@ -51,9 +54,14 @@ def local_dynamodb() -> Iterator[MotoServer]:
         yield server
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def aws_environment(moto_url: str) -> Iterator[dict[str, str]]:
-    """The standard AWS chain pointed at loopback, with fake credentials and no profile."""
+    """The standard AWS chain pointed at loopback, with fake credentials and no profile.
+
+    Not autouse here: the integration and system tests' conftests ask for it for every test of
+    theirs, and the unit tests get an offline chain of their own (tests/unit/conftest.py)
+    without starting moto.
+    """
     env = loopback_environment(sqs_url=moto_url)
     with pytest.MonkeyPatch.context() as patch:
         for name in UNSET_FOR_LOOPBACK:
