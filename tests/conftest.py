@@ -8,10 +8,13 @@ Under pytest-xdist a session is one worker process: each worker starts its own s
 ports of its own, and nothing here is shared between workers.
 """
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import botocore.loaders
+import botocore.session
 import pytest
 from aiobotocore.session import get_session
 
@@ -32,6 +35,18 @@ from tests.support import SQSClient
 
 Queues = QueuePair
 """A source queue and its DLQ (the one queue-pair type of relay.sqs)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def botocore_data_parsed_once() -> Iterator[None]:
+    """Every botocore session in the test process shares one data loader, so botocore parses
+    its endpoint and service files once instead of for each of the thousands of sessions the
+    tests make (a tenth of a second of CPU each). relay's code is unchanged: in production one
+    process makes one session, which parses them once too."""
+    with pytest.MonkeyPatch.context() as patch:
+        shared = functools.cache(botocore.loaders.create_loader)
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
 
 
 @pytest.fixture(scope="session")
