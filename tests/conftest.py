@@ -9,6 +9,7 @@ ports of its own, and nothing here is shared between workers.
 """
 
 import functools
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -109,6 +110,16 @@ async def create_queue_pair(
 async def queues(sqs: SQSClient) -> Queues:
     """A fresh standard queue pair for this test."""
     return await create_queue_pair(sqs)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on, for the whole test: bound and never listening, so a
+    connection to it is refused and no other test process can take it meanwhile (a port
+    merely found free could be)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from relay.limits import StepKey
 from relay.local import MotoServer
 from relay.message import Status
 from tests.dedupe_support import serve_refusing_dynamodb
-from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps
 
 if TYPE_CHECKING:
@@ -351,9 +350,11 @@ async def test_a_missing_table_mid_run_is_unavailable(
     assert raised.value.code == "ResourceNotFoundException"
 
 
-async def test_an_unreachable_table_is_unavailable_then_skipped(step_key: StepKey) -> None:
+async def test_an_unreachable_table_is_unavailable_then_skipped(
+    step_key: StepKey, closed_port: int
+) -> None:
     """Nothing listening: the claim fails with DedupeUnavailable, later calls skip the table."""
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port}"
     config = dedupe_config()
     async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
         table = DedupeTable(client, "relay-dedupe", "a")
