@@ -3,12 +3,19 @@
 Everything talks over real HTTP on 127.0.0.1 with random ports, through unmodified aiobotocore
 clients. The AWS settings reach relay the way they do in production: the standard chain's
 environment variables.
+
+Under pytest-xdist a session is one worker process: each worker starts its own servers, on
+ports of its own, and nothing here is shared between workers.
 """
 
+import functools
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import botocore.loaders
+import botocore.session
 import pytest
 from aiobotocore.session import get_session
 
@@ -31,6 +38,18 @@ Queues = QueuePair
 """A source queue and its DLQ (the one queue-pair type of relay.sqs)."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def botocore_data_parsed_once() -> Iterator[None]:
+    """Every botocore session in the test process shares one data loader, so botocore parses
+    its endpoint and service files once instead of for each of the thousands of sessions the
+    tests make (a tenth of a second of CPU each). relay's code is unchanged: in production one
+    process makes one session, which parses them once too."""
+    with pytest.MonkeyPatch.context() as patch:
+        shared = functools.cache(botocore.loaders.create_loader)
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto's SQS server on a random loopback port, for the whole session.
@@ -51,9 +70,14 @@ def local_dynamodb() -> Iterator[MotoServer]:
         yield server
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def aws_environment(moto_url: str) -> Iterator[dict[str, str]]:
-    """The standard AWS chain pointed at loopback, with fake credentials and no profile."""
+    """The standard AWS chain pointed at loopback, with fake credentials and no profile.
+
+    Not autouse here: the integration and system tests' conftests ask for it for every test of
+    theirs, and the unit tests get an offline chain of their own (tests/unit/conftest.py)
+    without starting moto.
+    """
     env = loopback_environment(sqs_url=moto_url)
     with pytest.MonkeyPatch.context() as patch:
         for name in UNSET_FOR_LOOPBACK:
@@ -86,6 +110,16 @@ async def create_queue_pair(
 async def queues(sqs: SQSClient) -> Queues:
     """A fresh standard queue pair for this test."""
     return await create_queue_pair(sqs)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on, for the whole test: bound and never listening, so a
+    connection to it is refused and no other test process can take it meanwhile (a port
+    merely found free could be)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

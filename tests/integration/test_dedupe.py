@@ -34,7 +34,6 @@ from relay.errors import ConfigError
 from relay.local import MotoServer
 from relay.message import Status, StepKey
 from tests.dedupe_support import open_table_at, serve_refusing_dynamodb
-from tests.integration.worker_support import free_port
 from tests.support import eventually, make_steps
 
 if TYPE_CHECKING:
@@ -441,10 +440,12 @@ async def test_a_missing_table_mid_run_is_unavailable(
     assert raised.value.code == "ResourceNotFoundException"
 
 
-async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(step_key: StepKey) -> None:
+async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(
+    step_key: StepKey, closed_port: int
+) -> None:
     """Nothing listening: each claim fails (retried, then DedupeUnavailable, not down) until
     the third in a row, which finds the table down; later calls fail at once, saying why."""
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port}"
     config = dedupe_config()
     async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
         table = DedupeTable(client, "relay-dedupe", "a", claim_retry=QUICK, record_retry=QUICK)

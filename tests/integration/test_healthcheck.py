@@ -19,11 +19,13 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_healthcheck_probes_loopback_directly_whatever_the_proxy_settings() -> None:
+async def test_healthcheck_probes_loopback_directly_whatever_the_proxy_settings(
+    closed_port: int,
+) -> None:
     """With HTTP_PROXY and HTTPS_PROXY naming a closed loopback port, `relay healthcheck`
     still reaches the health server and exits 0, where a plain urllib request goes to the
     proxy and fails."""
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port}"
     env = {
         k: v
         for k, v in os.environ.items()

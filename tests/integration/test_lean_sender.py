@@ -16,7 +16,7 @@ from relay.transfer import (
     open_transfer,
 )
 from tests.conftest import Emulator, Queues
-from tests.integration.worker_support import fast_config, free_port, outcome_totals, run_to_empty
+from tests.integration.worker_support import fast_config, outcome_totals, run_to_empty
 from tests.support import SQSClient, drain, make_steps, send_bodies, total_depth
 
 
@@ -91,10 +91,10 @@ async def test_state_answers_look_the_same_through_both_clients(emulator: Emulat
 
 
 async def test_an_unreachable_endpoint_is_a_connection_error_on_both(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, closed_port: int
 ) -> None:
     """Nothing listening: both clients report a retryable connection error."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_TRANSFER", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_TRANSFER", f"http://127.0.0.1:{closed_port}")
     step = make_steps(1, seed=74)[0]
     async with both_senders() as senders:
         plain = await outcome(senders["aiobotocore"], step)

@@ -33,7 +33,6 @@ from relay.producer import (
     message_for,
 )
 from tests.conftest import Emulator, Queues, create_queue_pair
-from tests.integration.worker_support import free_port
 from tests.support import (
     SQSClient,
     delivered_keys,
@@ -374,11 +373,11 @@ async def test_on_error_raise_publishes_nothing_and_reraises(
     assert await total_depth(sqs, queues.url) == 0
 
 
-def unreachable_publisher(queue_url: str) -> StepResultPublisher:
+def unreachable_publisher(queue_url: str, port: int) -> StepResultPublisher:
     """A publisher whose client points at a closed port, retrying little."""
     client = botocore.session.get_session().create_client(
         "sqs",
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        endpoint_url=f"http://127.0.0.1:{port}",
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
     )
     return StepResultPublisher(queue_url, client=client, attempts=2, backoff_s=0.01)
@@ -396,10 +395,10 @@ def succeeding(event: dict[str, Any], context: Any) -> str:
 
 @pytest.mark.parametrize("handler", [succeeding, failing], ids=["returns", "raises"])
 async def test_wrapper_raises_when_the_queue_is_unreachable(
-    handler: Callable[[dict[str, Any], Any], Any], queues: Queues
+    handler: Callable[[dict[str, Any], Any], Any], queues: Queues, closed_port: int
 ) -> None:
     """Nothing could be published (connection refused): the wrapper raises `PublishError`."""
-    wrapped = custom_step(publisher=unreachable_publisher(queues.url))(handler)
+    wrapped = custom_step(publisher=unreachable_publisher(queues.url, closed_port))(handler)
     with pytest.raises(PublishError) as caught:
         wrapped(EVENT, None)
     [failure] = caught.value.failures

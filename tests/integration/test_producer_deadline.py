@@ -2,15 +2,18 @@
 `PublishError` comes before the deadline (a Lambda's remaining time, or `deadline_s`); against
 moto's server, a deadline that leaves time changes nothing."""
 
+import asyncio
+import contextlib
 import json
 import socket
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import relay.producer.aio
 import relay.producer.lambda_step
 from relay.producer import (
     AsyncStepResultPublisher,
@@ -19,7 +22,9 @@ from relay.producer import (
     StepResult,
     StepResultPublisher,
     custom_step,
+    publish_deadline_s,
 )
+from relay.producer.publishing import CANCEL_S
 from relay.sqs.outgoing import DEADLINE_EXCEEDED
 from tests.conftest import Queues
 from tests.support import SQSClient, drain
@@ -31,13 +36,69 @@ EVENT_STEP = StepResult.from_event(EVENT, Status.SUCCESS)
 
 
 class LambdaContext:
-    """Lambda's context object as far as `custom_step` reads it, on this process's clock."""
+    """Lambda's context object as far as `custom_step` reads it: `remaining_s` left when the
+    wrapper asks (it asks once, as it publishes)."""
 
     def __init__(self, remaining_s: float) -> None:
-        self.ends_at = time.monotonic() + remaining_s
+        self.remaining_s = remaining_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.ends_at - time.monotonic()) * 1000))
+        return int(self.remaining_s * 1000)
+
+
+@dataclass(frozen=True)
+class BoundedCall:
+    """One SendMessageBatch call of the botocore publisher: the time its deadline left when it
+    started, and what the client it went through can take at most."""
+
+    left_s: float | None
+    timeouts_s: float
+    """The client's connect and read timeouts added up."""
+    attempts: int
+
+
+@pytest.fixture
+def bounded_calls(monkeypatch: pytest.MonkeyPatch) -> list[BoundedCall]:
+    """Every call the botocore publisher makes in this test, as it starts (the publisher picks
+    a client for the time left; botocore has no per-call timeout)."""
+    calls: list[BoundedCall] = []
+    pick = StepResultPublisher._client_within
+
+    def noting(publisher: StepResultPublisher, left_s: float | None) -> Any:
+        client = pick(publisher, left_s)
+        config = client.meta.config
+        timeouts_s = config.connect_timeout + config.read_timeout
+        calls.append(BoundedCall(left_s, timeouts_s, config.retries["total_max_attempts"]))
+        return client
+
+    monkeypatch.setattr(StepResultPublisher, "_client_within", noting)
+    return calls
+
+
+def assert_each_call_fits(calls: list[BoundedCall], deadline_s: float) -> None:
+    """At least one call was made, each through a client of one attempt that cannot outlast
+    what was left of `deadline_s` when the call started: none can run past the deadline."""
+    assert calls
+    for call in calls:
+        assert call.left_s is not None
+        assert call.left_s <= deadline_s
+        assert call.attempts == 1
+        assert call.timeouts_s <= call.left_s
+
+
+class NotedTimeouts:
+    """`asyncio` as `relay.producer.aio` sees it, noting the delay of each `asyncio.timeout`
+    it opens (the bound it puts on one call)."""
+
+    def __init__(self) -> None:
+        self.delays_s: list[float | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    def timeout(self, delay_s: float | None) -> contextlib.AbstractAsyncContextManager[Any]:
+        self.delays_s.append(delay_s)
+        return asyncio.timeout(delay_s)
 
 
 @pytest.fixture
@@ -72,15 +133,19 @@ def failing(event: dict[str, Any], context: Any) -> None:
 
 @pytest.mark.parametrize("handler", [succeeding, failing], ids=["returns", "raises"])
 def test_custom_step_raises_before_the_lambda_runs_out_of_time(
-    handler: Any, silent_sqs: str
+    handler: Any, silent_sqs: str, bounded_calls: list[BoundedCall]
 ) -> None:
-    """With 3 s left and an SQS that never answers, the wrapper raises PublishError while the
-    context still states time remaining (botocore alone would wait three attempts of 10 s)."""
+    """With 3 s left and an SQS that never answers, the wrapper raises PublishError before the
+    invocation's time is up: it publishes under a deadline a margin short of the time left,
+    and no call can outlast that deadline (botocore alone would wait three attempts of 10 s)."""
     context = LambdaContext(remaining_s=3.0)
+    deadline_s = publish_deadline_s(context)
+    assert deadline_s is not None
+    assert deadline_s < 3.0
     wrapped = custom_step(queue_url=silent_sqs)(handler)
     with pytest.raises(PublishError) as caught:
         wrapped(EVENT, context)
-    assert context.get_remaining_time_in_millis() > 0
+    assert_each_call_fits(bounded_calls, deadline_s)
     [failure] = caught.value.failures
     assert failure.code == DEADLINE_EXCEEDED
     assert "last try: ReadTimeoutError" in failure.message
@@ -88,26 +153,35 @@ def test_custom_step_raises_before_the_lambda_runs_out_of_time(
     assert failure.result.status is (Status.SUCCESS if handler is succeeding else Status.FAILURE)
 
 
-def test_the_publisher_raises_within_its_deadline(silent_sqs: str) -> None:
+def test_the_publisher_raises_within_its_deadline(
+    silent_sqs: str, bounded_calls: list[BoundedCall]
+) -> None:
     """`publish(deadline_s=1.5)` on a publisher that made its own client returns control
     within 1.5 s: its calls are cut to the time left, and no retry starts that cannot fit."""
-    with StepResultPublisher(silent_sqs) as publisher:
-        started = time.monotonic()
-        with pytest.raises(PublishError) as caught:
-            publisher.publish(EVENT_STEP, deadline_s=1.5)
-        elapsed_s = time.monotonic() - started
-    assert elapsed_s < 1.5
-    assert [f.code for f in caught.value.failures] == [DEADLINE_EXCEEDED]
+    with StepResultPublisher(silent_sqs) as publisher, pytest.raises(PublishError) as caught:
+        publisher.publish(EVENT_STEP, deadline_s=1.5)
+    assert_each_call_fits(bounded_calls, deadline_s=1.5)
+    [failure] = caught.value.failures
+    assert failure.code == DEADLINE_EXCEEDED
+    # It stopped because the next attempt could not fit, not because the attempts ran out.
+    assert failure.message.startswith("no time")
+    assert "last try: ReadTimeoutError" in failure.message
 
 
-async def test_the_async_publisher_raises_within_its_deadline(silent_sqs: str) -> None:
-    """The aiobotocore publisher cancels a call still running at the deadline and raises."""
+async def test_the_async_publisher_raises_within_its_deadline(
+    silent_sqs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aiobotocore publisher cancels a call still running at the deadline and raises: its
+    one call is bounded by a timeout that ends before the deadline, and the call it cut is
+    the failure it reports."""
+    noted = NotedTimeouts()
+    monkeypatch.setattr(relay.producer.aio, "asyncio", noted)
     async with AsyncStepResultPublisher(silent_sqs) as publisher:
-        started = time.monotonic()
         with pytest.raises(PublishError) as caught:
             await publisher.publish(EVENT_STEP, deadline_s=1.5)
-        elapsed_s = time.monotonic() - started
-    assert elapsed_s < 1.5
+    [delay_s] = noted.delays_s
+    assert delay_s is not None
+    assert 0 < delay_s <= 1.5 - CANCEL_S
     [failure] = caught.value.failures
     assert failure.code == DEADLINE_EXCEEDED
     assert failure.message.startswith("the call was still running at the deadline")

@@ -83,9 +83,9 @@ async def test_health_and_metrics_report_what_happened(
     assert worker.health() == (False, "draining")
 
 
-def test_healthcheck_fails_when_nothing_listens() -> None:
+def test_healthcheck_fails_when_nothing_listens(closed_port: int) -> None:
     """`relay healthcheck` exits 1 when no worker answers."""
-    assert _healthcheck(f"http://127.0.0.1:{free_port()}/healthz") == 1
+    assert _healthcheck(f"http://127.0.0.1:{closed_port}/healthz") == 1
 
 
 @pytest.fixture

@@ -27,6 +27,13 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> int:
     return code
 
 
+@pytest.fixture(scope="session", autouse=True)
+def loopback_aws(aws_environment: dict[str, str]) -> dict[str, str]:
+    """The AWS chain points at moto's server before any test or fixture here makes a client
+    (and the subprocesses inherit it)."""
+    return aws_environment
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test started; any still running at the end is killed."""

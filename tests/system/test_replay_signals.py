@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -64,8 +63,9 @@ async def fill_dlq(sqs: SQSClient, queues: Queues, bodies: list[str]) -> None:
 async def test_sigint_mid_replay_stops_promptly_and_loses_nothing(
     sqs: SQSClient, queues: Queues, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    """SIGINT during a rate-limited replay: exit 1 at once, the rest visible in the DLQ right
-    away, and every message exactly once in the DLQ or on the source queue."""
+    """SIGINT during a rate-limited replay: exit 1 without replaying the rest, what it had
+    read given back (visible in the DLQ right away, no lease left to lapse), and every message
+    exactly once in the DLQ or on the source queue."""
     bodies = [s.to_body() for s in make_steps(40, seed=31)]
     await fill_dlq(sqs, queues, bodies)
     process = replay_process("--dlq-url", queues.dlq_url, "--rate", "10")
@@ -75,17 +75,17 @@ async def test_sigint_mid_replay_stops_promptly_and_loses_nothing(
         return (await queue_depth(sqs, queues.url))["visible"] >= 5
 
     await eventually(some_replayed, timeout_s=20, what="some messages replayed")
-    signalled = time.monotonic()
     process.send_signal(signal.SIGINT)
     code = await wait_exit(process, timeout_s=15)
-    assert time.monotonic() - signalled < 5, "the replay did not stop promptly"
     assert code == 1, "not everything selected was replayed"
     summary = summary_of(process)
     assert summary["interrupted"] is True
     assert summary["failed"] == 0
     replayed = summary["replayed"]
-    assert 5 <= replayed < 40
-    assert summary["abandoned"] == 40 - replayed
+    assert 5 <= replayed < 40, "the replay went on after the signal"
+    # What it had not read yet was never selected; what it had read and not replayed was.
+    assert replayed <= summary["selected"] <= 40
+    assert summary["abandoned"] == summary["selected"] - replayed
     dlq_depth = await queue_depth(sqs, queues.dlq_url)
     assert dlq_depth == {"visible": 40 - replayed, "in_flight": 0, "delayed": 0}
 
@@ -99,7 +99,9 @@ async def test_sigint_lets_callbacks_in_flight_finish(
     sqs: SQSClient, queues: Queues, emulator: Emulator, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """SIGINT with slow Transfer Family calls in flight: they finish within the grace and their
-    messages are deleted; every step is answered at most once and the rest stay in the DLQ."""
+    messages are deleted, and the replay exits once they have (not at the grace's end, far
+    beyond this test's patience); every step is answered at most once and the rest stay in
+    the DLQ."""
     steps = make_steps(20, seed=32)
     register(emulator.state, steps)
     # Spread answers: with four calls at a time, some are always in flight when SIGINT lands.
@@ -107,7 +109,7 @@ async def test_sigint_lets_callbacks_in_flight_finish(
     await fill_dlq(sqs, queues, [s.to_body() for s in steps])
     process = replay_process(
         "--dlq-url", queues.dlq_url, "--to", "transfer", "--concurrency", "4",
-        "--shutdown-grace", "10", emulator=emulator,
+        "--shutdown-grace", "120", emulator=emulator,
     )  # fmt: skip
     processes.append(process)
 
@@ -115,10 +117,10 @@ async def test_sigint_lets_callbacks_in_flight_finish(
         lambda: len(emulator.state.calls) >= 6, timeout_s=20, what="the first calls answered"
     )
     answered_before = len(emulator.state.calls)
-    signalled = time.monotonic()
     process.send_signal(signal.SIGINT)
-    code = await wait_exit(process, timeout_s=15)
-    assert time.monotonic() - signalled < 5, "in-flight calls take 1.5 s at most"
+    # In-flight calls take 1.5 s at most; a replay that sat out its grace would still be
+    # running long after this.
+    code = await wait_exit(process, timeout_s=30)
     assert code == 1
     summary = summary_of(process)
     delivered = delivered_keys(emulator.state.calls)

@@ -1,8 +1,8 @@
 """`relay run` as a process: SIGTERM drains and exits 0, SIGKILL loses nothing after a restart."""
 
+import json
 import signal
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -30,8 +30,9 @@ async def test_sigterm_awaits_calls_on_the_wire_past_the_grace_and_loses_nothing
     sqs: SQSClient, queues: Queues, emulator: Emulator, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """SIGTERM during callbacks slower than the grace: the calls on the wire are not cut but
-    answered (exit 0 once they are, well within their timeout), every message delivered, none
-    abandoned; a second run finds nothing to do, and each step is answered exactly once."""
+    answered, and the worker exits 0 once they are (not at its call timeout, which is far
+    beyond this test's patience); every message delivered, none abandoned; a second run finds
+    nothing to do, and each step is answered exactly once."""
     steps = make_steps(6, seed=21)
     register(emulator.state, steps)
     emulator.state.set_faults(Faults(latency_ms=2_000))
@@ -42,7 +43,7 @@ async def test_sigterm_awaits_calls_on_the_wire_past_the_grace_and_loses_nothing
         queues,
         emulator,
         *("--shutdown-grace", "1", "--visibility-timeout", "15", "--retry-budget", "5"),
-        *("--wait-time", "1", "--call-timeout", "10"),
+        *("--wait-time", "1", "--call-timeout", "120"),
     )
     processes.append(process)
 
@@ -50,17 +51,19 @@ async def test_sigterm_awaits_calls_on_the_wire_past_the_grace_and_loses_nothing
         return (await queue_depth(sqs, queues.url))["in_flight"] == 6
 
     await eventually(all_received, what="all six messages in flight")
-    signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    code = await wait_exit(process, timeout_s=15)
-    elapsed = time.monotonic() - signalled
+    # A worker that waited for its calls' timeout, or for the drain's bound past it, would
+    # still be running long after this; one that cut the calls would abandon their messages.
+    code = await wait_exit(process, timeout_s=30)
 
     assert code == 0
-    assert elapsed < 10, "the worker waited beyond the calls' answers"
     stdout = process.communicate(timeout=10)[0].decode()
-    assert stdout.count('"outcome": "delivered"') == 6
-    assert '"outcome": "abandoned"' not in stdout
-    assert '"worker stopped"' in stdout
+    events = [json.loads(line) for line in stdout.splitlines()]
+    [draining] = [e for e in events if e["event"] == "draining"]
+    assert draining["in_flight"] > 0, "the signal came after the calls had been answered"
+    outcomes = [e["outcome"] for e in events if "outcome" in e]
+    assert outcomes == ["delivered"] * 6
+    assert events[-1]["event"] == "worker stopped"
     assert await _depth(sqs, queues.url) == 0
 
     emulator.state.set_faults(Faults())
