@@ -243,7 +243,8 @@ class Delivery:
         attempts made (`situation`: nothing delivered and no copy in flight when it starts)."""
         workflow = step.workflow_id
         claimed: Claimed | None = None
-        if not self.circuits.allow(workflow):
+        allowed = self.circuits.allow(workflow)  # takes the probe when one is due
+        if not allowed:
             situation = replace(situation, circuit_wait_s=self.circuits.wait_s(workflow))
         elif self.table is not None:
             claim = await self._claim(step)
@@ -260,8 +261,8 @@ class Delivery:
                 situation = replace(situation, table_unanswered=True)
         decision = decide(situation, self.limits)
         if isinstance(decision, Verdict):
-            # No call after all, so no probe either.
-            self.circuits.cancel_probe(workflow)
+            if allowed:  # no call after all, so the probe this message took is free again
+                self.circuits.cancel_probe(workflow)
             return decision, 0
         lost = situation.answer_lost or (claimed is not None and claimed.answer_lost)
         try:

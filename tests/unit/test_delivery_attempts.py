@@ -242,3 +242,15 @@ async def test_an_invalid_body_makes_no_attempt() -> None:
     result = await p.delivery.process(received("{", 1, "r-1"))
     assert result.outcome.value == "dead_lettered"
     assert p.attempts_on_copy() == 0
+
+
+async def test_a_message_held_back_by_a_probe_in_flight_does_not_free_that_probe() -> None:
+    """The workflow's probe is out (taken by another message): this one is released without a
+    call, and the probe stays taken, so no second probe goes out beside it."""
+    p = path([], breaker_cooldown_s=0.0)
+    p.delivery.circuits.denied(STEP.workflow_id)
+    assert p.delivery.circuits.allow(STEP.workflow_id)  # the other message takes the probe
+    result = await p.delivery.process(received(STEP.to_body(), 1, "r-1"))
+    assert result.outcome.value == "released"
+    assert p.transfer.calls == 0
+    assert not p.delivery.circuits.allow(STEP.workflow_id)
