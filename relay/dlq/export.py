@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from relay.config import ExportConfig
+from relay.config.dlq import ExportConfig
 from relay.dead_letter import RELAY_PREFIX, DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.errors import ConfigError, RelayError

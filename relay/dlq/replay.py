@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from relay.config import ReplayConfig
+from relay.config.dlq import ReplayConfig
 from relay.dead_letter import DlqMessage
 from relay.dlq.destinations import (
     AllowedBy,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from relay.config import ScanConfig
+from relay.config.dlq import ScanConfig
 from relay.dead_letter import DlqMessage
 from relay.lifecycle import Lease, LeaseHeartbeat, Shutdown, cancel_and_wait, handling_signals
 from relay.progress import ProgressView, Snapshot, no_progress

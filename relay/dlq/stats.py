@@ -4,7 +4,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.config import StatsConfig
+from relay.config.dlq import StatsConfig
 from relay.dead_letter import DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
 from relay.message import step_or_none
