@@ -21,9 +21,14 @@ from relay.config.dlq import (
 )
 
 
-def _scan_config(options: dict[str, Any]) -> ScanConfig | None:
-    """The ScanConfig the scan options and --dlq-url describe (None without a DLQ); pops them."""
-    names = [spec.name for spec in options_of(ScanConfig) if spec.name in options]
+def _scan_config(options: dict[str, Any], *, skip: tuple[str, ...] = ()) -> ScanConfig | None:
+    """The ScanConfig the scan options and --dlq-url describe (None without a DLQ); pops them,
+    but those named in `skip` (the command's own option of that name)."""
+    names = [
+        spec.name
+        for spec in options_of(ScanConfig)
+        if spec.name in options and spec.name not in skip
+    ]
     settings = {name: options.pop(name) for name in names}
     dlq_url = options.pop("dlq_url")
     return ScanConfig(dlq_url=dlq_url, **settings) if dlq_url else None
@@ -155,7 +160,8 @@ def replay(**options: Any) -> int:
         older_than_s=parse_duration(older) if older is not None else None,
         newer_than_s=parse_duration(newer) if newer is not None else None,
     )
-    scan = _scan_config(options)
+    # --max-messages bounds what is replayed, not what is read (the scan's own limit stays).
+    scan = _scan_config(options, skip=("max_messages",))
     config = ReplayConfig(scan=scan, filters=filters, **options)
     from relay.dlq.export import read_export
     from relay.dlq.replay import replay as run_replay

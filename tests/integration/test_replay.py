@@ -384,6 +384,34 @@ async def test_max_messages_caps_the_replay(
     await account(sqs, dlq=(queues.dlq_url, mix.bodies - requeued))
 
 
+async def test_max_messages_counts_selected_messages_not_messages_read(
+    sqs: SQSClient, queues: Queues, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-messages 2 replays two selected messages even when many unselected ones are read
+    first: it bounds the replay, not the reading."""
+    steps = make_steps(12, seed=21)
+    await put_dlq(
+        sqs,
+        queues.dlq_url,
+        [dead(s.to_body(), reason="validation", source=queues.url) for s in steps[:10]],
+    )
+    await put_dlq(
+        sqs,
+        queues.dlq_url,
+        [dead(s.to_body(), reason="not_found", source=queues.url) for s in steps[10:]],
+    )
+    run = await relay(
+        capsys, "replay", "--dlq-url", queues.dlq_url, "--reason", "not_found",
+        "--max-messages", "2", "--json", *FAST,
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert (run.json()["replayed"], run.json()["skipped_by_filter"]) == (2, 10)
+    await assert_all_visible(sqs, queues.dlq_url, 10)
+    requeued = Counter(m.body for m in await drain(sqs, queues.url))
+    assert requeued == Counter(s.to_body() for s in steps[10:])
+    await account(sqs, dlq=(queues.dlq_url, Counter(s.to_body() for s in steps[:10])))
+
+
 async def test_fifo_destination_gets_a_group_and_deduplication_id(
     sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
