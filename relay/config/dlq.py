@@ -1,6 +1,7 @@
-"""Settings of the DLQ tools (`relay dlq stats|export`, `relay replay`): frozen dataclasses,
-each default written once on its field, range checks. The CLI builds each command's flags from
-the fields that carry a help text (`relay.config.option`).
+"""Settings of the DLQ tools (`relay dlq stats|export`, `relay replay`) and of how they read
+which executions still wait (DESIGN §11): frozen dataclasses, each default written once on its
+field, range checks. The CLI builds each command's flags from the fields that carry a help text
+(`relay.config.option`).
 """
 
 import math
@@ -10,6 +11,7 @@ from typing import Final, Literal
 from relay.config import check_options, option
 from relay.dead_letter import UNANNOTATED
 from relay.errors import ConfigError
+from relay.limits import RetryPolicy
 from relay.outcomes import Reason
 
 REPLAY_REASONS: Final = frozenset({reason.value for reason in Reason} | {UNANNOTATED})
@@ -61,6 +63,30 @@ class ScanConfig:
         if not self.dlq_url:
             raise ConfigError("no DLQ: pass --dlq-url (or set RELAY_DLQ_URL)")
         check_options(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExecutionReads:
+    """How the DLQ tools read which executions still wait (DESIGN §11, `relay.executions`).
+
+    Per workflow, one listing (`ListExecutions`, every page) for the command's run, or
+    `DescribeExecution` for each of its copies' executions when there are at most
+    `describe_up_to` of them: a listing costs ceil(in progress / 1000) pages, not known before
+    the first, so a describe is the cheaper read only for a workflow with few copies.
+    """
+
+    describe_up_to: int = 3
+    concurrency: int = 4
+    """Reads in flight at once, all workflows together (Transfer Family's API quotas are per
+    account, and shared with everything else calling it)."""
+    retry: RetryPolicy = RetryPolicy(max_attempts=6, budget_s=20.0, base_s=0.2, cap_s=5.0)
+    """Throttling and 5xx are retried like the callback: full jitter, never sooner than
+    `RetryAfterSeconds`, within the budget; then the workflow counts as unknown."""
+    call_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.describe_up_to < 0 or self.concurrency < 1 or self.call_timeout_s <= 0:
+            raise ConfigError("execution reads need describe_up_to >= 0, concurrency >= 1")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
