@@ -203,6 +203,8 @@ class ExecutionStates:
 
     def expect(self, steps: Iterable[StepResult], *, complete: bool) -> None:
         """Copies that will be asked about; `complete`: no others will be."""
+        if self._reader is None:
+            return
         for step in steps:
             self._workflow(step.workflow_id).executions.add(step.execution_id)
         if complete:
@@ -214,8 +216,13 @@ class ExecutionStates:
     def all_known(self) -> None:
         """No copy of a new execution will be asked about: read the undecided workflows."""
         self._all_known = True
+        self.decide_now()
+
+    def decide_now(self) -> None:
+        """Read the workflows still undecided as their counts so far say (a caller holding too
+        many copies waiting cannot wait for the end of its reading)."""
         for workflow in list(self._workflows.values()):
-            self._maybe_decide(workflow)
+            self._maybe_decide(workflow, now=True)
 
     async def state(self, step: StepResult | None) -> Verdict:
         """The state of this copy's execution (None: the copy is not a step result)."""
@@ -273,11 +280,11 @@ class ExecutionStates:
             workflow = self._workflows[workflow_id] = _Workflow(workflow_id)
         return workflow
 
-    def _maybe_decide(self, workflow: _Workflow) -> None:
+    def _maybe_decide(self, workflow: _Workflow, *, now: bool = False) -> None:
         if workflow.read is not None:
             return
         read = decide(len(workflow.executions), self._reads.describe_up_to)
-        if read is Read.DESCRIBE and not self._all_known:
+        if read is Read.DESCRIBE and not (now or self._all_known):
             return  # a next copy may still call for a listing
         workflow.read = read
         if read is Read.LIST:

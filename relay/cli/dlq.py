@@ -1,18 +1,21 @@
-"""The DLQ tools' commands: `relay dlq stats|export` and `relay replay`.
+"""The DLQ tools' commands: `relay dlq stats|export|purge` and `relay replay`.
 
 Each builds its settings (`relay.config.dlq`), runs one function of `relay.dlq` and prints its
 summary with `relay.terminal`; exit 0 ok, 1 the job found failures, 2 bad usage.
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from relay.cli.options import EXIT_FAILURES, EXIT_OK, config_options
+from relay.cli.options import EXIT_FAILURES, EXIT_OK, Command, config_options
 from relay.config import options_of
 from relay.config.dlq import (
+    EXECUTION_STATES,
     ExportConfig,
+    PurgeConfig,
     ReplayConfig,
     ReplayFilters,
     ScanConfig,
@@ -37,26 +40,81 @@ def _scan_config(options: dict[str, Any], *, skip: tuple[str, ...] = ()) -> Scan
 _DLQ_URL = click.option(
     "--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, required=True, help="The DLQ."
 )
+_EXECUTION_STATE = click.option(
+    "--execution-state",
+    multiple=True,
+    type=click.Choice(EXECUTION_STATES),
+    help="Only copies whose execution is in this state (repeatable): waiting (Transfer Family "
+    "lists it in progress), finished (its workflow was read, it is not in progress), unknown "
+    "(it could not be read, or the copy is not a step result).",
+)
+
+
+def _filter_options(command: Command) -> Command:
+    """The filters `relay replay` and `relay dlq purge` share."""
+    decorators: list[Callable[[Command], Command]] = [
+        click.option(
+            "--reason",
+            multiple=True,
+            help="Only this relay-reason (repeatable; `unannotated` = without relay-* attributes).",
+        ),
+        click.option(
+            "--error-code", multiple=True, help="Only this relay-error-code (repeatable)."
+        ),
+        click.option("--workflow-id", multiple=True, help="Only this workflow (repeatable)."),
+        click.option(
+            "--older-than",
+            metavar="DURATION",
+            help="Only messages dead-lettered at least this long ago: 90s, 30m, 2h, 1d.",
+        ),
+        click.option(
+            "--newer-than",
+            metavar="DURATION",
+            help="Only messages dead-lettered at most this long ago.",
+        ),
+        _EXECUTION_STATE,
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+def _filters(options: dict[str, Any]) -> ReplayFilters:
+    """The filters the shared options describe; pops them."""
+    older, newer = options.pop("older_than"), options.pop("newer_than")
+    return ReplayFilters(
+        reasons=frozenset(options.pop("reason")),
+        error_codes=frozenset(options.pop("error_code")),
+        workflow_ids=frozenset(options.pop("workflow_id")),
+        older_than_s=parse_duration(older) if older is not None else None,
+        newer_than_s=parse_duration(newer) if newer is not None else None,
+        execution_states=frozenset(options.pop("execution_state")),
+    )
 
 
 @click.group()
 def dlq() -> None:
-    """Look at a dead-letter queue without changing it: counts, or a copy in a file."""
+    """Look at a dead-letter queue: counts, a copy in a file; purge what no one can use."""
 
 
 @dlq.command("stats")
 @_DLQ_URL
+@_EXECUTION_STATE
 @config_options(StatsConfig)
 @config_options(ScanConfig)
 def dlq_stats_command(**options: Any) -> int:
-    """Counts by reason and error code, top workflows, oldest and newest dead-letter time.
+    """Counts by reason and error code, top workflows, oldest and newest dead-letter time, and
+    which copies can still help: by workflow, how many copies' executions still wait (waiting),
+    have ended (finished) or could not be read (unknown), and how long the oldest waiting copy
+    has been in the DLQ (its step waits 30 minutes at most).
 
     Changes nothing: every message read is made visible again as soon as reading ends.
     Messages SQS's own redrive moved (no relay-* attributes) count as `unannotated`.
     """
     scan = _scan_config(options)
     assert scan is not None  # --dlq-url is required
-    config = StatsConfig(scan=scan, **options)
+    states = frozenset(options.pop("execution_state"))
+    config = StatsConfig(scan=scan, execution_states=states, **options)
     from relay.dlq.stats import dlq_stats
     from relay.terminal import print_json, print_stats, show_progress
 
@@ -68,14 +126,13 @@ def dlq_stats_command(**options: Any) -> int:
     return EXIT_OK if stats.complete else EXIT_FAILURES
 
 
+_OUT_HELP = "File to write (mode 0600), replaced only when the whole DLQ was read."
+
+
 @dlq.command("export")
 @_DLQ_URL
-@click.option(
-    "--out",
-    required=True,
-    metavar="F.jsonl",
-    help="File to write (mode 0600), replaced only when the whole DLQ was read.",
-)
+@click.option("--out", required=True, metavar="F.jsonl", help=_OUT_HELP)
+@_EXECUTION_STATE
 @config_options(ExportConfig)
 @config_options(ScanConfig)
 def dlq_export_command(**options: Any) -> int:
@@ -85,10 +142,12 @@ def dlq_export_command(**options: Any) -> int:
     nothing: every message read is made visible again as soon as reading ends. The file holds
     whole callback tokens: it is created 0600, never through a symbolic link, and an existing
     one is replaced only when the export is whole (exit 1 and left as it was otherwise).
+    With --execution-state, only those copies are written (Transfer Family is asked).
     """
     scan = _scan_config(options)
     assert scan is not None  # --dlq-url is required
-    config = ExportConfig(scan=scan, **options)
+    states = frozenset(options.pop("execution_state"))
+    config = ExportConfig(scan=scan, execution_states=states, **options)
     from relay.dlq.export import dlq_export, open_export
     from relay.terminal import print_export, print_json, show_progress
 
@@ -105,6 +164,43 @@ def dlq_export_command(**options: Any) -> int:
     return EXIT_OK if summary.complete else EXIT_FAILURES
 
 
+@dlq.command("purge")
+@_DLQ_URL
+@click.option(
+    "--out",
+    metavar="F.jsonl",
+    help="Export file the selected copies are written to (mode 0600, whole, on disk) before "
+    "any is deleted; needed unless --dry-run.",
+)
+@_filter_options
+@config_options(PurgeConfig)
+@config_options(ScanConfig, skip=("max_messages",))
+def dlq_purge_command(**options: Any) -> int:
+    """Delete the copies an operator has given up on, after writing them to an export file.
+
+    Selects like `relay replay` (the same filters; --execution-state finished picks the copies
+    no callback can help any more). Reads the DLQ once through holding what it selects, writes
+    all of it to --out (as `relay dlq export` does: a temporary file beside it, mode 0600,
+    renamed over it only when whole, never through a symbolic link), and only then deletes each
+    copy it wrote. Anything interrupted before the file is in place deletes nothing. --dry-run
+    writes and deletes nothing. Exit 0 when everything selected was deleted, 1 otherwise.
+    """
+    filters = _filters(options)
+    # --max-messages bounds what is deleted, not what is read (the scan's own limit stays).
+    scan = _scan_config(options, skip=("max_messages",))
+    assert scan is not None  # --dlq-url is required
+    config = PurgeConfig(scan=scan, filters=filters, **options)
+    from relay.dlq.purge import dlq_purge
+    from relay.terminal import print_json, print_purge, show_progress
+
+    summary = asyncio.run(dlq_purge(config, show_progress))
+    if config.json_output:
+        print_json(summary.to_json(config.top))
+    else:
+        print_purge(summary, config.top)
+    return EXIT_OK if summary.ok else EXIT_FAILURES
+
+
 @click.command()
 @click.option("--dlq-url", envvar="RELAY_DLQ_URL", show_envvar=True, help="Replay from this DLQ.")
 @click.option(
@@ -117,21 +213,7 @@ def dlq_export_command(**options: Any) -> int:
     help="Destination queue for every message  [default: each message's relay-source-queue, "
     "only if SQS lists it as a source of the DLQ; needed for unannotated ones]",
 )
-@click.option(
-    "--reason",
-    multiple=True,
-    help="Only this relay-reason (repeatable; `unannotated` = without relay-* attributes).",
-)
-@click.option("--error-code", multiple=True, help="Only this relay-error-code (repeatable).")
-@click.option("--workflow-id", multiple=True, help="Only this workflow (repeatable).")
-@click.option(
-    "--older-than",
-    metavar="DURATION",
-    help="Only messages dead-lettered at least this long ago: 90s, 30m, 2h, 1d.",
-)
-@click.option(
-    "--newer-than", metavar="DURATION", help="Only messages dead-lettered at most this long ago."
-)
+@_filter_options
 @config_options(ReplayConfig)
 @config_options(ScanConfig, skip=("max_messages",))
 def replay(**options: Any) -> int:
@@ -140,26 +222,22 @@ def replay(**options: Any) -> int:
     A DLQ message is deleted only after its replay succeeded: accepted by the destination
     queue (body verbatim, relay-* attributes dropped), or answered 200 by Transfer Family
     (with the worker's retry policy). Failures and unselected messages stay in the DLQ,
-    visible at once. What a DLQ or a file holds is data: it is shown escaped, and a copy goes
-    only to --queue-url or to a queue SQS lists as a source of the DLQ (destination_not_allowed
-    otherwise; a DLQ without sources, or a file, sends to each annotated queue and lists it).
-    SIGINT/SIGTERM stop reading, let replays in progress finish within --shutdown-grace and
-    give the rest back. Exit 0 when everything selected was replayed,
-    1 when some was not.
+    visible at once. A copy whose execution has finished (Transfer Family no longer lists it
+    in progress) is not replayed: it stays, counted as skipped execution_finished
+    (--include-finished replays it); a copy whose execution could not be read is replayed and
+    counted as unchecked, with why. What a DLQ or a file holds is data: it is shown escaped,
+    and a copy goes only to --queue-url or to a queue SQS lists as a source of the DLQ
+    (destination_not_allowed otherwise; a DLQ without sources, or a file, sends to each
+    annotated queue and lists it). SIGINT/SIGTERM stop reading, let replays in progress finish
+    within --shutdown-grace and give the rest back. Exit 0 when everything selected was
+    replayed, 1 when some was not.
     """
     from click.core import ParameterSource
 
     source = click.get_current_context().get_parameter_source("dlq_url")
     if options["from_file"] is not None and source is ParameterSource.ENVIRONMENT:
         options["dlq_url"] = None  # RELAY_DLQ_URL is a default, not a second source
-    older, newer = options.pop("older_than"), options.pop("newer_than")
-    filters = ReplayFilters(
-        reasons=frozenset(options.pop("reason")),
-        error_codes=frozenset(options.pop("error_code")),
-        workflow_ids=frozenset(options.pop("workflow_id")),
-        older_than_s=parse_duration(older) if older is not None else None,
-        newer_than_s=parse_duration(newer) if newer is not None else None,
-    )
+    filters = _filters(options)
     # --max-messages bounds what is replayed, not what is read (the scan's own limit stays).
     scan = _scan_config(options, skip=("max_messages",))
     config = ReplayConfig(scan=scan, filters=filters, **options)

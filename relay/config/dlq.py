@@ -1,7 +1,7 @@
-"""Settings of the DLQ tools (`relay dlq stats|export`, `relay replay`) and of how they read
-which executions still wait (DESIGN §11): frozen dataclasses, each default written once on its
-field, range checks. The CLI builds each command's flags from the fields that carry a help text
-(`relay.config.option`).
+"""Settings of the DLQ tools (`relay dlq stats|export|purge`, `relay replay`) and of how they
+read which executions still wait (DESIGN §11): frozen dataclasses, each default written once on
+its field, range checks. The CLI builds each command's flags from the fields that carry a help
+text (`relay.config.option`).
 """
 
 import math
@@ -65,6 +65,10 @@ class ScanConfig:
         check_options(self)
 
 
+EXECUTION_STATES: Final = ("waiting", "finished", "unknown")
+"""What `--execution-state` accepts: DESIGN §11's states of a copy's execution."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ExecutionReads:
     """How the DLQ tools read which executions still wait (DESIGN §11, `relay.executions`).
@@ -91,7 +95,7 @@ class ExecutionReads:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ReplayFilters:
-    """Which DLQ messages a replay selects; empty means any. Different filters must all match."""
+    """Which DLQ messages a command selects; empty means any. Different filters must all match."""
 
     reasons: frozenset[str] = frozenset()
     error_codes: frozenset[str] = frozenset()
@@ -100,8 +104,11 @@ class ReplayFilters:
     """Dead-lettered at least this long ago (unannotated messages: sent)."""
     newer_than_s: float | None = None
     """Dead-lettered at most this long ago."""
+    execution_states: frozenset[str] = frozenset()
+    """The state of the copy's execution (DESIGN §11): `waiting`, `finished`, `unknown`."""
 
     def __post_init__(self) -> None:
+        check_execution_states(self.execution_states)
         unknown = self.reasons - REPLAY_REASONS
         if unknown:
             raise ConfigError(
@@ -116,16 +123,39 @@ class ReplayFilters:
             raise ConfigError("--older-than must be shorter than --newer-than, or nothing matches")
 
 
+def check_execution_states(states: frozenset[str]) -> None:
+    """ConfigError for an `--execution-state` that is not one of DESIGN §11's states."""
+    unknown = states - set(EXECUTION_STATES)
+    if unknown:
+        raise ConfigError(
+            f"unknown --execution-state {', '.join(sorted(unknown))}; "
+            f"one of {', '.join(EXECUTION_STATES)}"
+        )
+
+
+_EXECUTIONS_HELP: Final = (
+    "Ask Transfer Family which copies' executions still wait (ListExecutions, "
+    "DescribeExecution); --no-executions makes no Transfer Family call."
+)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StatsConfig:
     """`relay dlq stats`."""
 
     scan: ScanConfig
+    execution_states: frozenset[str] = frozenset()
+    """Count only copies whose execution is in one of these states (`--execution-state`)."""
+    reads: ExecutionReads = ExecutionReads()
     top: int = option(10, "Workflows listed, most messages first.", minimum=1)
+    executions: bool = option(True, _EXECUTIONS_HELP)
     json_output: bool = option(False, "One JSON object on stdout.", flag="--json")
 
     def __post_init__(self) -> None:
         check_options(self)
+        check_execution_states(self.execution_states)
+        if self.execution_states and not self.executions:
+            raise ConfigError("--execution-state needs the executions read: drop --no-executions")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,7 +164,34 @@ class ExportConfig:
 
     scan: ScanConfig
     out: str
+    execution_states: frozenset[str] = frozenset()
+    """Write only copies whose execution is in one of these states; without it no Transfer
+    Family call is made."""
+    reads: ExecutionReads = ExecutionReads()
     json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
+
+    def __post_init__(self) -> None:
+        check_execution_states(self.execution_states)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PurgeConfig:
+    """`relay dlq purge`: delete the selected copies, after writing them to an export file."""
+
+    scan: ScanConfig
+    out: str | None = None
+    """The export file the copies go to before any is deleted; optional with --dry-run only."""
+    filters: ReplayFilters = ReplayFilters()
+    reads: ExecutionReads = ExecutionReads()
+    max_messages: int = option(100_000, "Delete at most this many.", minimum=1)
+    dry_run: bool = option(False, "Report what would be deleted; write and delete nothing.")
+    top: int = option(10, "Workflows listed in the summary.", minimum=1)
+    json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        if self.out is None and not self.dry_run:
+            raise ConfigError("--out is needed: what is deleted is written there first")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -162,6 +219,11 @@ class ReplayConfig:
         10.0, "Seconds one Transfer Family call may take (--to transfer).", above=0
     )
     top: int = option(10, "Workflows listed in the summary.", minimum=1)
+    include_finished: bool = option(
+        False, "Replay copies whose execution has finished too (by default they stay in the DLQ)."
+    )
+    executions: bool = option(True, _EXECUTIONS_HELP + " Every copy is then replayed unchecked.")
+    reads: ExecutionReads = ExecutionReads()
     json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
 
     def __post_init__(self) -> None:
@@ -170,3 +232,11 @@ class ReplayConfig:
         check_options(self)
         if self.to == "transfer" and self.queue_url:
             raise ConfigError("--queue-url is for --to queue; --to transfer calls Transfer Family")
+        states = self.filters.execution_states
+        if states and not self.executions:
+            raise ConfigError("--execution-state needs the executions read: drop --no-executions")
+        if "finished" in states and not self.include_finished:
+            raise ConfigError(
+                "--execution-state finished selects copies a replay skips: "
+                "add --include-finished to replay them"
+            )
