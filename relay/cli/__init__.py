@@ -179,8 +179,10 @@ def demo(**options: Any) -> int:
 
     Sends a realistic mix (three shapes, malformed ones, unknown executions) while the worker
     consumes it against a throttling, sometimes failing emulator; ends with outcomes by reason,
-    the DLQ by reason and an accounting line. Exit 0 when every message sent is accounted
-    for, 1 otherwise.
+    the DLQ by reason and an accounting line. Then the bulk replay: some unknown executions
+    were fixed meanwhile and some timed out; `dlq stats` shows which copies can still help,
+    `replay --to transfer` answers those and leaves the rest, and the accounting is drawn
+    again. Exit 0 when every message sent is accounted for both times, 1 otherwise.
     """
     config = DemoConfig(**options)
     from relay.demo import run_demo
