@@ -360,6 +360,7 @@ async def dlq_export(
                 config.scan, "dlq export", take_judged, snapshot, progress, then=judging.finish
             )
         finally:
+            await judging.cancel()  # only after an error is anything left to cancel
             summary.not_judged = judging.cancelled
         tally.read_from(states)
     return summary

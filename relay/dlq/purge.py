@@ -221,6 +221,7 @@ async def dlq_purge(config: PurgeConfig, progress: ProgressView = no_progress) -
                 await reader.scan(purger.offer, more=purger.wants_more)
                 await purger.judging.finish(shutdown.requested)
             finally:
+                await purger.judging.cancel()  # only after an error is anything left to cancel
                 summary.not_judged = purger.judging.cancelled
                 summary.end = reader.end
             await purger.delete_chosen()

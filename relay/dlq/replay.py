@@ -118,6 +118,7 @@ class Replayer:
             await read()
             await self.judging.finish(self.shutdown.requested)
         finally:
+            await self.judging.cancel()  # only after an error is anything left to cancel
             self.summary.not_judged = self.judging.cancelled
             for _ in workers:
                 self._queue.put_nowait(None)  # one end marker each

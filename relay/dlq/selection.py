@@ -118,6 +118,14 @@ class Judging:
         if self._errors:
             raise self._errors[0]
 
+    async def cancel(self) -> None:
+        """Gives up on the copies still being judged (their `then` never runs; their messages
+        stay as the reading left them), for a command ending on an error."""
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
 
 @dataclass(slots=True)
 class ExecutionTally:

@@ -184,7 +184,8 @@ async def test_streamed_copies_wait_for_the_decision_a_fourth_execution_or_the_e
     states = ExecutionStates(fake, FAST_RETRY)
 
     early = [asyncio.ensure_future(states.state(s)) for s in [*listed[:3], *described]]
-    await asyncio.sleep(0.01)
+    for _ in range(20):  # every task gets to run as far as it can
+        await asyncio.sleep(0)
     assert not any(task.done() for task in early)
     assert fake.calls == Counter()
     fourth = await states.state(listed[3])
