@@ -34,6 +34,9 @@ from relay.sqs import QueuePair
 from relay.sqs import create_queue_pair as make_queue_pair
 from tests.support import SQSClient
 
+NOWHERE = "http://127.0.0.1:9"
+"""The discard port on loopback: nothing serves AWS there, so a stray call is refused."""
+
 Queues = QueuePair
 """A source queue and its DLQ (the one queue-pair type of relay.sqs)."""
 
@@ -78,7 +81,9 @@ def aws_environment(moto_url: str) -> Iterator[dict[str, str]]:
     theirs, and the unit tests get an offline chain of their own (tests/unit/conftest.py)
     without starting moto.
     """
-    env = loopback_environment(sqs_url=moto_url)
+    # Transfer Family refused on loopback unless a test starts an emulator (`emulator`): a call
+    # made by mistake fails at once instead of reaching AWS.
+    env = loopback_environment(sqs_url=moto_url, transfer_url=NOWHERE)
     with pytest.MonkeyPatch.context() as patch:
         for name in UNSET_FOR_LOOPBACK:
             patch.delenv(name, raising=False)

@@ -18,11 +18,13 @@ _TOKEN_CHARS: Final = _ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 @dataclass(frozen=True, slots=True)
 class Mix:
-    """The bodies to send, in order, and the steps the emulator is told to wait for."""
+    """The bodies to send, in order, the steps the emulator is told to wait for, and those of
+    executions it does not know (yet: the bulk replay registers some late)."""
 
     bodies: list[str]
     waiting: list[tuple[str, str, str]]
     kinds: collections.Counter[str]
+    unknown: list[tuple[str, str, str]]
 
 
 def build_mix(config: DemoConfig) -> Mix:
@@ -36,6 +38,7 @@ def build_mix(config: DemoConfig) -> Mix:
     rng.shuffle(kinds)
     bodies: list[str] = []
     waiting: list[tuple[str, str, str]] = []
+    unknown_steps: list[tuple[str, str, str]] = []
     counted: collections.Counter[str] = collections.Counter()
     for kind in kinds:
         if kind == "malformed":
@@ -45,10 +48,12 @@ def build_mix(config: DemoConfig) -> Mix:
         step = _step(rng, rng.choice(workflows))
         if kind == "valid":
             waiting.append(step.step_key)
+        else:
+            unknown_steps.append(step.step_key)
         shape, body = _shaped_body(rng, step)
         bodies.append(body)
         counted[kind if kind == "unknown" else shape] += 1
-    return Mix(bodies=bodies, waiting=waiting, kinds=counted)
+    return Mix(bodies=bodies, waiting=waiting, kinds=counted, unknown=unknown_steps)
 
 
 def _workflow_id(rng: random.Random) -> str:

@@ -20,7 +20,6 @@ from relay.demo.accounting import Accounting, DemoProgress, DlqTally
 from relay.emulator import EmulatorState
 from relay.lifecycle import cancel_and_wait
 from relay.outcomes import Outcome
-from relay.sqs import QueuePair
 from relay.worker import WorkerStatus
 
 
@@ -126,7 +125,6 @@ def print_demo_summary(
     emulator: EmulatorState,
     dead: DlqTally,
     accounting: Accounting,
-    queues: QueuePair,
 ) -> None:
     """The outcome table, callback latency, the DLQ by reason, the next step, the accounting."""
     table = Table(title="outcomes by reason", title_justify="left")
@@ -145,7 +143,11 @@ def print_demo_summary(
     finished = status.finished
     elapsed = max(progress.elapsed_s, 1e-9)
     console.print(f"{finished} messages finished in {elapsed:.1f}s ({finished / elapsed:.0f}/s)")
-    latencies = sorted((c.answered_at - c.received_at) * 1000 for c in emulator.calls)
+    latencies = sorted(
+        (c.answered_at - c.received_at) * 1000
+        for c in emulator.calls
+        if c.operation == "SendWorkflowStepState"
+    )
     console.print(
         f"callback latency ({len(latencies)} calls, as the emulator saw them): "
         f"p50 {percentile(latencies, 0.5):.1f} ms  p90 {percentile(latencies, 0.9):.1f} ms  "
@@ -178,8 +180,6 @@ def print_demo_summary(
             f"{dead.of_delivered} DLQ cop(ies) of delivered steps: a message received twice "
             "(SQS is at-least-once); not counted as dead-lettered below"
         )
-    console.print("next, replay the not_found ones once their executions exist:")
-    console.print(f"  relay replay --dlq-url {queues.dlq_url} --reason not_found", soft_wrap=True)
     if progress.send_failed:
         console.print(f"{progress.send_failed} message(s) SQS did not accept", style="bold red")
     console.print(

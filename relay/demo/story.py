@@ -1,5 +1,6 @@
 """The demo's story, start to end: the local stack up, a producer and the worker running
-together until every message is finished, the DLQ read, the summary, the exit code."""
+together until every message is finished, the DLQ read, the summary, then the bulk replay an
+operator runs after it (`replay_act`), the accounting after that, the exit code."""
 
 import asyncio
 import contextlib
@@ -16,6 +17,7 @@ from relay.config import DemoConfig, RunConfig
 from relay.demo.accounting import Accounting, DemoProgress, delivered_steps, read_dead_letters
 from relay.demo.mix import Mix, build_mix
 from relay.demo.panel import print_demo_summary, show_demo_progress
+from relay.demo.replay_act import bulk_replay
 from relay.emulator import Faults
 from relay.lifecycle import Shutdown, cancel_and_wait, handling_signals, wait_any, wait_until_empty
 from relay.local import (
@@ -291,10 +293,19 @@ async def _demo(config: DemoConfig, console: Console) -> int:
                     still_queued=await queue_total(sqs, queues.url),
                 )
                 print_demo_summary(
-                    console, worker.status(), progress, emulator.state, dead, accounting, queues
+                    console, worker.status(), progress, emulator.state, dead, accounting
                 )
                 if progress.interrupted:
                     return 130
+                after = await bulk_replay(
+                    console, sqs, queues, mix, emulator.state, sent=progress.sent, seed=config.seed
+                )
+                console.print(
+                    "after the replay, " + after.line(),
+                    style="bold green" if after.balanced else "bold red",
+                    soft_wrap=True,
+                )
                 if config.keep_running:
                     await keep_endpoints_up(console, variables, queues)
-    return 0 if accounting.balanced and not progress.send_failed else 1
+    balanced = accounting.balanced and after.balanced
+    return 0 if balanced and not progress.send_failed else 1

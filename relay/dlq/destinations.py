@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from relay.config import ReplayConfig
+from relay.config.dlq import ReplayConfig
 from relay.dead_letter import DlqMessage
 from relay.errors import ConfigError
 from relay.outcomes import Reason

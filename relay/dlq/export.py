@@ -13,21 +13,26 @@ Writing one holds whole callback tokens: it goes to a temporary file beside the 
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from relay.config import ExportConfig
+from relay.config.dlq import ExportConfig
 from relay.dead_letter import RELAY_PREFIX, DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
+from relay.dlq.selection import ExecutionTally, Judging, in_states
 from relay.errors import ConfigError, RelayError
+from relay.executions import Verdict, open_execution_states
+from relay.message import step_or_none
 from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs.outgoing import text_problem
 from relay.sqs.sizes import MAX_MESSAGE_BYTES, payload_size
@@ -202,11 +207,17 @@ class ExportSummary:
     """Why writing the temporary file failed (the rest was read, not written)."""
     saved: bool = False
     """The file at `out` is this export (renamed into place); False leaves what was there."""
+    skipped_by_execution_state: int = 0
+    """Messages read but not written: their execution is not in a state asked for."""
+    executions: ExecutionTally | None = None
+    """With `--execution-state`: every copy read, by its execution's state."""
+    not_judged: int = 0
+    """Copies whose execution was still being read when the command stopped (not written)."""
 
     @property
     def complete(self) -> bool:
         """Read to the end (or a limit the user set) and written, with no error or interruption."""
-        return self.end.complete and self.write_error is None
+        return self.end.complete and self.write_error is None and not self.not_judged
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable form (`--json`)."""
@@ -220,6 +231,8 @@ class ExportSummary:
             "read_error": self.end.read_error,
             "write_error": self.write_error,
             "by_reason": dict(self.by_reason.most_common()),
+            "skipped_by_execution_state": self.skipped_by_execution_state,
+            "executions": None if self.executions is None else self.executions.to_json(10),
             "release_errors": self.end.release_errors,
         }
 
@@ -236,6 +249,29 @@ class ExportFile:
         """Set when the export is whole: only then does it replace the target."""
         self.saved = False
         """The target is now this export."""
+
+    def save(self) -> None:
+        """Puts the whole export in place of the target, on disk before the rename and the
+        rename on disk before this returns (`relay dlq purge` deletes only after it);
+        `ExportWriteFailed` when it cannot, leaving an existing file as it was."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            # rename(2) replaces a symbolic link put there meanwhile; it never follows it.
+            os.replace(self.temporary, self.path)
+        except OSError as exc:
+            raise ExportWriteFailed(
+                f"cannot write {self.path}: {exc.strerror or exc}; "
+                "an existing file is left as it was"
+            ) from None
+        self.saved = True
+        with contextlib.suppress(OSError):  # the directory entry too, where the system allows
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
 
 @contextlib.contextmanager
@@ -262,8 +298,8 @@ def open_export(path: str) -> Iterator[ExportFile]:
     export = ExportFile(target, Path(temporary), os.fdopen(fd, "w", encoding="utf-8", newline="\n"))
     try:
         yield export
-        if export.keep:
-            _save(export)
+        if export.keep and not export.saved:
+            export.save()
     finally:
         if not export.saved:
             with contextlib.suppress(OSError):  # the first error is the one to report
@@ -271,28 +307,15 @@ def open_export(path: str) -> Iterator[ExportFile]:
             export.temporary.unlink(missing_ok=True)
 
 
-def _save(export: ExportFile) -> None:
-    """Puts the whole export in place of the target, on disk before the rename."""
-    try:
-        export.file.flush()
-        os.fsync(export.file.fileno())
-        export.file.close()
-        # rename(2) replaces a symbolic link put there meanwhile; it never follows it.
-        os.replace(export.temporary, export.path)
-    except OSError as exc:
-        raise ExportWriteFailed(
-            f"cannot write {export.path}: {exc.strerror or exc}; an existing file is left as it was"
-        ) from None
-    export.saved = True
-
-
 async def dlq_export(
     config: ExportConfig, out: IO[str], progress: ProgressView = no_progress
 ) -> ExportSummary:
-    """One JSON line per DLQ message into `out`; every message is given back."""
+    """One JSON line per DLQ message (of those in the states `--execution-state` asks for) into
+    `out`; every message is given back."""
     summary = ExportSummary(dlq_url=config.scan.dlq_url, out=config.out)
+    started_at = time.time()
 
-    async def take(message: DlqMessage) -> None:
+    def write(message: DlqMessage) -> None:
         if summary.write_error is not None:
             return  # the export is lost; reading goes on only to give every message back
         try:
@@ -306,5 +329,38 @@ async def dlq_export(
     def snapshot() -> Snapshot:
         return summary.written, None, f"{summary.written} written"
 
-    summary.end = await read_through(config.scan, "dlq export", take, snapshot, progress)
+    if not config.execution_states:
+
+        async def take(message: DlqMessage) -> None:
+            write(message)
+
+        summary.end = await read_through(config.scan, "dlq export", take, snapshot, progress)
+        return summary
+
+    tally = summary.executions = ExecutionTally()
+    async with open_execution_states(config.reads) as states:
+        judging = Judging(states)
+
+        async def judged(message: DlqMessage, verdict: Verdict) -> None:
+            step = step_or_none(message.body)
+            tally.add(step.workflow_id if step else None, verdict, message.age_s(started_at))
+            if in_states(config.execution_states, verdict):
+                write(message)
+            else:
+                summary.skipped_by_execution_state += 1
+
+        async def take_judged(message: DlqMessage) -> None:
+            # The message's copy is in memory: it may be given back before it is judged.
+            step = step_or_none(message.body)
+            then = functools.partial(judged, message)
+            await judging.judge(step, len(message.body), then)
+
+        try:
+            summary.end = await read_through(
+                config.scan, "dlq export", take_judged, snapshot, progress, then=judging.finish
+            )
+        finally:
+            await judging.cancel()  # only after an error is anything left to cancel
+            summary.not_judged = judging.cancelled
+        tally.read_from(states)
     return summary

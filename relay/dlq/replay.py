@@ -4,36 +4,42 @@ Transfer Family, with bounded concurrency and rate.
 A DLQ message is deleted only after its replay succeeded: accepted by the destination queue,
 or answered 200 by Transfer Family. Any other end gives it back, visible at once.
 
+A copy whose execution has finished (DESIGN §11, `relay.executions`) is not replayed: it stays
+in the DLQ, counted as skipped `execution_finished` (`--include-finished` replays it); a copy
+whose execution could not be read is replayed and counted as unchecked. Each copy's state is
+found in a task of its own (`relay.dlq.selection.Judging`), so reading never waits on it.
+
 Where a copy may go is `relay.dlq.destinations`: without `--queue-url`, only to a queue SQS
 lists as this DLQ's source.
 """
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from relay.config import ReplayConfig
+from relay.config.dlq import ReplayConfig
 from relay.dead_letter import DlqMessage
 from relay.dlq.destinations import (
-    AllowedBy,
     Destinations,
     Failure,
     ReplayFailure,
     Route,
     allowed_destinations,
 )
-from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
+from relay.dlq.replay_summary import ReplaySummary
+from relay.dlq.scan import RECEIVERS, DlqReader
+from relay.dlq.selection import Judging, in_states, selects
+from relay.executions import ExecutionState, ExecutionStates, Verdict, open_execution_states
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import RetryPolicy, TokenBucket
-from relay.message import InvalidMessage, parse, step_or_none
+from relay.message import InvalidMessage, StepResult, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, judge
-from relay.progress import ProgressView, Snapshot, no_progress
+from relay.progress import ProgressView, no_progress
 from relay.sqs import (
     BatchedQueue,
     OutgoingMessage,
@@ -62,133 +68,6 @@ LAST_RECEIVE: Final = Limits(
 """A replay to Transfer Family has one go: its failure ends as the worker's last receive would."""
 
 
-def selects(config: ReplayConfig, message: DlqMessage, workflow_id: str | None, now: float) -> bool:
-    """Whether the filters select this message: each given filter must match."""
-    filters = config.filters
-    if filters.reasons and message.reason not in filters.reasons:
-        return False
-    if filters.error_codes and message.error_code not in filters.error_codes:
-        return False
-    if filters.workflow_ids and workflow_id not in filters.workflow_ids:
-        return False
-    age = message.age_s(now)
-    if filters.older_than_s is not None and age < filters.older_than_s:
-        return False
-    return filters.newer_than_s is None or age <= filters.newer_than_s
-
-
-@dataclass(slots=True)
-class ReplaySummary:
-    """What a replay did; `ok` when everything selected was replayed."""
-
-    source: str
-    destination: str
-    dry_run: bool
-    read: int = 0
-    selected: int = 0
-    replayed: int = 0
-    skipped_by_filter: int = 0
-    skipped_over_limit: int = 0
-    not_deleted: int = 0
-    """Replayed, but the DLQ copy could not be deleted: it will be replayed again next time."""
-    failed_by_reason: Counter[str] = field(default_factory=Counter)
-    failure_details: dict[str, str] = field(default_factory=dict)
-    """The first error text seen for each failure reason."""
-    selected_by_reason: Counter[str] = field(default_factory=Counter)
-    selected_by_workflow: Counter[str] = field(default_factory=Counter)
-    replayed_by_reason: Counter[str] = field(default_factory=Counter)
-    destinations: Counter[str] = field(default_factory=Counter)
-    """Selected messages by the queue their copy goes (or, in a dry run, would go) to."""
-    allowed_by: dict[str, AllowedBy] = field(default_factory=dict)
-    unchecked_why: str | None = None
-    would_fail_by_reason: Counter[str] = field(default_factory=Counter)
-    """Dry run: selected messages a replay would fail before sending (no allowed destination)."""
-    unreadable_dates: int = 0
-    """Messages read whose relay-dead-lettered-at is not a readable time (aged as if absent)."""
-    interrupted: bool = False
-    end: ReadEnd = field(default_factory=ReadEnd)
-    duration_s: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        """Selected messages whose replay failed (they stay in the DLQ)."""
-        return sum(self.failed_by_reason.values())
-
-    @property
-    def abandoned(self) -> int:
-        """Selected messages not tried because the command was stopped (they stay in the DLQ)."""
-        return 0 if self.dry_run else self.selected - self.replayed - self.failed
-
-    @property
-    def ok(self) -> bool:
-        """Everything selected was replayed and taken off the DLQ."""
-        return not (self.failed or self.abandoned or self.not_deleted or self.end.read_error)
-
-    @property
-    def unchecked_destinations(self) -> list[str]:
-        """Queues sent to on a message's word alone."""
-        return [url for url, by in self.allowed_by.items() if by is AllowedBy.UNCHECKED]
-
-    def fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
-        """Counts one failed replay."""
-        self.failed_by_reason[reason] += 1
-        self.failure_details.setdefault(reason, detail[:300])
-
-    def would_fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
-        """Counts one replay a dry run found would fail."""
-        self.would_fail_by_reason[reason] += 1
-        self.failure_details.setdefault(reason, detail[:300])
-
-    def route(self, route: Route) -> None:
-        """Counts one copy going to a queue."""
-        self.destinations[route.queue_url] += 1
-        self.allowed_by[route.queue_url] = route.allowed_by
-
-    def progress(self) -> Snapshot:
-        """For the progress display."""
-        done = self.replayed + self.failed
-        line = (
-            f"{self.read} read, {self.selected} selected, {self.replayed} replayed, "
-            f"{self.failed} failed, {self.skipped_by_filter} skipped"
-        )
-        if self.dry_run:
-            return self.selected, None, line
-        return done, self.selected or None, line
-
-    def to_json(self) -> dict[str, Any]:
-        """The machine-readable form (`--json`): one object."""
-        return {
-            "source": self.source,
-            "destination": self.destination,
-            "dry_run": self.dry_run,
-            "ok": self.ok,
-            "read": self.read,
-            "selected": self.selected,
-            "replayed": self.replayed,
-            "skipped_by_filter": self.skipped_by_filter,
-            "skipped_over_limit": self.skipped_over_limit,
-            "failed": self.failed,
-            "failed_by_reason": dict(self.failed_by_reason.most_common()),
-            "failure_details": self.failure_details,
-            "abandoned": self.abandoned,
-            "not_deleted": self.not_deleted,
-            "selected_by_reason": dict(self.selected_by_reason.most_common()),
-            "selected_by_workflow": dict(self.selected_by_workflow.most_common()),
-            "replayed_by_reason": dict(self.replayed_by_reason.most_common()),
-            "would_fail_by_reason": dict(self.would_fail_by_reason.most_common()),
-            "destinations": [
-                {"queue_url": url, "messages": n, "allowed_by": self.allowed_by[url].value}
-                for url, n in self.destinations.most_common()
-            ],
-            "unchecked_destinations": self.unchecked_destinations,
-            "unchecked_why": self.unchecked_why,
-            "unreadable_dates": self.unreadable_dates,
-            "interrupted": self.interrupted,
-            **self.end.to_json(),
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
 class Replayer:
     """Replays selected messages with bounded concurrency and rate; finishes each one once."""
 
@@ -201,9 +80,11 @@ class Replayer:
         sqs: SQSClient,
         sender: TransferSender | None,
         reader: DlqReader | None,
+        states: ExecutionStates,
         destinations: Destinations | None = None,
     ) -> None:
         self.config = config
+        self.judging = Judging(states)
         self.summary = summary
         self.shutdown = shutdown
         self.sqs = sqs
@@ -214,7 +95,9 @@ class Replayer:
         self.bucket = TokenBucket(config.rate, burst=1)
         self.started_at = time.time()
         """Ages are measured from the command's start, so one run applies one cut-off."""
-        self._queue: asyncio.Queue[tuple[DlqMessage, Route | None] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[DlqMessage, Route | None, Verdict] | None] = (
+            asyncio.Queue()
+        )
         self._pending_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -233,7 +116,10 @@ class Replayer:
         ]
         try:
             await read()
+            await self.judging.finish(self.shutdown.requested)
         finally:
+            await self.judging.cancel()  # only after an error is anything left to cancel
+            self.summary.not_judged = self.judging.cancelled
             for _ in workers:
                 self._queue.put_nowait(None)  # one end marker each
             await self._finish(workers)
@@ -257,15 +143,37 @@ class Replayer:
         await asyncio.gather(*(queue.drain() for queue in self._destinations.values()))
 
     async def offer(self, message: DlqMessage) -> None:
-        """Takes one message read: a selected one queues for replay, the rest go back."""
+        """Takes one message read: one the filters choose has its execution's state found
+        (`_judged` goes on), the rest go back."""
         summary = self.summary
         summary.read += 1
         if message.unreadable_date:
             summary.unreadable_dates += 1
         step = step_or_none(message.body)
         workflow_id = step.workflow_id if step is not None else None
-        if not selects(self.config, message, workflow_id, self.started_at):
+        if not selects(self.config.filters, message, workflow_id, self.started_at):
             summary.skipped_by_filter += 1
+            await self._give_back(message)
+            return
+        if step is None or not self.judging.states.checking:
+            # Nothing to read: the state is known at once.
+            await self._judged(message, workflow_id, await self.judging.states.state(step))
+            return
+        await self.judging.judge(
+            step, len(message.body), functools.partial(self._judged, message, workflow_id)
+        )
+
+    async def _judged(self, message: DlqMessage, workflow_id: str | None, verdict: Verdict) -> None:
+        """A copy the other filters chose, with its execution's state: selected and queued for
+        replay, or given back."""
+        summary = self.summary
+        if not in_states(self.config.filters.execution_states, verdict):
+            summary.skipped_by_filter += 1
+            await self._give_back(message)
+            return
+        summary.executions.add(workflow_id, verdict, message.age_s(self.started_at))
+        if verdict.state is ExecutionState.FINISHED and not self.config.include_finished:
+            summary.skipped_finished += 1
             await self._give_back(message)
             return
         if not self.wants_more():
@@ -275,6 +183,7 @@ class Replayer:
         summary.selected += 1
         summary.selected_by_reason[message.reason] += 1
         summary.selected_by_workflow[workflow_id or "-"] += 1
+        summary.selected_by_state[verdict.state.value] += 1
         route: Route | None = None
         if self.destinations is not None:
             routed = self.destinations.route(message)
@@ -296,14 +205,14 @@ class Replayer:
             self._room.clear()
             await wait_any(self._room, self.shutdown.requested)
         self._pending_bytes += len(message.body)
-        self._queue.put_nowait((message, route))
+        self._queue.put_nowait((message, route, verdict))
 
     async def _work(self) -> None:
         """One of `--concurrency` replayers: takes queued messages until its end marker."""
         # Bounded: the queue holds what was read (at most `--max-messages` selected) and ends
         # with one marker per worker.
         while (item := await self._queue.get()) is not None:
-            message, route = item
+            message, route, verdict = item
             self._pending_bytes -= len(message.body)
             if self._pending_bytes <= PENDING_BYTES_LIMIT:
                 self._room.set()
@@ -312,11 +221,11 @@ class Replayer:
                 await self._give_back(message)
                 continue
             try:
-                await self._finish_one(message, route)
+                await self._finish_one(message, route, verdict)
             finally:
                 self.shutdown.unsettle()
 
-    async def _finish_one(self, message: DlqMessage, route: Route | None) -> None:
+    async def _finish_one(self, message: DlqMessage, route: Route | None, verdict: Verdict) -> None:
         """Replays one message and deletes it from the DLQ, or gives it back. A call on the
         wire marks the task settling (the drain waits for it, DESIGN §3) until this ends."""
         try:
@@ -331,6 +240,7 @@ class Replayer:
         if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1
+            self.summary.replayed_by_state[verdict.state.value] += 1
             if self.reader is not None and not await self.reader.delete(message.message_id):
                 self.summary.not_deleted += 1
         else:
@@ -394,6 +304,16 @@ class Replayer:
         return reason, detail
 
 
+def _chosen_steps(config: ReplayConfig, records: list[DlqMessage], now: float) -> list[StepResult]:
+    """The step results of the records the filters other than `--execution-state` choose."""
+    chosen = []
+    for record in records:
+        step = step_or_none(record.body)
+        if step is not None and selects(config.filters, record, step.workflow_id, now):
+            chosen.append(step)
+    return chosen
+
+
 def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
     """The copy put back on a queue: the body verbatim, without relay's attributes."""
     attributes = message.forwarded_attributes()
@@ -418,6 +338,7 @@ async def replay(
     """Replays from the DLQ (`config.scan`) or the export file's `records`, to the end or a
     signal; returns the summary."""
     started = time.monotonic()
+    started_at = time.time()
     if config.to == "transfer":
         destination = "transfer"
     else:
@@ -440,6 +361,13 @@ async def replay(
             sender = TransferSender(
                 transfer, RetryPolicy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
             )
+        states = await stack.enter_async_context(
+            open_execution_states(config.reads, enabled=config.executions)
+        )
+        if records is not None:
+            # A file's copies are all known before any is replayed: each workflow is read the
+            # cheaper way at once.
+            states.expect(_chosen_steps(config, records, started_at), complete=True)
         if config.queue_url and not config.dry_run:
             await check_queue(sqs, config.queue_url, "destination queue")
         # Signals first: a Ctrl-C while held messages are given back must not cut that short.
@@ -460,6 +388,7 @@ async def replay(
             sqs=sqs,
             sender=sender,
             reader=reader,
+            states=states,
             destinations=destinations,
         )
         await stack.enter_async_context(progress("replay", summary.progress))
@@ -475,6 +404,7 @@ async def replay(
                 await replayer.offer(record)
 
         await replayer.run(read)
+        summary.executions.read_from(states)
     summary.interrupted = shutdown.is_requested
     if reader is not None:
         summary.end = reader.end

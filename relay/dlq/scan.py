@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from relay.config import ScanConfig
+from relay.config.dlq import ScanConfig
 from relay.dead_letter import DlqMessage
 from relay.lifecycle import Lease, LeaseHeartbeat, Shutdown, cancel_and_wait, handling_signals
 from relay.progress import ProgressView, Snapshot, no_progress
@@ -226,9 +226,13 @@ async def read_through(
     take: Callable[[DlqMessage], Awaitable[None]],
     snapshot: Callable[[], Snapshot],
     progress: ProgressView = no_progress,
+    *,
+    then: Callable[[asyncio.Event], Awaitable[None]] | None = None,
 ) -> ReadEnd:
     """Reads the whole DLQ once, hands each message to `take`, then makes it visible again:
-    what `dlq stats` and `dlq export` share (neither changes the DLQ)."""
+    what `dlq stats` and `dlq export` share (neither changes the DLQ). `then`, if given, runs
+    once the reading ended (given the event a stop sets), before the command's signals are
+    let go."""
     shutdown = Shutdown()
     async with open_sqs(max_pool_connections=RECEIVERS + 16) as sqs:
         await check_queue(sqs, scan.dlq_url, "DLQ")
@@ -241,4 +245,6 @@ async def read_through(
 
             async with reader.holding(), progress(label, snapshot):
                 await reader.scan(take_and_give_back)
+            if then is not None:
+                await then(shutdown.requested)
     return reader.end

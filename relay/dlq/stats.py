@@ -1,14 +1,51 @@
-"""`relay dlq stats`: what a DLQ holds, by reason, error code and workflow; changes nothing."""
+"""`relay dlq stats`: what a DLQ holds, by reason, error code and workflow, and which copies can
+still help (their execution still waits, DESIGN §11); changes nothing.
 
+The whole DLQ is read first, so each workflow's copies are counted before any execution is read:
+Transfer Family is asked the cheapest way for each (`relay.executions`).
+"""
+
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from relay.config import StatsConfig
+from relay.config.dlq import StatsConfig
 from relay.dead_letter import DlqMessage
 from relay.dlq.scan import ReadEnd, read_through
-from relay.message import step_or_none
+from relay.dlq.selection import ExecutionTally, in_states
+from relay.executions import ExecutionStates, Verdict, open_execution_states
+from relay.message import StepResult, step_or_none
 from relay.progress import ProgressView, Snapshot, no_progress, time_text
+
+BATCH: Final = 1000
+"""Copies whose state is asked at once (the reads themselves are bounded apart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """What `dlq stats` keeps of a message read: no body."""
+
+    reason: str
+    error_code: str | None
+    step: StepResult | None
+    dead_lettered_at: float | None
+    unreadable_date: bool
+    age_s: float
+
+    @classmethod
+    def of(cls, message: DlqMessage, now: float) -> "Copy":
+        """The facts of one message."""
+        return cls(
+            reason=message.reason,
+            error_code=message.error_code,
+            step=step_or_none(message.body),
+            dead_lettered_at=message.dead_lettered_at,
+            unreadable_date=message.unreadable_date,
+            age_s=message.age_s(now),
+        )
 
 
 @dataclass(slots=True)
@@ -25,18 +62,23 @@ class DlqStats:
     newest_dead_lettered_at: float | None = None
     unreadable_dates: int = 0
     """Messages whose relay-dead-lettered-at is not a readable time (left out of the span)."""
+    executions: ExecutionTally = field(default_factory=ExecutionTally)
+    skipped_by_execution_state: int = 0
+    """Messages read but not counted: their execution is not in a state `--execution-state`
+    asked for."""
     end: ReadEnd = field(default_factory=ReadEnd)
 
-    def add(self, message: DlqMessage) -> None:
+    def add(self, message: Copy, verdict: Verdict) -> None:
         """Counts one message."""
         self.messages += 1
         self.by_reason[message.reason] += 1
         self.by_error_code[(message.reason, message.error_code or "-")] += 1
-        step = step_or_none(message.body)
+        step = message.step
         if step is None:
             self.without_workflow += 1
         else:
             self.by_workflow[step.workflow_id] += 1
+        self.executions.add(step.workflow_id if step else None, verdict, message.age_s)
         moment = message.dead_lettered_at
         if message.unreadable_date:
             self.unreadable_dates += 1
@@ -72,19 +114,48 @@ class DlqStats:
             "oldest_dead_lettered_at": time_text(self.oldest_dead_lettered_at),
             "newest_dead_lettered_at": time_text(self.newest_dead_lettered_at),
             "unreadable_dates": self.unreadable_dates,
+            "executions": self.executions.to_json(top),
+            "skipped_by_execution_state": self.skipped_by_execution_state,
             "release_errors": self.end.release_errors,
         }
 
 
 async def dlq_stats(config: StatsConfig, progress: ProgressView = no_progress) -> DlqStats:
-    """Reads the whole DLQ, gives every message back, returns the counts."""
+    """Reads the whole DLQ, gives every message back, then asks Transfer Family which copies'
+    executions still wait; returns the counts."""
     stats = DlqStats(dlq_url=config.scan.dlq_url)
+    started_at = time.time()
+    copies: list[Copy] = []
 
     async def take(message: DlqMessage) -> None:
-        stats.add(message)
+        copies.append(Copy.of(message, started_at))
 
     def snapshot() -> Snapshot:
-        return stats.messages, None, f"{stats.messages} read"
+        return len(copies), None, f"{len(copies)} read"
 
     stats.end = await read_through(config.scan, "dlq stats", take, snapshot, progress)
+    interrupted = stats.end.stopped_by.startswith("signal")
+    async with open_execution_states(
+        config.reads, enabled=config.executions and not interrupted
+    ) as states:
+        judged = 0
+
+        def checking() -> Snapshot:
+            return judged, len(copies), f"{judged} of {len(copies)} checked"
+
+        states.expect([c.step for c in copies if c.step is not None], complete=True)
+        async with progress("executions", checking):
+            for start in range(0, len(copies), BATCH):
+                batch = copies[start : start + BATCH]
+                for copy, verdict in zip(batch, await _states(states, batch), strict=True):
+                    if in_states(config.execution_states, verdict):
+                        stats.add(copy, verdict)
+                    else:
+                        stats.skipped_by_execution_state += 1
+                judged += len(batch)
+        stats.executions.read_from(states)
     return stats
+
+
+async def _states(states: ExecutionStates, copies: Sequence[Copy]) -> list[Verdict]:
+    return list(await asyncio.gather(*(states.state(c.step) for c in copies)))

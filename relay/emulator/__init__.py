@@ -1,7 +1,9 @@
-"""A local Transfer Family endpoint for `SendWorkflowStepState`: protocol, state, faults, admin.
+"""A local Transfer Family endpoint: `SendWorkflowStepState`, and `ListExecutions` and
+`DescribeExecution` from its own executions (`executions`); protocol, operations, answers, state,
+faults, admin.
 
 It speaks the real AWS JSON 1.1 wire protocol, so an unmodified botocore/aiobotocore `transfer`
-client pointed at `endpoint_url` gets the real results and error shapes (DESIGN §1, §7).
+client pointed at `endpoint_url` gets the real results and error shapes (DESIGN §1, §7, §11).
 """
 
 from relay.emulator.app import create_app

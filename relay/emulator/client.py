@@ -1,6 +1,6 @@
 """A client of the emulator's admin API, for tests, the demo and benchmarks in another process."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,14 +40,32 @@ class EmulatorAdmin:
             await self._session.close()
             self._session = None
 
-    async def register(self, steps: Iterable[tuple[str, str, str]]) -> int:
-        """Make (workflow_id, execution_id, token) steps wait for callbacks; return how many."""
-        payload = [
+    async def register(
+        self, steps: Iterable[tuple[str, str, str]], *, started_s_ago: float = 0.0
+    ) -> int:
+        """Start executions whose (workflow_id, execution_id, token) steps wait for callbacks,
+        now or `started_s_ago` seconds ago; return how many."""
+        executions = [
             {"workflow_id": workflow_id, "execution_id": execution_id, "token": token}
             for workflow_id, execution_id, token in steps
         ]
+        payload = {"executions": executions, "started_s_ago": started_s_ago}
         answer = await self._request("POST", "/executions", payload)
         return int(answer["registered"])
+
+    async def step_timeouts(self) -> dict[str, Any]:
+        """`{"default": seconds, "workflows": {workflow_id: seconds}}`."""
+        return await self._request("GET", "/step-timeouts")
+
+    async def set_step_timeouts(
+        self, *, default: float | None = None, workflows: Mapping[str, float] | None = None
+    ) -> dict[str, Any]:
+        """How long steps wait for their callback: every workflow's default, and some
+        workflows' own; returns the timeouts now in force."""
+        payload: dict[str, Any] = {"workflows": dict(workflows or {})}
+        if default is not None:
+            payload["default"] = default
+        return await self._request("PUT", "/step-timeouts", payload)
 
     async def faults(self) -> dict[str, Any]:
         """The faults in force, as JSON."""

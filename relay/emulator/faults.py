@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeGuard, TypeVar
 
-from relay.emulator.protocol import ErrorForm, GatewayBody
+from relay.emulator.protocol import OPERATIONS, ErrorForm, GatewayBody
 from relay.errors import ConfigError
 
 
@@ -49,6 +49,15 @@ class Faults:
     502/503/504 carries. `clock_skew_s` sets the emulator's clock to real time plus this many
     seconds (as if the caller's clock were that far behind): requests signed more than 5
     minutes from it are refused, and every answer's `Date` header shows it.
+
+    The members above are about `SendWorkflowStepState` (but `latency_ms`, `jitter_ms`,
+    `error_form` and `clock_skew_s`, which every operation gets). Per operation, any of
+    `OPERATIONS`: `deny_operations` answer AccessDeniedException (IAM's refusal, naming the
+    permission); `throttle_operations` give an operation a token bucket of its own at that many
+    calls per second (burst: one second's worth, at least 1), answering ThrottlingException with
+    `RetryAfterSeconds`; `error_operations` answer every call of an operation with that error
+    code. `page_size` is the most executions one `ListExecutions` page holds, whatever
+    `MaxResults` asks (a page may hold fewer than asked; 1 makes every execution a page).
     """
 
     latency_ms: float = 0.0
@@ -63,6 +72,10 @@ class Faults:
     error_form: ErrorForm = ErrorForm.TYPE
     gateway_body: GatewayBody = GatewayBody.HTML
     clock_skew_s: float = 0.0
+    deny_operations: frozenset[str] = frozenset()
+    throttle_operations: Mapping[str, float] = field(default_factory=dict)
+    error_operations: Mapping[str, str] = field(default_factory=dict)
+    page_size: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "jitter_ms", "throttle_rps"):
@@ -112,6 +125,33 @@ class Faults:
             isinstance(self.gateway_body, GatewayBody),
             f"gateway_body must be one of {[body.value for body in GatewayBody]}",
         )
+        operations = f"operations among {list(OPERATIONS)}"
+        _require(
+            isinstance(self.deny_operations, frozenset) and self.deny_operations <= set(OPERATIONS),
+            f"deny_operations must be a frozenset of {operations}",
+        )
+        _require(
+            isinstance(self.throttle_operations, Mapping)
+            and all(
+                operation in OPERATIONS and _is_number(rps) and rps > 0
+                for operation, rps in self.throttle_operations.items()
+            ),
+            f"throttle_operations must map {operations} to calls per second > 0",
+        )
+        _require(
+            isinstance(self.error_operations, Mapping)
+            and all(
+                operation in OPERATIONS
+                and isinstance(code, str)
+                and _ERROR_CODE.fullmatch(code) is not None
+                for operation, code in self.error_operations.items()
+            ),
+            f"error_operations must map {operations} to error codes",
+        )
+        _require(
+            _is_int(self.page_size) and 1 <= self.page_size <= 1000,
+            "page_size must be an integer from 1 to 1000",
+        )
 
     @property
     def burst(self) -> int:
@@ -135,6 +175,10 @@ class Faults:
             "error_form": self.error_form.value,
             "gateway_body": self.gateway_body.value,
             "clock_skew_s": self.clock_skew_s,
+            "deny_operations": sorted(self.deny_operations),
+            "throttle_operations": dict(sorted(self.throttle_operations.items())),
+            "error_operations": dict(sorted(self.error_operations.items())),
+            "page_size": self.page_size,
         }
 
     def updated(self, changes: Mapping[str, object]) -> "Faults":
@@ -144,19 +188,21 @@ class Faults:
         values: dict[str, Any] = dict(changes)
         if "error_kinds" in values:
             values["error_kinds"] = _failure_kinds(values["error_kinds"])
-        if "deny_workflows" in values:
-            workflows = values["deny_workflows"]
-            _require(
-                isinstance(workflows, list | tuple | set | frozenset),
-                "deny_workflows must be a list of workflow ids",
-            )
-            values["deny_workflows"] = frozenset(workflows)
-        if "error_workflows" in values:
-            _require(
-                isinstance(values["error_workflows"], Mapping),
-                "error_workflows must be an object of workflow id to error code",
-            )
-            values["error_workflows"] = dict(values["error_workflows"])
+        for name, what in (("deny_workflows", "workflow ids"), ("deny_operations", "operations")):
+            if name in values:
+                _require(
+                    isinstance(values[name], list | tuple | set | frozenset),
+                    f"{name} must be a list of {what}",
+                )
+                values[name] = frozenset(values[name])
+        for name, what in (
+            ("error_workflows", "workflow id to error code"),
+            ("throttle_operations", "operation to calls per second"),
+            ("error_operations", "operation to error code"),
+        ):
+            if name in values:
+                _require(isinstance(values[name], Mapping), f"{name} must be an object of {what}")
+                values[name] = dict(values[name])
         for name, kind in (("error_form", ErrorForm), ("gateway_body", GatewayBody)):
             if name in values:
                 values[name] = _choice(name, kind, values[name])

@@ -1,4 +1,4 @@
-"""The wire protocol of `SendWorkflowStepState`: JSON 1.1 requests, field rules, error bodies.
+"""The wire protocol of the emulated operations: JSON 1.1 requests, field rules, error bodies.
 
 Everything here is pure (bytes and header values in, values out) so the request
 path stays cheap and each rule is testable without a server.
@@ -33,7 +33,12 @@ from enum import StrEnum
 from typing import Final
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
-TARGET: Final = "TransferService.SendWorkflowStepState"
+TARGET_PREFIX: Final = "TransferService."
+SEND: Final = "SendWorkflowStepState"
+LIST: Final = "ListExecutions"
+DESCRIBE: Final = "DescribeExecution"
+OPERATIONS: Final = (SEND, LIST, DESCRIBE)
+"""The operations the emulator serves; any other target is an unknown operation."""
 SIGNING_NAME: Final = "transfer"
 
 # Framework-level rejections (before the operation runs) carry the Coral namespace on real AWS
@@ -195,7 +200,8 @@ def check_protocol(
     authorization: str | None,
     amz_date: str | None,
 ) -> ServiceError | None:
-    """Reject a request the service would not route to `SendWorkflowStepState`, or None to go on."""
+    """Reject a request the service would not route to an operation it serves, or None to go on
+    (`operation_of(target)` then names the operation)."""
     # Real AWS JSON services pick the protocol from the content type before they can read the
     # target at all, so a wrong content type surfaces as an unknown operation (Kinesis answers
     # `<UnknownOperationException/>` to application/octet-stream). We answer it in JSON so
@@ -206,13 +212,21 @@ def check_protocol(
             message=f"Unsupported Content-Type {content_type!r}; expected {JSON_CONTENT_TYPE}",
             namespace=_CORAL,
         )
-    if target != TARGET:
+    if operation_of(target) is None:
         return ServiceError(
             code="UnknownOperationException",
             message=f"Unknown operation {target!r}" if target else "Missing X-Amz-Target header",
             namespace=_CORAL,
         )
     return check_authorization(authorization, amz_date)
+
+
+def operation_of(target: str | None) -> str | None:
+    """The operation an `X-Amz-Target` names, if the emulator serves it."""
+    if target is None or not target.startswith(TARGET_PREFIX):
+        return None
+    operation = target.removeprefix(TARGET_PREFIX)
+    return operation if operation in OPERATIONS else None
 
 
 def check_authorization(authorization: str | None, amz_date: str | None) -> ServiceError | None:

@@ -65,19 +65,21 @@ def serve(
     faults: Faults | None = None,
     *,
     seed: int | None = None,
+    state: EmulatorState | None = None,
 ) -> None:
-    """Serve the emulator until SIGINT or SIGTERM, after printing `emulator listening on URL`."""
-    asyncio.run(_serve_until_signal(host, port, accept_any, faults, seed))
+    """Serve the emulator until SIGINT or SIGTERM, after printing `emulator listening on URL`.
+
+    `state`, when given, is served as it is (executions started, step timeouts set).
+    """
+    if state is None:
+        state = EmulatorState(accept_any=accept_any, faults=faults, seed=seed)
+    asyncio.run(_serve_until_signal(host, port, state))
 
 
-async def _serve_until_signal(
-    host: str, port: int, accept_any: bool, faults: Faults | None, seed: int | None
-) -> None:
+async def _serve_until_signal(host: str, port: int, state: EmulatorState) -> None:
     shutdown = Shutdown()
     with handling_signals(shutdown):
-        async with run_emulator(
-            host, port, accept_any=accept_any, faults=faults, seed=seed
-        ) as emulator:
+        async with run_emulator(host, port, state=state) as emulator:
             # Whoever started us reads this line to learn the port; flush or it sits in a pipe.
             print(f"emulator listening on {emulator.url}", flush=True)
             await shutdown.requested.wait()

@@ -1,5 +1,7 @@
-"""What the emulated service knows: waiting steps, the faults in force, the call log."""
+"""What the emulated service knows: executions and their waiting steps (`executions`), the
+faults in force, the call log; and its decisions, one call at a time."""
 
+import math
 import random
 import time
 from collections import Counter
@@ -7,15 +9,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from relay.emulator.faults import FailureKind, Faults, retry_after_text
+from relay.emulator.answers import (
+    ALREADY_COMPLETED,
+    FAILURES,
+    WRONG_TOKEN,
+    callback_denied,
+    execution_not_found,
+    injected_error,
+    invalid_next_token,
+    operation_denied,
+    throttled,
+    workflow_not_found,
+)
+from relay.emulator.executions import (
+    MAX_STEP_TIMEOUT_S,
+    ExecutionBook,
+    described,
+    listed,
+    next_token,
+    read_next_token,
+)
+from relay.emulator.faults import Faults, retry_after_text
+from relay.emulator.operations import DescribeCall, ListCall, ReadCall
 from relay.emulator.protocol import (
+    SEND,
     Answer,
     CallFields,
-    GatewayBody,
-    GatewayError,
     ServiceError,
     StepCall,
-    gateway_page,
     validate_call,
 )
 from relay.limits import TokenBucket
@@ -23,78 +44,8 @@ from relay.limits import TokenBucket
 SUCCESS: Final = "success"
 """The result name of a 200 answer in `counts` and `stats()`."""
 
-EXECUTION_RESOURCE_TYPE: Final = "Execution"
-"""`ResourceType` of the ResourceNotFoundException for an unknown execution (cf. "Server")."""
-
-# The fixed answers are built once; the request path only picks one.
-_SERVICE_UNAVAILABLE: Final = ServiceError(
-    code="ServiceUnavailableException",
-    message="The service is temporarily unavailable. Please retry.",
-    http_status=500,
-)
-_INTERNAL_SERVICE_ERROR: Final = ServiceError(
-    code="InternalServiceError",
-    message="An internal error occurred. Please retry.",
-    http_status=500,
-)
-_GATEWAY_STATUS: Final = {
-    FailureKind.BAD_GATEWAY: 502,
-    FailureKind.GATEWAY_UNAVAILABLE: 503,
-    FailureKind.GATEWAY_TIMEOUT: 504,
-}
-_FAILURES: Final[dict[tuple[FailureKind, GatewayBody], ServiceError | GatewayError]] = {
-    **{
-        (kind, body): answer
-        for kind, answer in (
-            (FailureKind.SERVICE_UNAVAILABLE, _SERVICE_UNAVAILABLE),
-            (FailureKind.INTERNAL_SERVICE_ERROR, _INTERNAL_SERVICE_ERROR),
-        )
-        for body in GatewayBody
-    },
-    **{
-        (kind, body): GatewayError(
-            http_status=status, body=gateway_page(status) if body is GatewayBody.HTML else b""
-        )
-        for kind, status in _GATEWAY_STATUS.items()
-        for body in GatewayBody
-    },
-}
-_ALREADY_COMPLETED: Final = ServiceError(
-    code="InvalidRequestException",
-    message="Invalid request: step already completed for this token",
-)
-_WRONG_TOKEN: Final = ServiceError(
-    code="InvalidRequestException",
-    message="Invalid request: the token does not belong to a step waiting in this execution",
-)
-# Errors about the caller's own request, in the words and statuses of AWS JSON services; like
-# the other framework rejections they carry the Coral namespace.
-_CORAL: Final = "com.amazon.coral.service#"
-_IDENTITY_ERRORS: Final = {
-    code: ServiceError(code=code, message=message, http_status=status, namespace=_CORAL)
-    for code, status, message in (
-        ("ExpiredTokenException", 400, "The security token included in the request is expired"),
-        (
-            "UnrecognizedClientException",
-            400,
-            "The security token included in the request is invalid.",
-        ),
-        (
-            "InvalidSignatureException",
-            400,
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your AWS Secret Access Key and signing method. "
-            "Consult the service documentation for details.",
-        ),
-        (
-            "IncompleteSignatureException",
-            400,
-            "Authorization header requires 'Signature' parameter.",
-        ),
-        ("MissingAuthenticationTokenException", 400, "Request is missing Authentication Token"),
-        ("RequestExpired", 400, "Request has expired."),
-    )
-}
+ReadAnswer = dict[str, object] | ServiceError
+"""What a read answers: the result document, or an error."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,7 +55,9 @@ class CallRecord:
     Times are wall-clock (`time.time()`) so they compare with other processes' logs.
     `delay_ms` is the latency injected into this call; `error_code` is None for a success and,
     for a bare 502, the code botocore reports for it ("502"). `user_agent` is the caller's
-    User-Agent header (what CloudTrail would show as its userAgent).
+    User-Agent header (what CloudTrail would show as its userAgent). `operation` is the call's
+    (`SendWorkflowStepState`, `ListExecutions`, `DescribeExecution`); `listed` the executions a
+    `ListExecutions` page returned.
     """
 
     index: int
@@ -119,6 +72,8 @@ class CallRecord:
     delay_ms: float
     request_id: str | None
     user_agent: str | None = None
+    operation: str = SEND
+    listed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the admin API shows it."""
@@ -135,17 +90,9 @@ class CallRecord:
             "delay_ms": self.delay_ms,
             "request_id": self.request_id,
             "user_agent": self.user_agent,
+            "operation": self.operation,
+            "listed": self.listed,
         }
-
-
-class _Execution:
-    """One workflow execution's steps: tokens waiting, and tokens answered with their status."""
-
-    __slots__ = ("answered", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting: set[str] = set()
-        self.answered: dict[str, str] = {}
 
 
 class EmulatorState:
@@ -153,8 +100,10 @@ class EmulatorState:
 
     A call that passed the protocol and field checks is delayed (the delay is drawn from the
     faults in force when it arrived), then decided in one step without awaiting, so concurrent
-    calls never race: injected error, deny, throttle, 5xx, then the execution's state. Only a
-    success consumes a waiting token. `seed` makes the jitter and the 5xx draws repeatable.
+    calls never race: the operation's own faults, then for a callback injected error, deny,
+    throttle, 5xx, then the execution's state. Only a success consumes a waiting token. `seed`
+    makes the jitter and the 5xx draws repeatable; `clock` (monotonic seconds) drives the token
+    buckets and the steps' timeouts.
     """
 
     def __init__(
@@ -171,9 +120,11 @@ class EmulatorState:
         self._rng = random.Random(seed)
         self._faults = Faults()
         self._bucket: TokenBucket | None = None
-        self._executions: dict[tuple[str, str], _Execution] = {}
+        self._operation_buckets: dict[str, TokenBucket] = {}
+        self.executions = ExecutionBook(clock)
         self._calls: list[CallRecord] = []
         self._counts: Counter[str] = Counter()
+        self._by_operation: dict[str, Counter[str]] = {}
         self._waiting_tokens = 0
         self._answered_tokens = 0
         self.set_faults(faults or Faults())
@@ -195,15 +146,28 @@ class EmulatorState:
                 if faults.throttle_rps > 0
                 else None
             )
+        if faults.throttle_operations != self._faults.throttle_operations:
+            self._operation_buckets = {
+                operation: TokenBucket(rps, burst=max(1, math.ceil(rps)), clock=self._clock)
+                for operation, rps in faults.throttle_operations.items()
+            }
         self._faults = faults
 
     def register(self, workflow_id: str, execution_id: str, token: str) -> None:
         """Make a step wait for its callback (again, if it was answered); ValueError on bad ids."""
         self.register_many([(workflow_id, execution_id, token)])
 
-    def register_many(self, steps: Iterable[tuple[str, str, str]]) -> int:
-        """Register (workflow_id, execution_id, token) steps, all or none; return how many."""
+    def register_many(
+        self, steps: Iterable[tuple[str, str, str]], *, started_s_ago: float = 0.0
+    ) -> int:
+        """Register (workflow_id, execution_id, token) steps, all or none; return how many.
+
+        Each execution starts (again) now, or `started_s_ago` seconds ago: one started longer
+        ago than its workflow's step timeout has timed out already.
+        """
         steps = list(steps)
+        if not (math.isfinite(started_s_ago) and started_s_ago >= 0):
+            raise ValueError("started_s_ago must be a number >= 0")
         for workflow_id, execution_id, token in steps:
             checked = validate_call(
                 CallFields(
@@ -216,7 +180,9 @@ class EmulatorState:
             if isinstance(checked, ServiceError):
                 raise ValueError(checked.message)
         for workflow_id, execution_id, token in steps:
-            execution = self._executions.setdefault((workflow_id, execution_id), _Execution())
+            execution = self.executions.start(
+                workflow_id, execution_id, started_s_ago=started_s_ago
+            )
             if execution.answered.pop(token, None) is not None:
                 self._answered_tokens -= 1
             if token not in execution.waiting:
@@ -226,8 +192,31 @@ class EmulatorState:
 
     def is_waiting(self, workflow_id: str, execution_id: str, token: str) -> bool:
         """Whether this step still waits for its callback."""
-        execution = self._executions.get((workflow_id, execution_id))
+        execution = self.executions.get(workflow_id, execution_id)
         return execution is not None and token in execution.waiting
+
+    def set_step_timeout(self, workflow_id: str | None, timeout_s: float) -> None:
+        """How long a step of this workflow (None: of every workflow without one of its own)
+        waits for its callback, 0 to 1800 s; it applies to executions already waiting too.
+        ValueError for a bad workflow id or time."""
+        self.check_step_timeout(workflow_id, timeout_s)
+        self.executions.set_timeout(workflow_id, timeout_s)
+
+    def check_step_timeout(self, workflow_id: str | None, timeout_s: float) -> None:
+        """ValueError unless `set_step_timeout` would take these."""
+        if not (math.isfinite(timeout_s) and 0 <= timeout_s <= MAX_STEP_TIMEOUT_S):
+            raise ValueError(f"a step timeout is 0 to {MAX_STEP_TIMEOUT_S:g} seconds")
+        if workflow_id is not None:
+            checked = validate_call(
+                CallFields(
+                    workflow_id=workflow_id,
+                    execution_id="00000000-0000-0000-0000-000000000000",
+                    token="t",
+                    status="SUCCESS",
+                )
+            )
+            if isinstance(checked, ServiceError):
+                raise ValueError(checked.message)
 
     def sample_delay_ms(self) -> float:
         """Draw the latency to inject into a call arriving now."""
@@ -242,56 +231,91 @@ class EmulatorState:
         None is success.
         """
         faults = self._faults
+        refused = self._operation_fault(SEND, call.workflow_id)
+        if refused is not None:
+            return refused
         injected = faults.error_workflows.get(call.workflow_id)
         if injected is not None:
-            return self._injected(injected, call)
+            return injected_error(injected, call.workflow_id, call.execution_id, faults)
         if call.workflow_id in faults.deny_workflows:
-            return _access_denied(call)
+            return callback_denied(call.workflow_id)
         if self._bucket is not None:
             wait_s = self._bucket.try_take()
             if wait_s > 0.0:
-                return _throttled(retry_after_text(wait_s, faults.retry_after_s))
+                return throttled(retry_after_text(wait_s, faults.retry_after_s))
         if faults.error_rate > 0.0 and self._rng.random() < faults.error_rate:
-            return _FAILURES[self._rng.choice(faults.error_kinds), faults.gateway_body]
+            return FAILURES[self._rng.choice(faults.error_kinds), faults.gateway_body]
         return self._complete(call)
 
-    def _injected(self, code: str, call: StepCall) -> ServiceError:
-        """The answer `error_workflows` asks for: the service's own, or a bare 400 if unknown."""
-        match code:
-            case "AccessDeniedException":
-                return _access_denied(call)
-            case "ThrottlingException":
-                return _throttled(retry_after_text(1.0, self._faults.retry_after_s))
-            case "ResourceNotFoundException":
-                return _not_found(call)
-            case "InvalidRequestException":
-                return _WRONG_TOKEN
-            case "ServiceUnavailableException":
-                return _SERVICE_UNAVAILABLE
-            case "InternalServiceError":
-                return _INTERNAL_SERVICE_ERROR
-        known = _IDENTITY_ERRORS.get(code)
-        if known is not None:
-            return known
-        return ServiceError(code=code, message=f"Injected {code}")
-
     def _complete(self, call: StepCall) -> Answer:
-        key = (call.workflow_id, call.execution_id)
-        execution = self._executions.get(key)
+        execution = self.executions.get(call.workflow_id, call.execution_id)
         if execution is None:
             if not self.accept_any:
-                return _not_found(call)
-            execution = self._executions[key] = _Execution()
+                return execution_not_found(call.workflow_id, call.execution_id)
+            execution = self.executions.start(call.workflow_id, call.execution_id)
         if call.token in execution.answered:
-            return _ALREADY_COMPLETED
+            return ALREADY_COMPLETED
+        if not (self.accept_any or self.executions.in_progress(execution)):
+            # Its last step was answered or its step timed out: it is as unknown as one never
+            # started (DESIGN §11). A repeat of an answered token is told apart above (§7).
+            return execution_not_found(call.workflow_id, call.execution_id)
         if call.token in execution.waiting:
             execution.waiting.remove(call.token)
             self._waiting_tokens -= 1
         elif not self.accept_any:
-            return _WRONG_TOKEN
+            return WRONG_TOKEN
         execution.answered[call.token] = call.status
         self._answered_tokens += 1
         return None
+
+    def _operation_fault(self, operation: str, workflow_id: str) -> ServiceError | None:
+        """The operation's own faults: an injected error, IAM's refusal, its throttle."""
+        faults = self._faults
+        code = faults.error_operations.get(operation)
+        if code is not None:
+            if code == "AccessDeniedException":
+                return operation_denied(operation, workflow_id)
+            return injected_error(code, workflow_id, None, faults)
+        if operation in faults.deny_operations:
+            return operation_denied(operation, workflow_id)
+        bucket = self._operation_buckets.get(operation)
+        if bucket is not None:
+            wait_s = bucket.try_take()
+            if wait_s > 0.0:
+                return throttled(retry_after_text(wait_s, faults.retry_after_s))
+        return None
+
+    def read(self, operation: str, call: ReadCall) -> ReadAnswer:
+        """Answer a well-formed `ListExecutions` or `DescribeExecution` from the executions in
+        progress now: the operation's faults first, then the state."""
+        refused = self._operation_fault(operation, call.workflow_id)
+        if refused is not None:
+            return refused
+        if isinstance(call, DescribeCall):
+            execution = self.executions.get(call.workflow_id, call.execution_id)
+            if execution is None or not self.executions.in_progress(execution):
+                return execution_not_found(call.workflow_id, call.execution_id)
+            return {"WorkflowId": call.workflow_id, "Execution": described(execution)}
+        return self._list(call)
+
+    def _list(self, call: ListCall) -> ReadAnswer:
+        if not self.executions.knows(call.workflow_id):
+            return workflow_not_found(call.workflow_id)
+        after = 0
+        if call.next_token is not None:
+            sequence = read_next_token(call.next_token, call.workflow_id)
+            if sequence is None:
+                return invalid_next_token()
+            after = sequence
+        limit = min(call.max_results or self._faults.page_size, self._faults.page_size)
+        page, more_after = self.executions.page(call.workflow_id, after, limit)
+        answer: dict[str, object] = {
+            "WorkflowId": call.workflow_id,
+            "Executions": [listed(execution) for execution in page],
+        }
+        if more_after is not None:
+            answer["NextToken"] = next_token(call.workflow_id, more_after)
+        return answer
 
     def record_call(
         self,
@@ -303,6 +327,8 @@ class EmulatorState:
         delay_ms: float,
         request_id: str | None,
         user_agent: str | None = None,
+        operation: str = SEND,
+        listed: int | None = None,
     ) -> CallRecord:
         """Append a call to the log, stamped with the time of its answer."""
         record = CallRecord(
@@ -318,9 +344,14 @@ class EmulatorState:
             delay_ms=delay_ms,
             request_id=request_id,
             user_agent=user_agent,
+            operation=operation,
+            listed=listed,
         )
         self._calls.append(record)
-        self._counts[SUCCESS if error_code is None else error_code] += 1
+        result = SUCCESS if error_code is None else error_code
+        if operation == SEND:
+            self._counts[result] += 1
+        self._by_operation.setdefault(operation, Counter())[result] += 1
         return record
 
     @property
@@ -344,51 +375,39 @@ class EmulatorState:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Calls by result: "success" or the error code."""
+        """`SendWorkflowStepState` calls by result: "success" or the error code."""
         return dict(self._counts)
 
+    def counts_by_operation(self) -> dict[str, dict[str, int]]:
+        """Calls of each operation by result."""
+        return {operation: dict(counts) for operation, counts in self._by_operation.items()}
+
     def stats(self) -> dict[str, Any]:
-        """Counters for the admin API: calls by result, executions and tokens."""
+        """Counters for the admin API: callbacks by result, every operation's calls by result,
+        executions (and those in progress), tokens, step timeouts."""
         return {
             "calls": len(self._calls),
             "by_result": dict(self._counts),
-            "executions": len(self._executions),
+            "by_operation": self.counts_by_operation(),
+            "executions": len(self.executions),
+            "in_progress": self.executions.in_progress_count(),
             "waiting_tokens": self._waiting_tokens,
             "answered_tokens": self._answered_tokens,
             "accept_any": self.accept_any,
+            "step_timeout_s": self.executions.default_timeout_s,
+            "step_timeouts": self.executions.timeouts(),
         }
 
     def reset(self) -> None:
-        """Forget executions, calls and counters, and turn every fault off (`accept_any` stays)."""
-        self._executions.clear()
+        """Forget executions, step timeouts, calls and counters, and turn every fault off
+        (`accept_any` stays)."""
+        self.executions.clear()
         self._calls.clear()
         self._counts.clear()
+        self._by_operation.clear()
         self._waiting_tokens = 0
         self._answered_tokens = 0
         self._rng.seed(self._seed)
         self._bucket = None
+        self._operation_buckets = {}
         self._faults = Faults()
-
-
-def _access_denied(call: StepCall) -> ServiceError:
-    return ServiceError(
-        code="AccessDeniedException",
-        message="User is not authorized to perform: transfer:SendWorkflowStepState "
-        f"on resource: workflow/{call.workflow_id}",
-    )
-
-
-def _throttled(retry_after: str) -> ServiceError:
-    return ServiceError(
-        code="ThrottlingException",
-        message="Rate exceeded",
-        members={"RetryAfterSeconds": retry_after},
-    )
-
-
-def _not_found(call: StepCall) -> ServiceError:
-    return ServiceError(
-        code="ResourceNotFoundException",
-        message=f"Unknown execution {call.execution_id} of workflow {call.workflow_id}",
-        members={"Resource": call.execution_id, "ResourceType": EXECUTION_RESOURCE_TYPE},
-    )

@@ -7,8 +7,9 @@ import contextlib
 import functools
 import importlib.metadata
 import socket
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -27,6 +28,7 @@ import relay
 from relay.aws import new_session
 from relay.awsjson.errors import (
     ERROR_TYPE_HEADER,
+    MAX_ERROR_BODY_BYTES,
     error_name,
     header,
     read_error,
@@ -42,8 +44,17 @@ if TYPE_CHECKING:
 else:
     TransferClient = Any
 
+T = TypeVar("T")
+
 SIGNING_NAME: Final = "transfer"
 OPERATION: Final = "SendWorkflowStepState"
+READS: Final = ("ListExecutions", "DescribeExecution")
+"""The execution reads of DESIGN §11, made on this client by `relay.executions`."""
+UNREADABLE_ANSWER: Final = "UnreadableAnswer"
+"""The code of a read whose 200 answer lacks a member the model requires."""
+READ_BODY_BYTES: Final = 16 * 1024 * 1024
+"""The most of a read's answer that is read: a `ListExecutions` page of 1,000 executions is a
+few hundred KB (more with long EFS paths); an endpoint's answer is bounded all the same."""
 
 
 def relay_user_agent() -> str:
@@ -74,7 +85,8 @@ def transfer_config(
 
 
 class CappedAIOHTTPSession(AIOHTTPSession):
-    """aiobotocore's aiohttp transport, reading at most `MAX_ERROR_BODY_BYTES` of a body.
+    """aiobotocore's aiohttp transport, reading at most `MAX_ERROR_BODY_BYTES` of a body (of an
+    execution read's, `READ_BODY_BYTES`).
 
     `AIOHTTPSession.send` reads a whole body (`await http_response.content`) before any event
     hook sees the answer, unless the request streams its output; an endpoint answering 20 MB
@@ -90,6 +102,11 @@ class CappedAIOHTTPSession(AIOHTTPSession):
     async def send(self, request: Any) -> Any:
         if request.stream_output:
             return await super().send(request)
+        target = request.headers.get("X-Amz-Target", b"")
+        if isinstance(target, bytes):  # botocore keeps header values as it will send them
+            target = target.decode("ascii", "replace")
+        operation = str(target).rpartition(".")[2]
+        cap = READ_BODY_BYTES if operation in READS else MAX_ERROR_BODY_BYTES
         request.stream_output = True
         try:
             response = await super().send(request)
@@ -98,7 +115,7 @@ class CappedAIOHTTPSession(AIOHTTPSession):
         # The parent maps transport errors to botocore's inside its own read; the same mapping
         # for this one (botocore.httpsession and aiobotocore's send raise these types).
         try:
-            response._content = await read_capped(response.raw)
+            response._content = await read_capped(response.raw, cap)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionClosedError(
                 error=exc, request=request, endpoint_url=request.url
@@ -138,9 +155,10 @@ async def open_transfer(
         # service's error shape (`_map_oauth2_errors` for SSO OIDC). Everything botocore builds
         # from `Error.Code` afterwards (the modeled exception class, RetryAfterSeconds and the
         # other shape members) then follows DESIGN §1's reading.
-        events.register(
-            f"before-parse.transfer.{OPERATION}", functools.partial(_read_error_first, clock)
-        )
+        for operation in (OPERATION, *READS):
+            events.register(
+                f"before-parse.transfer.{operation}", functools.partial(_read_error_first, clock)
+            )
         # botocore stamps a signature with this host's clock (SigV4Auth.add_auth reads
         # `get_current_datetime()`) and offers no setting for an offset. The signer is a
         # `request-created` handler; registered last, this one signs the request again at the
@@ -184,10 +202,20 @@ def _read_error_first(
         response_dict["body"] = b""
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    """One page of a workflow's executions in progress, as `ListExecutions` lists them."""
+
+    executions: tuple[tuple[str, str], ...]
+    """(execution id, status) of each execution on the page."""
+    next_token: str | None
+
+
 class AioTransferClient:
-    """An aiobotocore Transfer client as the sender wants one: `send_workflow_step_state`
-    raising `CallbackError` only. `client` is the aiobotocore client itself (its `meta` resolves
-    the endpoint, region and configuration)."""
+    """An aiobotocore Transfer client as relay wants one: `send_workflow_step_state` (the
+    sender), `list_executions` and `describe_execution` (DESIGN §11), each raising
+    `CallbackError` only. `client` is the aiobotocore client itself (its `meta` resolves the
+    endpoint, region and configuration)."""
 
     def __init__(self, client: TransferClient) -> None:
         self.client = client
@@ -201,21 +229,58 @@ class AioTransferClient:
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
     ) -> None:
         """Sends the callback; `CallbackError` unless Transfer Family answered 200."""
-        try:
-            await self.client.send_workflow_step_state(
+        await _call(
+            self.client.send_workflow_step_state(
                 WorkflowId=WorkflowId,
                 ExecutionId=ExecutionId,
                 Token=Token,
                 Status=Status,  # type: ignore[arg-type]
             )
-        except ClientError as exc:
-            raise from_client_error(exc) from None
-        except (TimeoutError, ReadTimeoutError) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise CallbackError(READ_TIMEOUT, detail, answer_lost=_answer_lost(exc)) from None
-        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            raise CallbackError(CONNECTION_ERROR, detail, answer_lost=_answer_lost(exc)) from None
+        )
+
+    async def list_executions(
+        self, *, workflow_id: str, next_token: str | None = None, max_results: int = 1000
+    ) -> ExecutionPage:
+        """One page of the workflow's executions in progress; `CallbackError` on any failure
+        (`ResourceNotFoundException`: the workflow is not known)."""
+        paging = {"NextToken": next_token} if next_token is not None else {}
+        answer = await _call(
+            self.client.list_executions(WorkflowId=workflow_id, MaxResults=max_results, **paging)
+        )
+        listed = answer.get("Executions")
+        if not isinstance(listed, list):
+            # A required member: an answer without it (cut short, or not the service's) must not
+            # read as "nothing in progress", which would call every copy finished.
+            raise CallbackError(UNREADABLE_ANSWER, "ListExecutions answered without Executions")
+        executions = tuple(
+            (str(e.get("ExecutionId", "")), str(e.get("Status", ""))) for e in listed
+        )
+        return ExecutionPage(executions, answer.get("NextToken") or None)
+
+    async def describe_execution(self, *, workflow_id: str, execution_id: str) -> str:
+        """The execution's status (`IN_PROGRESS` while it waits); `CallbackError` on any failure
+        (`ResourceNotFoundException`: it is not in progress, or never was)."""
+        answer = await _call(
+            self.client.describe_execution(WorkflowId=workflow_id, ExecutionId=execution_id)
+        )
+        execution = answer.get("Execution")
+        if not isinstance(execution, dict) or not execution.get("Status"):
+            raise CallbackError(UNREADABLE_ANSWER, "DescribeExecution answered without a Status")
+        return str(execution["Status"])
+
+
+async def _call(request: Awaitable[T]) -> T:
+    """The call's answer; botocore's and aiohttp's failures as relay's `CallbackError`."""
+    try:
+        return await request
+    except ClientError as exc:
+        raise from_client_error(exc) from None
+    except (TimeoutError, ReadTimeoutError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise CallbackError(READ_TIMEOUT, detail, answer_lost=_answer_lost(exc)) from None
+    except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise CallbackError(CONNECTION_ERROR, detail, answer_lost=_answer_lost(exc)) from None
 
 
 def _answer_lost(exc: BaseException) -> bool:

@@ -1,5 +1,6 @@
 """relay's own error types for a callback: one attempt's failure, a receive's failed series,
-and a shutdown that left no time for a call. Both clients raise `CallbackError` only."""
+and a shutdown that left no time for a call. Both clients raise `CallbackError` only (the
+aiobotocore client for its execution reads too)."""
 
 from relay.awsjson.errors import WireError
 from relay.errors import RelayError
@@ -7,10 +8,11 @@ from relay.outcomes import Action, CallFailure, Rule
 
 
 class CallbackError(RelayError):
-    """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table.
+    """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table (or one
+    failed `ListExecutions` or `DescribeExecution` call, read the same way).
 
-    `answer_lost`: the request may have reached the service, but its answer never came (a read
-    timeout, a connection cut after sending); the service may have answered the step.
+        `answer_lost`: the request may have reached the service, but its answer never came (a read
+        timeout, a connection cut after sending); the service may have answered the step.
     """
 
     def __init__(

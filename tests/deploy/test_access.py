@@ -124,3 +124,67 @@ def test_log_group_is_kept_like_the_queues(template: dict[str, Any]) -> None:
     assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
     assert log_group["UpdateReplacePolicy"] == "Retain"
     assert "RetentionInDays" in log_group["Properties"]
+
+
+def _operator_statements(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    deployed = with_conditions(template, parameters)
+    policy = deployed["Resources"]["DlqOperatorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert all(statement["Effect"] == "Allow" for statement in statements)
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def test_the_dlq_operator_policy_allows_exactly_what_the_dlq_tools_need(
+    template: dict[str, Any],
+) -> None:
+    """The operator policy: reading, deleting and finding the sources of the DLQ, sending to
+    the queue, and ListExecutions and DescribeExecution on the callback's workflows; nothing
+    else, not the callback; and it is an output an operator role can attach."""
+    for parameters, workflows in (({"WorkflowArns": WORKFLOWS}, {"Ref": "WorkflowArns"}),
+                                  ({}, ALL_WORKFLOWS)):  # fmt: skip
+        statements = _operator_statements(template, parameters)
+        actions = {sid: sorted(statement["Action"]) for sid, statement in statements.items()}
+        assert actions == {
+            "DeadLetters": [
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ListDeadLetterSourceQueues",
+                "sqs:ReceiveMessage",
+            ],
+            "ReplayOntoTheQueue": ["sqs:GetQueueAttributes", "sqs:SendMessage"],
+            "ReadExecutions": ["transfer:DescribeExecution", "transfer:ListExecutions"],
+        }
+        assert statements["DeadLetters"]["Resource"] == DLQ_ARN
+        assert statements["ReplayOntoTheQueue"]["Resource"] == QUEUE_ARN
+        assert statements["ReadExecutions"]["Resource"] == workflows
+        assert statements["ReadExecutions"]["Resource"] == _callback_resource(template, parameters)
+    output = template["Outputs"]["DlqOperatorPolicyArn"]
+    assert output["Value"] == {"Ref": "DlqOperatorPolicy"}
+    assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-DlqOperatorPolicyArn"}
+
+
+def test_the_task_role_cannot_read_executions_nor_has_the_operator_policy(
+    template: dict[str, Any],
+) -> None:
+    """`relay run` needs no execution read: its task role gets neither ListExecutions nor
+    DescribeExecution, and neither the operator policy nor any managed policy of the stack."""
+    for parameters in ({}, {"WorkflowArns": WORKFLOWS, "EnableDedupeTable": "true"}):
+        role = with_conditions(template, parameters)["Resources"]["TaskRole"]["Properties"]
+        actions = [
+            action
+            for policy in role["Policies"]
+            for statement in policy["PolicyDocument"]["Statement"]
+            for action in (
+                [statement["Action"]]
+                if isinstance(statement["Action"], str)
+                else statement["Action"]
+            )
+        ]
+        assert not [
+            a
+            for a in actions
+            if a.startswith("transfer:") and a != "transfer:SendWorkflowStepState"
+        ]
+        assert "ManagedPolicyArns" not in role

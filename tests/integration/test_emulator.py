@@ -502,10 +502,14 @@ async def test_admin_api_registers_sets_faults_lists_calls_and_resets(
         assert await admin.stats() == {
             "calls": 0,
             "by_result": {},
+            "by_operation": {},
             "executions": 0,
+            "in_progress": 0,
             "waiting_tokens": 0,
             "answered_tokens": 0,
             "accept_any": False,
+            "step_timeout_s": 1800.0,
+            "step_timeouts": {},
         }
         assert (await admin.faults())["deny_workflows"] == []
 

@@ -61,8 +61,19 @@ class Run:
         return json.loads(self.out)
 
 
-async def relay(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
-    """Runs `relay ARGS` in a worker thread (the command runs its own event loop)."""
+CHECKS_EXECUTIONS = ({"replay"}, {"dlq", "stats"})
+"""The commands that ask Transfer Family which copies' executions still wait, by default."""
+
+
+async def relay(capsys: pytest.CaptureFixture[str], *args: str, executions: bool = False) -> Run:
+    """Runs `relay ARGS` in a worker thread (the command runs its own event loop).
+
+    `replay` and `dlq stats` get `--no-executions` unless `executions`: the tests here are about
+    other behaviours and have no Transfer Family to ask (test_replay_executions.py has them ask
+    the emulator).
+    """
+    if not executions and any(command <= set(args[:2]) for command in CHECKS_EXECUTIONS):
+        args = (*args, "--no-executions")
 
     def call() -> int:
         try:
@@ -384,6 +395,34 @@ async def test_max_messages_caps_the_replay(
     await account(sqs, dlq=(queues.dlq_url, mix.bodies - requeued))
 
 
+async def test_max_messages_counts_selected_messages_not_messages_read(
+    sqs: SQSClient, queues: Queues, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-messages 2 replays two selected messages even when many unselected ones are read
+    first: it bounds the replay, not the reading."""
+    steps = make_steps(12, seed=21)
+    await put_dlq(
+        sqs,
+        queues.dlq_url,
+        [dead(s.to_body(), reason="validation", source=queues.url) for s in steps[:10]],
+    )
+    await put_dlq(
+        sqs,
+        queues.dlq_url,
+        [dead(s.to_body(), reason="not_found", source=queues.url) for s in steps[10:]],
+    )
+    run = await relay(
+        capsys, "replay", "--dlq-url", queues.dlq_url, "--reason", "not_found",
+        "--max-messages", "2", "--json", *FAST,
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert (run.json()["replayed"], run.json()["skipped_by_filter"]) == (2, 10)
+    await assert_all_visible(sqs, queues.dlq_url, 10)
+    requeued = Counter(m.body for m in await drain(sqs, queues.url))
+    assert requeued == Counter(s.to_body() for s in steps[10:])
+    await account(sqs, dlq=(queues.dlq_url, Counter(s.to_body() for s in steps[:10])))
+
+
 async def test_fifo_destination_gets_a_group_and_deduplication_id(
     sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -591,5 +630,10 @@ def test_every_replay_option_is_in_the_readme_table() -> None:
     lines = itertools.dropwhile(lambda line: not line.startswith("|"), section.splitlines())
     table = list(itertools.takewhile(lambda line: line.startswith("|"), lines))[2:]
     documented = {flag for row in table for flag in re.findall(r"--[a-z-]+", row.split("|")[1])}
-    options = {name for p in replay.params for name in p.opts if name.startswith("--")}
+    options = {
+        name
+        for p in replay.params
+        for name in (*p.opts, *p.secondary_opts)
+        if name.startswith("--")
+    }
     assert documented == options

@@ -13,15 +13,22 @@ pytestmark = pytest.mark.slow
 _ACCOUNTING = re.compile(
     r"accounting: sent (\d+) = delivered (\d+) \+ dead-lettered (\d+) \+ still queued (\d+)  ok"
 )
+_AFTER_REPLAY = re.compile(r"after the replay, " + _ACCOUNTING.pattern)
+_ROW = r"^[│|]\s*{}\s*[│|]\s*(\d+)\s*[│|]"
+_STATES_TOTAL = re.compile(
+    r"^[│|]\s*total\s*[│|]\s*(\d+)\s*[│|]\s*(\d+)\s*[│|]\s*(\d+)\s*[│|]", re.M
+)
 # A row of rich's table; its rules are box-drawing characters, or ASCII on a plain console.
 _TABLE_ROW = re.compile(
     r"^[│|]\s*(delivered|dead_lettered)\s*[│|]\s*(\S+)\s*[│|]\s*(\d+)\s*[│|]$", re.MULTILINE
 )
 
 
-def test_demo_accounts_for_every_message_and_prints_the_next_step() -> None:
+def test_demo_accounts_for_every_message_then_replays_what_can_still_help() -> None:
     """100 messages (with seed 7, some of each outcome in the table): exit 0, an outcome table, a
-    balanced accounting line, the replay command."""
+    balanced accounting line; then the bulk replay: `dlq stats` shows waiting and finished
+    copies, the replay answers the waiting ones and skips the finished, and the accounting after
+    it still balances, with those delivered."""
     result = subprocess.run(
         [sys.executable, "-m", "relay", "demo", "--messages", "100", "--seed", "7"],
         env=dict(os.environ),
@@ -48,6 +55,22 @@ def test_demo_accounts_for_every_message_and_prints_the_next_step() -> None:
     assert re.search(
         r"relay replay --dlq-url http://127\.0\.0\.1:\d+/\S+ --reason not_found", output
     )
+    act = output.split("bulk replay", 1)[1]
+    assert "Which copies can still help" in act
+    states = _STATES_TOTAL.search(act)
+    assert states is not None, act
+    waiting, finished, _ = map(int, states.groups())
+    assert waiting > 0, act
+    assert finished > 0, act
+    replayed = int(re.findall(_ROW.format("replayed"), act, re.M)[0])
+    skipped = int(re.findall(_ROW.format("skipped: execution_finished"), act, re.M)[0])
+    assert 0 < replayed <= waiting, act
+    assert 0 < skipped <= finished, act
+    after = _AFTER_REPLAY.search(act)
+    assert after is not None, act
+    sent_after, delivered_after, dead_after, queued_after = map(int, after.groups())
+    assert sent_after == sent == delivered_after + dead_after + queued_after
+    assert delivered_after == delivered + replayed
 
 
 def test_demo_first_ctrl_c_stops_producing_and_still_accounts_for_every_message() -> None:

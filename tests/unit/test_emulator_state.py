@@ -3,6 +3,7 @@
 import pytest
 
 from relay.emulator import EmulatorState, FailureKind, Faults
+from relay.emulator.executions import next_token, read_next_token
 from relay.emulator.protocol import NO_FIELDS, GatewayBody, GatewayError, ServiceError, StepCall
 
 WORKFLOW = "w-0123456789abcdefg"
@@ -177,3 +178,44 @@ def test_gateway_failures_answer_their_status_with_a_page_or_nothing(
     assert isinstance(answer, GatewayError)
     assert answer.http_status == status
     assert answer.body.startswith(b"<html>") if body is GatewayBody.HTML else answer.body == b""
+
+
+def test_listing_pages_go_on_after_the_last_listed_and_end_with_the_last_in_progress() -> None:
+    """`page` lists executions in progress in start order; its cursor is None exactly when no
+    execution in progress follows, so the last page never comes back empty."""
+    clock = FakeClock()
+    state = EmulatorState(clock=clock)
+    ids = [f"0000000{i}-0123-4567-89ef-0123456789ab" for i in range(5)]
+    state.register_many([(WORKFLOW, execution, "t") for execution in ids])
+    state.decide(StepCall(workflow_id=WORKFLOW, execution_id=ids[4], token="t", status="SUCCESS"))
+    book = state.executions
+
+    first, after = book.page(WORKFLOW, 0, 2)
+    assert [e.execution_id for e in first] == ids[:2]
+    assert after is not None
+    rest, end = book.page(WORKFLOW, after, 2)
+    assert [e.execution_id for e in rest] == ids[2:4]
+    assert end is None, "the only later execution was answered"
+
+
+def test_a_next_token_names_its_workflow_and_nothing_else_reads_as_one() -> None:
+    """A NextToken reads back only for the workflow that handed it out."""
+    token = next_token(WORKFLOW, 7)
+    assert read_next_token(token, WORKFLOW) == 7
+    assert read_next_token(token, "w-fffffffffffffffff") is None
+    for bad in ("", "%%%", next_token(WORKFLOW, 7)[:-3]):
+        assert read_next_token(bad, WORKFLOW) is None
+
+
+def test_registering_in_the_past_and_bad_step_timeouts_are_checked() -> None:
+    """`started_s_ago` must be a number >= 0 and a step timeout 0 to 1800 s; an execution
+    started as long ago as its timeout is over at once."""
+    state = EmulatorState(clock=FakeClock())
+    with pytest.raises(ValueError, match="started_s_ago"):
+        state.register_many([(WORKFLOW, EXECUTION, "t")], started_s_ago=-1)
+    for bad in (-1.0, 1801.0, float("nan")):
+        with pytest.raises(ValueError, match="step timeout"):
+            state.set_step_timeout(WORKFLOW, bad)
+    state.register_many([(WORKFLOW, EXECUTION, "t")], started_s_ago=1800)
+    assert code_of(state.decide(call())) == "ResourceNotFoundException"
+    assert state.stats()["in_progress"] == 0

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from relay.config import ReplayConfig, ScanConfig
+from relay.config.dlq import ReplayConfig, ScanConfig
 from relay.dead_letter import DEAD_LETTERED_AT, SOURCE_QUEUE, DlqMessage, iso_utc, parse_time
 from relay.dlq.destinations import AllowedBy, Destinations, Route, allowed_destinations
 from relay.dlq.export import ExportFile, ExportWriteFailed, open_export

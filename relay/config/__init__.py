@@ -3,7 +3,8 @@ checks, `RELAY_*` names.
 
 `relay run`'s options are `RunConfig`'s fields that carry a help text (`option(...)`): the CLI
 builds its flags from them (`RUN_OPTIONS`) and the README's configuration table is checked
-against them, so a default lives in exactly one place.
+against them, so a default lives in exactly one place. The DLQ tools' settings are
+`relay.config.dlq`'s.
 """
 
 import math
@@ -11,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Final, Literal
 
-from relay.dead_letter import UNANNOTATED
 from relay.errors import ConfigError
 from relay.limits import DEFAULT_RETRY, RetryPolicy
-from relay.outcomes import Limits, Reason
+from relay.outcomes import Limits
 
 LogFormat = Literal["json", "text"]
 
@@ -290,142 +290,6 @@ class RunConfig:
 
 RUN_OPTIONS: Final[tuple[OptionSpec, ...]] = options_of(RunConfig)
 """`relay run`'s options, in the order `--help` and the README list them."""
-
-
-# --- dlq stats, dlq export, replay -------------------------------------------------------------
-
-REPLAY_REASONS: Final = frozenset({reason.value for reason in Reason} | {UNANNOTATED})
-"""What `--reason` accepts: DESIGN §4's reasons, and `unannotated`."""
-
-Destination = Literal["queue", "transfer"]
-
-_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `30m`, `2h`, `1d`, `1w` → seconds; ConfigError otherwise."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _DURATION_UNITS else "s"
-    number = value[:-1] if value[-1:] in _DURATION_UNITS else value
-    try:
-        seconds = float(number) * _DURATION_UNITS[unit]
-    except ValueError:
-        raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d)") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"not a duration: {text!r} (must be a finite number >= 0)")
-    return seconds
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ScanConfig:
-    """How a DLQ is read once through: every message held invisible until it is dealt with."""
-
-    dlq_url: str
-    # SQS holds at most 120,000 in flight on a standard queue.
-    max_messages: int = option(100_000, "Messages read at most.", minimum=1)
-    visibility_timeout_s: int = option(
-        120,
-        "Seconds a message read stays invisible while still needed (renewed); after a kill, "
-        "messages come back within it.",
-        minimum=1,
-        maximum=43_200,
-    )
-    receive_wait_s: int = option(
-        1,
-        "Long-poll seconds per receive; an empty receive ends the reading (0 is quicker but "
-        "may stop early on real SQS).",
-        minimum=0,
-        maximum=20,
-    )
-    scan_timeout_s: float = option(900.0, "Stop reading the DLQ after this many seconds.", above=0)
-
-    def __post_init__(self) -> None:
-        if not self.dlq_url:
-            raise ConfigError("no DLQ: pass --dlq-url (or set RELAY_DLQ_URL)")
-        check_options(self)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReplayFilters:
-    """Which DLQ messages a replay selects; empty means any. Different filters must all match."""
-
-    reasons: frozenset[str] = frozenset()
-    error_codes: frozenset[str] = frozenset()
-    workflow_ids: frozenset[str] = frozenset()
-    older_than_s: float | None = None
-    """Dead-lettered at least this long ago (unannotated messages: sent)."""
-    newer_than_s: float | None = None
-    """Dead-lettered at most this long ago."""
-
-    def __post_init__(self) -> None:
-        unknown = self.reasons - REPLAY_REASONS
-        if unknown:
-            raise ConfigError(
-                f"unknown --reason {', '.join(sorted(unknown))}; "
-                f"one of {', '.join(sorted(REPLAY_REASONS))}"
-            )
-        if (
-            self.older_than_s is not None
-            and self.newer_than_s is not None
-            and self.older_than_s >= self.newer_than_s
-        ):
-            raise ConfigError("--older-than must be shorter than --newer-than, or nothing matches")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StatsConfig:
-    """`relay dlq stats`."""
-
-    scan: ScanConfig
-    top: int = option(10, "Workflows listed, most messages first.", minimum=1)
-    json_output: bool = option(False, "One JSON object on stdout.", flag="--json")
-
-    def __post_init__(self) -> None:
-        check_options(self)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ExportConfig:
-    """`relay dlq export`."""
-
-    scan: ScanConfig
-    out: str
-    json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReplayConfig:
-    """`relay replay`: from a DLQ (`scan`) or an export file, to a queue or Transfer Family."""
-
-    scan: ScanConfig | None = None
-    from_file: str | None = None
-    to: Destination = option(
-        "queue",
-        "queue: back onto a queue for the worker; transfer: call SendWorkflowStepState here.",
-        choices=("queue", "transfer"),
-    )
-    queue_url: str | None = None
-    """Destination queue for every message; default: each message's `relay-source-queue`."""
-    filters: ReplayFilters = ReplayFilters()
-    max_messages: int = option(100_000, "Replay at most this many.", minimum=1)
-    dry_run: bool = option(False, "Report what would be replayed; change nothing.")
-    rate: float = option(0.0, "Messages per second (0 = no cap).", minimum=0)
-    concurrency: int = option(16, "Replays in progress at once.", minimum=1, maximum=1000)
-    shutdown_grace_s: float = option(
-        10.0, "Seconds replays in progress may finish after SIGINT or SIGTERM.", minimum=0
-    )
-    call_timeout_s: float = option(
-        10.0, "Seconds one Transfer Family call may take (--to transfer).", above=0
-    )
-    top: int = option(10, "Workflows listed in the summary.", minimum=1)
-    json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
-
-    def __post_init__(self) -> None:
-        if (self.scan is None) == (self.from_file is None):
-            raise ConfigError("give exactly one of --dlq-url and --from-file")
-        check_options(self)
-        if self.to == "transfer" and self.queue_url:
-            raise ConfigError("--queue-url is for --to queue; --to transfer calls Transfer Family")
 
 
 # --- demo ----------------------------------------------------------------------------------
