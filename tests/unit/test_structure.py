@@ -37,6 +37,7 @@ LAYERS: Final = (
             "relay.lifecycle",
             "relay.terminal",
             "relay.progress",
+            "relay.tracing",
         },
     ),
     ("domain", {"relay.message", "relay.outcomes", "relay.limits"}),
