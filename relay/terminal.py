@@ -85,7 +85,7 @@ class ExportShown(Protocol):
 
 
 class ReplayShown(Protocol):
-    """What `relay replay` did (`relay.dlq.replay.ReplaySummary`)."""
+    """What `relay replay` did (`relay.dlq.summary.ReplaySummary`)."""
 
     source: str
     destination: str

@@ -6,34 +6,37 @@ or answered 200 by Transfer Family. Any other end gives it back, visible at once
 
 Where a copy may go is `relay.dlq.destinations`: without `--queue-url`, only to a queue SQS
 lists as this DLQ's source.
+
+A copy carries its trace context on (DESIGN §12): with tracing on, each replay is a span (`replay
+DLQ`) in the trace the DLQ message carries, and the copy put back carries the context of its
+send; off, the copy carries what the DLQ message carried.
 """
 
 import asyncio
 import contextlib
 import hashlib
 import math
+import os
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.config import ReplayConfig
 from relay.dead_letter import DlqMessage
 from relay.dlq.destinations import (
-    AllowedBy,
     Destinations,
     Failure,
     ReplayFailure,
     Route,
     allowed_destinations,
 )
-from relay.dlq.scan import RECEIVERS, DlqReader, ReadEnd
+from relay.dlq.scan import RECEIVERS, DlqReader
+from relay.dlq.summary import ReplaySummary
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import RetryPolicy, TokenBucket
 from relay.message import InvalidMessage, parse, step_or_none
 from relay.outcomes import CallFailure, Limits, Reason, Situation, judge
-from relay.progress import ProgressView, Snapshot, no_progress
+from relay.progress import ProgressView, no_progress
 from relay.sqs import (
     BatchedQueue,
     OutgoingMessage,
@@ -41,7 +44,10 @@ from relay.sqs import (
     check_queue,
     is_fifo,
     open_sqs,
+    queue_name,
 )
+from relay.tracing import NO_TRACING, Span, Tracing
+from relay.tracing.context import W3C_ATTRIBUTES, TraceContext
 from relay.transfer import CallbackFailed, CallNotStarted, TransferSender, open_transfer
 
 if TYPE_CHECKING:
@@ -77,118 +83,6 @@ def selects(config: ReplayConfig, message: DlqMessage, workflow_id: str | None, 
     return filters.newer_than_s is None or age <= filters.newer_than_s
 
 
-@dataclass(slots=True)
-class ReplaySummary:
-    """What a replay did; `ok` when everything selected was replayed."""
-
-    source: str
-    destination: str
-    dry_run: bool
-    read: int = 0
-    selected: int = 0
-    replayed: int = 0
-    skipped_by_filter: int = 0
-    skipped_over_limit: int = 0
-    not_deleted: int = 0
-    """Replayed, but the DLQ copy could not be deleted: it will be replayed again next time."""
-    failed_by_reason: Counter[str] = field(default_factory=Counter)
-    failure_details: dict[str, str] = field(default_factory=dict)
-    """The first error text seen for each failure reason."""
-    selected_by_reason: Counter[str] = field(default_factory=Counter)
-    selected_by_workflow: Counter[str] = field(default_factory=Counter)
-    replayed_by_reason: Counter[str] = field(default_factory=Counter)
-    destinations: Counter[str] = field(default_factory=Counter)
-    """Selected messages by the queue their copy goes (or, in a dry run, would go) to."""
-    allowed_by: dict[str, AllowedBy] = field(default_factory=dict)
-    unchecked_why: str | None = None
-    would_fail_by_reason: Counter[str] = field(default_factory=Counter)
-    """Dry run: selected messages a replay would fail before sending (no allowed destination)."""
-    unreadable_dates: int = 0
-    """Messages read whose relay-dead-lettered-at is not a readable time (aged as if absent)."""
-    interrupted: bool = False
-    end: ReadEnd = field(default_factory=ReadEnd)
-    duration_s: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        """Selected messages whose replay failed (they stay in the DLQ)."""
-        return sum(self.failed_by_reason.values())
-
-    @property
-    def abandoned(self) -> int:
-        """Selected messages not tried because the command was stopped (they stay in the DLQ)."""
-        return 0 if self.dry_run else self.selected - self.replayed - self.failed
-
-    @property
-    def ok(self) -> bool:
-        """Everything selected was replayed and taken off the DLQ."""
-        return not (self.failed or self.abandoned or self.not_deleted or self.end.read_error)
-
-    @property
-    def unchecked_destinations(self) -> list[str]:
-        """Queues sent to on a message's word alone."""
-        return [url for url, by in self.allowed_by.items() if by is AllowedBy.UNCHECKED]
-
-    def fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
-        """Counts one failed replay."""
-        self.failed_by_reason[reason] += 1
-        self.failure_details.setdefault(reason, detail[:300])
-
-    def would_fail(self, reason: Reason | ReplayFailure, detail: str) -> None:
-        """Counts one replay a dry run found would fail."""
-        self.would_fail_by_reason[reason] += 1
-        self.failure_details.setdefault(reason, detail[:300])
-
-    def route(self, route: Route) -> None:
-        """Counts one copy going to a queue."""
-        self.destinations[route.queue_url] += 1
-        self.allowed_by[route.queue_url] = route.allowed_by
-
-    def progress(self) -> Snapshot:
-        """For the progress display."""
-        done = self.replayed + self.failed
-        line = (
-            f"{self.read} read, {self.selected} selected, {self.replayed} replayed, "
-            f"{self.failed} failed, {self.skipped_by_filter} skipped"
-        )
-        if self.dry_run:
-            return self.selected, None, line
-        return done, self.selected or None, line
-
-    def to_json(self) -> dict[str, Any]:
-        """The machine-readable form (`--json`): one object."""
-        return {
-            "source": self.source,
-            "destination": self.destination,
-            "dry_run": self.dry_run,
-            "ok": self.ok,
-            "read": self.read,
-            "selected": self.selected,
-            "replayed": self.replayed,
-            "skipped_by_filter": self.skipped_by_filter,
-            "skipped_over_limit": self.skipped_over_limit,
-            "failed": self.failed,
-            "failed_by_reason": dict(self.failed_by_reason.most_common()),
-            "failure_details": self.failure_details,
-            "abandoned": self.abandoned,
-            "not_deleted": self.not_deleted,
-            "selected_by_reason": dict(self.selected_by_reason.most_common()),
-            "selected_by_workflow": dict(self.selected_by_workflow.most_common()),
-            "replayed_by_reason": dict(self.replayed_by_reason.most_common()),
-            "would_fail_by_reason": dict(self.would_fail_by_reason.most_common()),
-            "destinations": [
-                {"queue_url": url, "messages": n, "allowed_by": self.allowed_by[url].value}
-                for url, n in self.destinations.most_common()
-            ],
-            "unchecked_destinations": self.unchecked_destinations,
-            "unchecked_why": self.unchecked_why,
-            "unreadable_dates": self.unreadable_dates,
-            "interrupted": self.interrupted,
-            **self.end.to_json(),
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
 class Replayer:
     """Replays selected messages with bounded concurrency and rate; finishes each one once."""
 
@@ -202,8 +96,15 @@ class Replayer:
         sender: TransferSender | None,
         reader: DlqReader | None,
         destinations: Destinations | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
+        self.tracing = tracing
+        self._source_name = (
+            queue_name(config.scan.dlq_url)
+            if config.scan is not None
+            else os.path.basename(config.from_file or "export")
+        )
         self.summary = summary
         self.shutdown = shutdown
         self.sqs = sqs
@@ -319,15 +220,34 @@ class Replayer:
     async def _finish_one(self, message: DlqMessage, route: Route | None) -> None:
         """Replays one message and deletes it from the DLQ, or gives it back. A call on the
         wire marks the task settling (the drain waits for it, DESIGN §3) until this ends."""
+        with self.tracing.process(
+            self._source_name,
+            message.message_id,
+            None,
+            message.trace_header,
+            message.attributes,
+            operation="replay",
+        ) as span:
+            await self._finish_traced(message, route, span)
+
+    async def _finish_traced(self, message: DlqMessage, route: Route | None, span: Span) -> None:
+        step = step_or_none(message.body)
+        if step is not None:
+            span.step(step)
         try:
             failure = await self._replay(message, route)
         except CallNotStarted:  # the stop left no time for a call: untouched, back it goes
+            span.ended("abandoned", None, None, 0)
             await self._give_back(message)
             return
         except Exception as exc:
             # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
             # it must not stop this replayer and strand the messages queued behind it.
             failure = Reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}"
+        if failure is None:
+            span.ended("replayed", None, None, 0)
+        else:
+            span.ended("failed", failure[0], None, 0)
         if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1
@@ -362,10 +282,12 @@ class Replayer:
         destination = self._destinations.get(queue_url)
         if destination is None:
             destination = self._destinations[queue_url] = BatchedQueue(self.sqs, queue_url)
-        try:
-            await destination.send(requeued(message, queue_url))
-        except SqsError as exc:
-            return ReplayFailure.SEND_FAILED, f"{queue_url}: {exc}"
+        with self.tracing.send(queue_name(queue_url)) as span:
+            try:
+                await destination.send(requeued(message, queue_url, span.context()))
+            except SqsError as exc:
+                span.failed(exc.code)
+                return ReplayFailure.SEND_FAILED, f"{queue_url}: {exc}"
         return None
 
     async def _to_transfer(self, message: DlqMessage, sender: TransferSender) -> Failure | None:
@@ -394,11 +316,24 @@ class Replayer:
         return reason, detail
 
 
-def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
-    """The copy put back on a queue: the body verbatim, without relay's attributes."""
-    attributes = message.forwarded_attributes()
+def requeued(
+    message: DlqMessage, queue_url: str, context: TraceContext | None = None
+) -> OutgoingMessage:
+    """The copy put back on a queue: the body verbatim, without relay's attributes, carrying
+    `context` on (the replay's, with tracing on), else the trace context the DLQ message
+    carries."""
+    if context is None or context.empty:
+        context = message.trace_context
+    attributes = {
+        name: value
+        for name, value in message.forwarded_attributes().items()
+        if name not in W3C_ATTRIBUTES
+    }
+    attributes.update(context.attributes)
     if not is_fifo(queue_url):
-        return OutgoingMessage(body=message.body, attributes=attributes)
+        return OutgoingMessage(
+            body=message.body, attributes=attributes, trace_header=context.trace_header
+        )
     step = step_or_none(message.body)
     group_id = message.group_id or (step.execution_id if step is not None else None) or "relay"
     # One id per DLQ message, the same on every run: a re-run after an interruption is
@@ -406,7 +341,11 @@ def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
     # drop a replay sent within 5 minutes of the original.
     dedup = "replay-" + hashlib.sha256(message.message_id.encode()).hexdigest()
     return OutgoingMessage(
-        body=message.body, attributes=attributes, group_id=group_id, deduplication_id=dedup
+        body=message.body,
+        attributes=attributes,
+        group_id=group_id,
+        deduplication_id=dedup,
+        trace_header=context.trace_header,
     )
 
 
@@ -414,6 +353,8 @@ async def replay(
     config: ReplayConfig,
     records: list[DlqMessage] | None = None,
     progress: ProgressView = no_progress,
+    *,
+    tracing: Tracing = NO_TRACING,
 ) -> ReplaySummary:
     """Replays from the DLQ (`config.scan`) or the export file's `records`, to the end or a
     signal; returns the summary."""
@@ -438,7 +379,11 @@ async def replay(
                 )
             )
             sender = TransferSender(
-                transfer, RetryPolicy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
+                transfer,
+                RetryPolicy(),
+                shutdown=shutdown,
+                call_timeout_s=config.call_timeout_s,
+                tracing=tracing,
             )
         if config.queue_url and not config.dry_run:
             await check_queue(sqs, config.queue_url, "destination queue")
@@ -461,6 +406,7 @@ async def replay(
             sender=sender,
             reader=reader,
             destinations=destinations,
+            tracing=tracing,
         )
         await stack.enter_async_context(progress("replay", summary.progress))
 
