@@ -169,11 +169,19 @@ def run(**options: Any) -> int:
     back to the queue at once) and exit 0; a second signal abandons at once.
     """
     config = RunConfig.build(options, os.environ)  # before the heavy imports: errors are quick
-    from relay.observability import configure_logging
-    from relay.worker import run_worker
+    from relay.tracing import start_tracing
 
-    configure_logging(config.log_format, config.log_level)
-    asyncio.run(run_worker(config))
+    # OpenTelemetry is imported here only if tracing is asked for; without the extra that is
+    # exit 2 before anything starts.
+    tracing = start_tracing(os.environ, flag=config.tracing)
+    try:
+        from relay.observability import configure_logging
+        from relay.worker import run_worker
+
+        configure_logging(config.log_format, config.log_level, trace_fields=tracing.log_processor)
+        asyncio.run(run_worker(config, tracing=tracing))
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
     return EXIT_OK
 
 
@@ -392,8 +400,8 @@ def replay(**options: Any) -> int:
     only to --queue-url or to a queue SQS lists as a source of the DLQ (destination_not_allowed
     otherwise; a DLQ without sources, or a file, sends to each annotated queue and lists it).
     SIGINT/SIGTERM stop reading, let replays in progress finish within --shutdown-grace and
-    give the rest back. Exit 0 when everything selected was replayed,
-    1 when some was not.
+    give the rest back. With --tracing (or OTEL_TRACES_EXPORTER) each replay continues the
+    trace its copy carries. Exit 0 when everything selected was replayed, 1 when some was not.
     """
     from click.core import ParameterSource
 
@@ -413,10 +421,15 @@ def replay(**options: Any) -> int:
     from relay.dlq.export import read_export
     from relay.dlq.replay import replay as run_replay
     from relay.terminal import print_json, print_replay, show_progress
+    from relay.tracing import start_tracing
 
     # A bad export file is bad usage: said before anything is read or sent.
     records = read_export(config.from_file) if config.from_file is not None else None
-    summary = asyncio.run(run_replay(config, records, show_progress))
+    tracing = start_tracing(os.environ, flag=config.tracing)
+    try:
+        summary = asyncio.run(run_replay(config, records, show_progress, tracing=tracing))
+    finally:
+        tracing.shutdown()
     if config.json_output:
         print_json(summary.to_json())
     else:

@@ -236,6 +236,11 @@ class RunConfig:
         minimum=0,
     )
     emf_namespace: str = option("relay", "CloudWatch namespace of the EMF metrics.")
+    tracing: bool = option(
+        False,
+        "Trace each message with OpenTelemetry, exported as the OTEL_* variables say (needs the "
+        "otel extra); also on when OTEL_TRACES_EXPORTER names an exporter.",
+    )
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 
@@ -419,6 +424,11 @@ class ReplayConfig:
     )
     top: int = option(10, "Workflows listed in the summary.", minimum=1)
     json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
+    tracing: bool = option(
+        False,
+        "Trace each replay with OpenTelemetry, continuing the trace each copy carries (needs "
+        "the otel extra); also on when OTEL_TRACES_EXPORTER names an exporter.",
+    )
 
     def __post_init__(self) -> None:
         if (self.scan is None) == (self.from_file is None):

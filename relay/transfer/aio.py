@@ -27,6 +27,7 @@ import relay
 from relay.aws import new_session
 from relay.awsjson.errors import (
     ERROR_TYPE_HEADER,
+    MAX_REQUEST_ID_CHARS,
     error_name,
     header,
     read_error,
@@ -199,10 +200,11 @@ class AioTransferClient:
 
     async def send_workflow_step_state(
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
-    ) -> None:
-        """Sends the callback; `CallbackError` unless Transfer Family answered 200."""
+    ) -> str | None:
+        """Sends the callback; returns the answer's request id when Transfer Family answered
+        200, raises `CallbackError` otherwise."""
         try:
-            await self.client.send_workflow_step_state(
+            response = await self.client.send_workflow_step_state(
                 WorkflowId=WorkflowId,
                 ExecutionId=ExecutionId,
                 Token=Token,
@@ -216,6 +218,13 @@ class AioTransferClient:
         except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
             raise CallbackError(CONNECTION_ERROR, detail, answer_lost=_answer_lost(exc)) from None
+        return _request_id(response.get("ResponseMetadata", {}))
+
+
+def _request_id(metadata: Any) -> str | None:
+    """The request id botocore read from the answer, capped like the lean client's."""
+    request_id = metadata.get("RequestId") if isinstance(metadata, dict) else None
+    return str(request_id)[:MAX_REQUEST_ID_CHARS] if request_id else None
 
 
 def _answer_lost(exc: BaseException) -> bool:
@@ -250,6 +259,7 @@ def from_client_error(exc: ClientError) -> CallbackError:
         retry_after_s=retry_after_seconds(
             response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
         ),
+        request_id=_request_id(metadata),
     )
 
 

@@ -11,6 +11,7 @@ class CallbackError(RelayError):
 
     `answer_lost`: the request may have reached the service, but its answer never came (a read
     timeout, a connection cut after sending); the service may have answered the step.
+    `request_id`: the answer's `x-amzn-RequestId`, when there was an answer that had one.
     """
 
     def __init__(
@@ -21,6 +22,7 @@ class CallbackError(RelayError):
         http_status: int | None = None,
         retry_after_s: float | None = None,
         answer_lost: bool = False,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -28,6 +30,7 @@ class CallbackError(RelayError):
         self.http_status = http_status
         self.retry_after_s = retry_after_s
         self.answer_lost = answer_lost
+        self.request_id = request_id
         self.failure = CallFailure(code, message, http_status, retry_after_s)
         self.rule: Rule = self.failure.rule
 
@@ -39,6 +42,7 @@ class CallbackError(RelayError):
             error.message,
             http_status=error.http_status,
             retry_after_s=error.retry_after_s,
+            request_id=error.request_id,
         )
 
     @property
