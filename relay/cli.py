@@ -166,7 +166,9 @@ def run(**options: Any) -> int:
     """Run the worker: receive step results, send callbacks, finish every message once.
 
     SIGTERM and SIGINT drain (in-flight callbacks get --shutdown-grace seconds, the rest go
-    back to the queue at once) and exit 0; a second signal abandons at once.
+    back to the queue at once) and exit 0; a second signal abandons at once. With --tracing (or
+    OTEL_TRACES_EXPORTER) each message is traced with OpenTelemetry, continuing the trace it
+    carries (the otel extra; exit 2 without it).
     """
     config = RunConfig.build(options, os.environ)  # before the heavy imports: errors are quick
     from relay.tracing import start_tracing
@@ -337,7 +339,8 @@ def dlq_stats_command(**options: Any) -> int:
 def dlq_export_command(**options: Any) -> int:
     """Copy the DLQ to a JSON Lines file (for audit, or `relay replay --from-file`).
 
-    One object per message: message_id, sent_timestamp (ms), attributes, body. Changes
+    One object per message: message_id, sent_timestamp (ms), attributes, trace_header (an
+    X-Ray AWSTraceHeader, when it had one), body. Changes
     nothing: every message read is made visible again as soon as reading ends. The file holds
     whole callback tokens: it is created 0600, never through a symbolic link, and an existing
     one is replaced only when the export is whole (exit 1 and left as it was otherwise).
