@@ -237,7 +237,7 @@ class Replayer:
         try:
             failure = await self._replay(message, route)
         except CallNotStarted:  # the stop left no time for a call: untouched, back it goes
-            span.ended("abandoned", None, None, 0)
+            span.ended("abandoned", None, None, None)
             await self._give_back(message)
             return
         except Exception as exc:
@@ -245,9 +245,9 @@ class Replayer:
             # it must not stop this replayer and strand the messages queued behind it.
             failure = Reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}"
         if failure is None:
-            span.ended("replayed", None, None, 0)
+            span.ended("replayed", None, None, None)
         else:
-            span.ended("failed", failure[0], None, 0)
+            span.ended("failed", failure[0], None, None)
         if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1

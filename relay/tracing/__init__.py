@@ -48,9 +48,12 @@ class Span(Protocol):
     def step(self, step: StepResult) -> None:
         """The step result the message carries (its ids and status; never the token)."""
 
-    def ended(self, outcome: str, reason: str | None, code: str | None, attempts: int) -> None:
-        """How the message ended (DESIGN §3; a replay's `replayed` or `failed`); a dead-lettered
-        message and a failed replay are errors, with their reason."""
+    def ended(
+        self, outcome: str, reason: str | None, code: str | None, attempts: int | None
+    ) -> None:
+        """How the message ended (DESIGN §3; a replay's `replayed` or `failed`), with the
+        callback attempts when counted; a dead-lettered message and a failed replay are
+        errors, with their reason."""
 
     def answered(
         self,
@@ -121,7 +124,9 @@ class _NoSpan:
     def step(self, step: StepResult) -> None:
         return None
 
-    def ended(self, outcome: str, reason: str | None, code: str | None, attempts: int) -> None:
+    def ended(
+        self, outcome: str, reason: str | None, code: str | None, attempts: int | None
+    ) -> None:
         return None
 
     def answered(

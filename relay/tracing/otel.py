@@ -106,10 +106,13 @@ class OtelSpan:
             }
         )
 
-    def ended(self, outcome: str, reason: str | None, code: str | None, attempts: int) -> None:
+    def ended(
+        self, outcome: str, reason: str | None, code: str | None, attempts: int | None
+    ) -> None:
         span = self.span
         span.set_attribute("relay.outcome", outcome)
-        span.set_attribute("relay.attempts", attempts)
+        if attempts is not None:
+            span.set_attribute("relay.attempts", attempts)
         if reason:
             span.set_attribute("relay.reason", reason)
         if code:
