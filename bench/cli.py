@@ -26,7 +26,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from bench import report
-from bench.endpoints import REPO, SetupError, TableEndpoint, start_endpoints, start_table_endpoint
+from bench.endpoints import (
+    REPO,
+    OtlpEndpoint,
+    SetupError,
+    TableEndpoint,
+    start_endpoints,
+    start_otlp_endpoint,
+    start_table_endpoint,
+)
 from bench.harness import Bench, run_contender
 from bench.processes import Children
 from bench.workloads import WORKLOADS, Contender, Workload, workload_named
@@ -131,6 +139,8 @@ def _describe(workload: Workload) -> dict[str, Any]:
             "args": list(c.args),
             "processes": c.processes,
             "dedupe_table": c.dedupe_table,
+            "env": dict(c.env),
+            "traced": c.traced,
             "messages": c.message_count(workload.messages),
             "note": c.note,
         }
@@ -146,6 +156,7 @@ def list_workloads() -> None:
         for c in workload.contenders:
             extra = f" {' '.join(c.args)}" if c.args else ""
             extra += " --dedupe-table (a fresh table)" if c.dedupe_table else ""
+            extra += "".join(f" {name}={value}" for name, value in c.env)
             count = c.message_count(workload.messages)
             print(f"  {c.name:<15} {c.kind}{extra} ×{c.processes}, {count} msgs — {c.note}")
 
@@ -167,7 +178,13 @@ async def run_session(
             table_endpoint = start_table_endpoint(children, env=env, logs=logs)
             env.update(AWS_ENDPOINT_URL_DYNAMODB=table_endpoint.url)
             print(f"DynamoDB: {table_endpoint.url} ({report.TABLE_ENDPOINT})")
-        machine = report.machine(endpoints, table=table_endpoint is not None)
+        otlp_endpoint: OtlpEndpoint | None = None
+        if any(c.traced for w in workloads for c in w.contenders):
+            otlp_endpoint = start_otlp_endpoint(children, env=env, logs=logs)
+            print(f"OTLP receiver: {otlp_endpoint.url} ({report.OTLP_ENDPOINT})")
+        machine = report.machine(
+            endpoints, table=table_endpoint is not None, otlp=otlp_endpoint is not None
+        )
         config = AioConfig(retries={"mode": "standard", "total_max_attempts": 3})
         runs: list[dict[str, Any]] = []
         session = get_session()
@@ -200,6 +217,7 @@ async def run_session(
                 children=children,
                 table_endpoint=table_endpoint,
                 dynamodb=dynamodb,
+                otlp_endpoint=otlp_endpoint,
             )
             turn = 0
             for workload in workloads:
@@ -280,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     print(report.table(rows, titles))
     if copies := report.copies_table(rows, titles):
         print(copies)
+    if tracing := report.tracing_table(rows, titles):
+        print("Tracing: relay off / on (every message) / on (10 %)")
+        print(tracing)
     print("Targets (issue 7):")
     print(report.targets_text(found))
     paths = report.write_results(

@@ -1,7 +1,8 @@
 """The local endpoints, each its own process on 127.0.0.1 with a free port: fauxqs (SQS,
 on a Node >= 22.5 installed from npm into bench/sqs_server/node_modules), relay's Transfer
-Family emulator and, for contenders with `--dedupe-table`, moto's DynamoDB. Also: which
-addresses a process listens on, to prove it is loopback only.
+Family emulator, for contenders with `--dedupe-table`, moto's DynamoDB, and for traced
+contenders an OTLP/HTTP receiver. Also: which addresses a process listens on, to prove it is
+loopback only.
 """
 
 import ipaddress
@@ -199,3 +200,37 @@ def start_table_endpoint(
     if not addresses or not all_loopback(addresses):
         raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
     return TableEndpoint(url=url, child=child)
+
+
+@dataclass(slots=True)
+class OtlpEndpoint:
+    """An OTLP/HTTP receiver in a process of its own (`bench.otlp_server`), for traced relays:
+    it counts the spans it receives."""
+
+    url: str
+    child: Child
+    _asked: int = 0
+
+    def spans(self) -> int:
+        """The spans received so far."""
+        self._asked += 1
+        self.child.send_line(f"spans {self._asked}")
+        line = wait_for_line(self.child, f"spans {self._asked} ", timeout_s=10.0)
+        return int(line.split(" ", 2)[2])
+
+
+def start_otlp_endpoint(children: Children, *, env: Mapping[str, str], logs: Path) -> OtlpEndpoint:
+    """Start the OTLP receiver (loopback, free port); refuse any non-loopback listener."""
+    child = children.start(
+        "otlp",
+        [sys.executable, "-m", "bench.otlp_server"],
+        env=env,
+        cwd=REPO,
+        log_path=logs / "otlp.log",
+        keep_stdin=True,  # it exits when we close this, even if we die without a signal
+    )
+    url = wait_for_line(child, "otlp listening on").split()[-1]
+    addresses = listening_addresses(child.pid)
+    if not addresses or not all_loopback(addresses):
+        raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
+    return OtlpEndpoint(url=url, child=child)

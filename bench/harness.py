@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from bench.endpoints import REPO, Endpoints, TableEndpoint, all_loopback, listening_addresses
+from bench.endpoints import (
+    REPO,
+    Endpoints,
+    OtlpEndpoint,
+    TableEndpoint,
+    all_loopback,
+    listening_addresses,
+)
 from bench.metrics import CallStats, CpuTrace, reduce_calls
 from bench.processes import Child, Children
 from bench.workloads import Contender, Workload
@@ -173,6 +180,8 @@ class Bench:
     table_endpoint: TableEndpoint | None = None
     """moto's DynamoDB, when a chosen contender runs with `--dedupe-table`."""
     dynamodb: DynamoDBClient | None = None
+    otlp_endpoint: OtlpEndpoint | None = None
+    """The OTLP receiver, when a chosen contender traces."""
 
 
 def contender_argv(
@@ -226,6 +235,14 @@ async def run_contender(
     table: str | None = None
     table_calls: dict[str, int] = {}
     before: dict[str, int] = {}
+    env = {**bench.env, **dict(contender.env)}
+    spans_before: int | None = None
+    spans: int | None = None
+    if contender.traced:
+        if bench.otlp_endpoint is None:
+            raise RuntimeError("a traced contender ran without the OTLP receiver")
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = bench.otlp_endpoint.url
+        spans_before = await asyncio.to_thread(bench.otlp_endpoint.spans)
     try:
         if contender.dedupe_table:
             table = run_name
@@ -242,7 +259,10 @@ async def run_contender(
             fill_s = time.monotonic() - started
             messages_sent = len(plan.bodies)
         argv = contender_argv(contender, workload, queues, steps_file, table)
-        measured = await _run_processes(bench, workload, contender, argv, queues, run_name)
+        measured = await _run_processes(bench, workload, contender, argv, queues, run_name, env)
+        if spans_before is not None and bench.otlp_endpoint is not None:
+            # relay flushes its spans before it exits; the receiver has counted them by now.
+            spans = await asyncio.to_thread(bench.otlp_endpoint.spans) - spans_before
         if table is not None:
             after = await asyncio.to_thread(_table_calls, bench)
             table_calls = {
@@ -275,6 +295,7 @@ async def run_contender(
         dlq=dlq,
         remaining=remaining,
         argv=argv,
+        spans=spans,
     )
 
 
@@ -332,6 +353,7 @@ async def _run_processes(
     argv: list[str],
     queues: QueuePair | None,
     run_name: str,
+    env: Mapping[str, str],
 ) -> Measured:
     """Start the contender's processes, sample them, end them once the work is done."""
     sqs_trace, emulator_trace, table_trace = CpuTrace(), CpuTrace(), CpuTrace()
@@ -351,7 +373,7 @@ async def _run_processes(
         bench.children.start(
             f"{contender.name}-{i}",
             argv,
-            env=bench.env,
+            env=env,
             cwd=REPO,
             log_path=bench.logs / f"{run_name}-{i}.log",
         )
@@ -498,6 +520,7 @@ def _result(
     dlq: int,
     remaining: int,
     argv: list[str],
+    spans: int | None = None,
 ) -> dict[str, Any]:
     delivered = stats.delivered_tokens
     window = stats.window_s
@@ -580,6 +603,10 @@ def _result(
             table_total * 1000 / sum(table_calls.values())
             if table_total is not None and table_calls
             else None
+        ),
+        "spans": spans,
+        "spans_per_delivered": _rounded(
+            spans / delivered if spans is not None and delivered else None, 2
         ),
         "dlq": dlq,
         "discarded": discarded,

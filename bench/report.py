@@ -19,9 +19,21 @@ NOISE_NOTE: Final = (
     "2-core machine shared with other engineers' test suites running concurrently: "
     "numbers are noisy; compare contenders within one run, not across runs"
 )
-PACKAGES: Final = ("aiobotocore", "botocore", "aiohttp", "boto3", "moto", DISTRIBUTION)
+PACKAGES: Final = (
+    "aiobotocore",
+    "botocore",
+    "aiohttp",
+    "boto3",
+    "moto",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+    DISTRIBUTION,
+)
 TABLE_ENDPOINT: Final = (
     "moto's DynamoDB server in its own process (python -m bench.dynamodb_server)"
+)
+OTLP_ENDPOINT: Final = (
+    "an OTLP/HTTP receiver counting spans, in its own process (python -m bench.otlp_server)"
 )
 
 
@@ -45,7 +57,7 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip()
 
 
-def machine(endpoints: Endpoints, *, table: bool = False) -> dict[str, Any]:
+def machine(endpoints: Endpoints, *, table: bool = False, otlp: bool = False) -> dict[str, Any]:
     """What ran where: cores, CPU, Python, library versions, the endpoints, the commit."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -66,6 +78,7 @@ def machine(endpoints: Endpoints, *, table: bool = False) -> dict[str, Any]:
         "sqs_endpoint": f"fauxqs {endpoints.fauxqs_version} on Node {endpoints.node_version}",
         "transfer_endpoint": "relay emulator (python -m relay emulator)",
         "table_endpoint": TABLE_ENDPOINT if table else None,
+        "otlp_endpoint": OTLP_ENDPOINT if otlp else None,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "load_average": list(os.getloadavg()),
@@ -113,6 +126,8 @@ MEDIAN_FIELDS: Final = (
     "table_server_cpu_per_1k_active_s",
     "table_server_cpu_util",
     "table_server_cpu_per_call_ms",
+    "spans",
+    "spans_per_delivered",
 )
 
 
@@ -308,6 +323,20 @@ COPIES_COLUMNS: Final = (
 )
 """Workloads with copies: what the copies cost, per step (a step is delivered once)."""
 
+TRACING_COLUMNS: Final = (
+    ("contender", "contender", "{}"),
+    ("msgs", "messages", "{:.0f}"),
+    ("deliv", "delivered", "{:.0f}"),
+    ("cb/s", "rate_per_s", "{:.1f}"),
+    ("CPU ms/msg", "cpu_per_1k_active_s", "{:.2f}"),
+    ("tot", "cpu_per_1k_total_s", "{:.2f}"),
+    ("RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("spans", "spans", "{:.0f}"),
+    ("spans/msg", "spans_per_delivered", "{:.2f}"),
+    ("acct", "accounted", "{}"),
+)
+"""relay with tracing off and on, side by side (the untraced relay's spans are `-`)."""
+
 
 def _cell(value: Any, pattern: str) -> str:
     if value is None:
@@ -357,6 +386,20 @@ def table(
                 )
         out.append("")
     return "\n".join(out)
+
+
+def tracing_table(
+    rows: Sequence[dict[str, Any]], titles: dict[str, str], markdown: bool = False
+) -> str:
+    """relay's rows of the workloads where a traced relay ran, in `TRACING_COLUMNS`; empty when
+    none did."""
+    traced = {r["workload"] for r in rows if r.get("spans") is not None}
+    chosen = [
+        r for r in rows if r["workload"] in traced and str(r["contender"]).startswith("relay")
+    ]
+    if not chosen:
+        return ""
+    return table(chosen, titles, markdown=markdown, columns=TRACING_COLUMNS)
 
 
 def copies_table(
@@ -455,12 +498,14 @@ def render_markdown(path: Path) -> str:
         f"- machine: {info['cores']} cores, {info['cpu_model']}, {info['memory_gib']} GiB, "
         f"Linux {info['kernel']}, Python {info['python']}; {packages}",
         f"- SQS: {info['sqs_endpoint']}; Transfer Family: {info['transfer_endpoint']}"
-        + (f"; DynamoDB: {info['table_endpoint']}" if info.get("table_endpoint") else ""),
+        + (f"; DynamoDB: {info['table_endpoint']}" if info.get("table_endpoint") else "")
+        + (f"; OTLP: {info['otlp_endpoint']}" if info.get("otlp_endpoint") else ""),
         f"- load average {info['load_average'][0]:.1f} at the start, "
         f"{info.get('load_average_end', [0.0])[0]:.1f} at the end; {info['note']}",
         "",
         table(document["summary"], titles, markdown=True),
         copies_table(document["summary"], titles, markdown=True),
+        tracing_table(document["summary"], titles, markdown=True),
     ]
     if document.get("targets"):
         lines += ["Targets:", "", targets_text(document["targets"], markdown=True)]

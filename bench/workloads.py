@@ -34,6 +34,10 @@ class Contender:
     """A command the contender runs under (a profiler); empty normally."""
     dedupe_table: bool = False
     """relay only: a fresh table on the local DynamoDB per run, passed as `--dedupe-table`."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables of its own (relay's OTEL_* settings)."""
+    traced: bool = False
+    """relay only: exports spans over OTLP/HTTP to the bench's receiver (its endpoint is set)."""
 
     def message_count(self, workload_messages: int) -> int:
         """How many messages this contender gets in a workload of `workload_messages`."""
@@ -120,6 +124,31 @@ RELAY_FIXED_BACKOFF = Contender(
     note="relay without the adaptive rate: per-call backoff only",
 )
 
+TRACED: Final = (
+    ("OTEL_TRACES_EXPORTER", "otlp"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ("OTEL_SERVICE_NAME", "relay-bench"),
+)
+"""relay's tracing asked for the OpenTelemetry way; the harness adds the receiver's endpoint."""
+RELAY_TRACED = Contender(
+    name="relay-traced",
+    kind="relay",
+    env=(*TRACED, ("OTEL_TRACES_SAMPLER", "parentbased_always_on")),
+    traced=True,
+    note="relay run, tracing on, every message sampled, OTLP/HTTP to a local receiver",
+)
+RELAY_TRACED_10 = Contender(
+    name="relay-traced-10",
+    kind="relay",
+    env=(
+        *TRACED,
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+    ),
+    traced=True,
+    note="relay run, tracing on, 10 % of messages sampled, OTLP/HTTP to a local receiver",
+)
+
 EMF_AT_EXIT: Final = ("--emf-interval", "86400")
 """relay's own counts (delivered, duplicate, dead-lettered by reason): one EMF flush at exit."""
 
@@ -130,7 +159,16 @@ WORKLOADS: tuple[Workload, ...] = (
         # The issue asks 10,000; 5,000 keeps `make bench` (with its set-up) under 10 minutes on
         # a busy 2-core machine. `--workloads W1 --messages 10000` runs the issue's size.
         messages=5_000,
-        contenders=(FLOOR, FLOOR_LEAN, NAIVE, THREADPOOL, RELAY, RELAY_AIOBOTOCORE),
+        contenders=(
+            FLOOR,
+            FLOOR_LEAN,
+            NAIVE,
+            THREADPOOL,
+            RELAY,
+            RELAY_AIOBOTOCORE,
+            RELAY_TRACED,
+            RELAY_TRACED_10,
+        ),
     ),
     Workload(
         name="W2",

@@ -3,6 +3,11 @@ read back from a DLQ message by the DLQ tools and the demo.
 
 A copy's body is the source body byte for byte, so SQS's own redrive works on it; the facts go
 in String attributes. Messages SQS's own redrive moved carry none of them (`unannotated`).
+
+A copy carries the trace context on (DESIGN §12): the X-Ray header as its `AWSTraceHeader`
+system attribute, `traceparent` and `tracestate` as message attributes beside the seven
+`relay-*` ones (nine of SQS's ten at most). With tracing on it is the dead-letter send's own
+context; off, the one the source message carried, as it was.
 """
 
 from collections.abc import Mapping
@@ -12,6 +17,7 @@ from typing import Final
 
 from relay.sqs import OutgoingMessage, ReceivedMessage
 from relay.sqs.sizes import MAX_MESSAGE_BYTES
+from relay.tracing.context import TRACEPARENT, TRACESTATE, TraceContext
 
 RELAY_PREFIX: Final = "relay-"
 REASON: Final = "relay-reason"
@@ -82,14 +88,21 @@ class CopyFacts:
 
 
 def dead_letter_copy(
-    message: ReceivedMessage, facts: CopyFacts, *, fifo: bool, max_bytes: int = MAX_MESSAGE_BYTES
+    message: ReceivedMessage,
+    facts: CopyFacts,
+    *,
+    fifo: bool,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    context: TraceContext | None = None,
 ) -> OutgoingMessage:
     """The DLQ copy: the body byte for byte; attributes cut, never the body, to fit `max_bytes`
-    (the DLQ's `MaximumMessageSize`)."""
-    attributes = facts.attributes()
+    (the DLQ's `MaximumMessageSize`). It carries `context` on, or else the message's own."""
+    if context is None or context.empty:
+        context = TraceContext.carried_by(message.trace_header, message.attributes)
+    attributes = {**facts.attributes(), **context.attributes}
     room = max_bytes - len(message.body.encode())
     # Cut the free-text attribute first, then drop the least useful ones, until it fits.
-    for name in (ERROR_MESSAGE, SOURCE_QUEUE, DEAD_LETTERED_AT):
+    for name in (ERROR_MESSAGE, TRACESTATE, TRACEPARENT, SOURCE_QUEUE, DEAD_LETTERED_AT):
         if _attributes_size(attributes) <= room:
             break
         if name == ERROR_MESSAGE:
@@ -98,7 +111,7 @@ def dead_letter_copy(
             if not attributes[name]:
                 del attributes[name]
         else:
-            del attributes[name]
+            attributes.pop(name, None)
     while attributes and _attributes_size(attributes) > room:
         attributes.popitem()
     group_id = message.group_id if fifo else None
@@ -107,6 +120,7 @@ def dead_letter_copy(
         attributes=attributes,
         group_id=(group_id or "relay") if fifo else None,
         deduplication_id=message.message_id if fifo else None,
+        trace_header=context.trace_header,
     )
 
 
@@ -126,6 +140,8 @@ class DlqMessage:
     attributes: Mapping[str, str]
     sent_at_ms: int
     group_id: str | None = None
+    trace_header: str | None = None
+    """Its `AWSTraceHeader`: the X-Ray trace of the dead-lettered message, if it carried one."""
 
     @classmethod
     def from_received(cls, message: ReceivedMessage) -> "DlqMessage":
@@ -136,7 +152,13 @@ class DlqMessage:
             attributes=dict(message.attributes),
             sent_at_ms=round(message.sent_at * 1000),
             group_id=message.group_id,
+            trace_header=message.trace_header,
         )
+
+    @property
+    def trace_context(self) -> TraceContext:
+        """The trace context it carries (DESIGN §12), as far as it is well formed."""
+        return TraceContext.carried_by(self.trace_header, self.attributes)
 
     @property
     def reason(self) -> str:

@@ -5,7 +5,8 @@ The rules are `relay.outcomes` (`decide` before a call, `judge` on its answer); 
 gathers what they need (the parse result, the delivered-memory, a copy already in flight, the
 circuit, the fleet's claim, the callback's answer), asks, and carries the one verdict out on the
 queue (`_conclude`). It is also where a message's ids are bound to the log
-context, once, and where its end is counted and logged.
+context, once, and where its end is counted, logged and, with tracing on, its `process` span
+opened and closed (DESIGN §12).
 
 Invariant (DESIGN §3): a message is deleted only after its callback succeeded or its
 dead-letter copy was accepted by SQS. Everything else leaves it on the queue.
@@ -49,8 +50,9 @@ from relay.outcomes import (
     judge,
     rejected,
 )
-from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo
+from relay.sqs import BatchedQueue, EntryFailed, ReceivedMessage, SqsError, is_fifo, queue_name
 from relay.sqs.sizes import MAX_MESSAGE_BYTES
+from relay.tracing import NO_TRACING, Span, Tracing
 from relay.transfer import (
     CallbackClient,
     CallbackError,
@@ -141,8 +143,12 @@ class Delivery:
         dlq_max_bytes: int = MAX_MESSAGE_BYTES,
         table: DedupeTable | None = None,
         shutdown: Shutdown | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
+        self.tracing = tracing
+        self._queue_name = queue_name(queue.url)
+        self._dlq_name = queue_name(dlq.url)
         self.table = table
         """The fleet's delivered-memory (DESIGN §10), when `--dedupe-table` names one."""
         self.lease_s = lease_for(config.retry_budget_s, config.call_timeout_s)
@@ -161,6 +167,7 @@ class Delivery:
             pacer,
             shutdown=self.shutdown,
             call_timeout_s=config.call_timeout_s,
+            tracing=tracing,
         )
         self.circuits = Circuits(config.breaker_cooldown_s)
         self.delivered = DeliveredMemory(config.dedupe_size, config.dedupe_ttl_s)
@@ -180,9 +187,16 @@ class Delivery:
         with (
             bound_contextvars(message_id=message.message_id, receive_count=message.receive_count),
             hiding_in_logs() as hide,
+            self.tracing.process(
+                self._queue_name,
+                message.message_id,
+                message.receive_count,
+                message.trace_header,
+                message.attributes,
+            ) as span,
         ):
             try:
-                result = await self._handle(message, hide)
+                result = await self._handle(message, hide, span)
             except asyncio.CancelledError:
                 raise  # shutdown: the worker gives the message back
             except Exception as exc:  # a bug must not kill the worker; the message comes back
@@ -194,16 +208,20 @@ class Delivery:
             finally:
                 self.shutdown.unsettle()
             self.record(message, result, time.monotonic() - started)
+            verdict = result.verdict
+            reason = verdict.reason.value if verdict.reason is not None else None
+            span.ended(verdict.outcome.value, reason, verdict.code or None, result.attempts)
         return result
 
     async def _handle(
-        self, message: ReceivedMessage, hide: Callable[[str], object]
+        self, message: ReceivedMessage, hide: Callable[[str], object], span: Span
     ) -> MessageResult:
         try:
             step = parse(message.body)
         except InvalidMessage as exc:
             return await self._conclude(message, rejected(str(exc)), None)
         hide(step.token)
+        span.step(step)
         bind_contextvars(
             workflow_id=step.workflow_id,
             execution_id=step.execution_id,
@@ -408,9 +426,13 @@ class Delivery:
             source_queue=self.queue.url,
             source_message_id=message.message_id,
         )
-        copy = dead_letter_copy(message, facts, fifo=self._dlq_fifo, max_bytes=self.dlq_max_bytes)
         try:
-            await self.dlq.send(copy)
+            with self.tracing.send(self._dlq_name, reason) as span:
+                fifo, max_bytes = self._dlq_fifo, self.dlq_max_bytes
+                copy = dead_letter_copy(
+                    message, facts, fifo=fifo, max_bytes=max_bytes, context=span.context()
+                )
+                await self.dlq.send(copy)
         except SqsError as exc:  # the message stays on the queue
             self.metrics.dead_letter_errors.labels(reason=exc.label).inc()
             delay = self.limits.release_delay_s(message.receive_count, jitter=random.random())

@@ -86,6 +86,38 @@ def require_moto() -> None:
         ) from None
 
 
+def keep_batch_trace_headers() -> None:
+    """moto's SendMessageBatch drops each entry's `MessageSystemAttributes` (its SendMessage
+    keeps them, and SQS keeps both): this keeps them, so a dead-letter copy's `AWSTraceHeader`
+    reaches the DLQ on the local stack as it does on SQS (DESIGN §12). Idempotent."""
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.send_message_batch
+    if getattr(original, "keeps_trace_headers", False):
+        return
+
+    def send_message_batch(
+        self: Any, queue_name: str, entries: dict[str, dict[str, Any]]
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        # moto's batch sends each entry with `self.send_message`, in the entries' order; each
+        # gets its entry's system attributes. SerialCalls runs one send at a time.
+        system = iter([entry.get("MessageSystemAttributes") for entry in entries.values()])
+        send_one = self.send_message
+
+        def send_with_system(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("system_attributes", next(system, None))
+            return send_one(*args, **kwargs)
+
+        self.send_message = send_with_system
+        try:
+            return original(self, queue_name, entries)
+        finally:
+            del self.send_message
+
+    send_message_batch.keeps_trace_headers = True  # type: ignore[attr-defined]
+    SQSBackend.send_message_batch = send_message_batch  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def serve_moto(service: str = "sqs") -> Iterator[MotoServer]:
     """moto's server for one service (`sqs`, `dynamodb`) in this process, on a free loopback
@@ -93,6 +125,9 @@ def serve_moto(service: str = "sqs") -> Iterator[MotoServer]:
     require_moto()
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
+
+    if service == "sqs":
+        keep_batch_trace_headers()
 
     # werkzeug logs every request; the caller's own output matters more.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

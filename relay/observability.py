@@ -261,8 +261,15 @@ def _hide_secret(logger: Any, method: str, rendered: Any) -> Any:
     return rendered
 
 
-def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """One JSON object per line (or readable text) on stdout, with bound context.
+def configure_logging(
+    fmt: str = "json",
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    *,
+    trace_fields: Callable[[Any, str, Any], Any] | None = None,
+) -> None:
+    """One JSON object per line (or readable text) on stdout, with bound context (and, with
+    tracing on, `trace_fields` adding the current span's `trace_id` and `span_id`).
 
     An unexpected error's traceback never shows local variables: a frame's locals hold whole
     callback tokens; the token of the message being worked on is shortened wherever else it
@@ -275,6 +282,8 @@ def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if trace_fields is not None:
+        processors.append(trace_fields)
     if fmt == "json":
         processors += [
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),

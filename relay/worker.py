@@ -48,6 +48,7 @@ from relay.sqs import (
     receive_messages,
     resolve_queue,
 )
+from relay.tracing import NO_TRACING, Tracing
 from relay.transfer import CallbackClient, open_lean_transfer, open_transfer
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class Worker:
         metrics: Metrics | None = None,
         table: DedupeTable | None = None,
         dlq_max_bytes: int = MAX_MESSAGE_BYTES,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.sqs = sqs
@@ -123,6 +125,7 @@ class Worker:
             table=table,
             dlq_max_bytes=dlq_max_bytes,
             shutdown=self.shutdown,
+            tracing=tracing,
         )
         self._draining = False
         self._receive_failures = 0
@@ -213,6 +216,7 @@ class Worker:
                 dlq_url=self.dlq_url,
                 max_in_flight=self.config.max_in_flight,
                 pollers=self.config.pollers,
+                tracing=self.delivery.tracing.enabled,
             )
             try:
                 await self.shutdown.requested.wait()
@@ -406,7 +410,9 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> QueueSettings:
 
 
 @contextlib.asynccontextmanager
-async def open_table(config: RunConfig, session: AioSession) -> AsyncIterator[DedupeTable | None]:
+async def open_table(
+    config: RunConfig, session: AioSession, tracing: Tracing = NO_TRACING
+) -> AsyncIterator[DedupeTable | None]:
     """The fleet's delivered-memory when `--dedupe-table` names one: checked at start-up (a
     missing or denied table is exit 2; one that does not answer now is a warning, and each
     message falls back to the local memory until it does)."""
@@ -414,7 +420,10 @@ async def open_table(config: RunConfig, session: AioSession) -> AsyncIterator[De
         yield None
         return
     async with open_dedupe_table(
-        config.dedupe_table, session=session, max_pool_connections=config.max_in_flight
+        config.dedupe_table,
+        session=session,
+        max_pool_connections=config.max_in_flight,
+        tracing=tracing,
     ) as table:
         try:
             await table.check()
@@ -434,10 +443,12 @@ async def open_worker(
     session: AioSession | None = None,
     metrics: Metrics | None = None,
     emf_stream: TextIO | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> AsyncIterator[Worker]:
     """Opens the clients, the health server and the EMF writer, checks the queues, yields the
     worker; closes everything in reverse on the way out (the EMF writer flushes its last
-    interval, so the documents add up to the whole run)."""
+    interval, so the documents add up to the whole run). `tracing` is the caller's to shut
+    down."""
     session = session or new_session()
     clock = ClockOffset()
     async with (
@@ -448,7 +459,7 @@ async def open_worker(
             call_timeout_s=config.call_timeout_s,
             clock=clock,
         ) as transfer,
-        open_table(config, session) as table,
+        open_table(config, session, tracing) as table,
     ):
         settings = await check_queues(sqs, config)
         worker = Worker(
@@ -459,6 +470,7 @@ async def open_worker(
             dlq_max_bytes=settings.dlq_max_message_size,
             metrics=metrics,
             table=table,
+            tracing=tracing,
         )
         worker.metrics.clock_offset.set_function(lambda: clock.seconds)
         app = create_app(worker.health, worker.metrics)
@@ -475,8 +487,10 @@ async def open_worker(
             yield worker
 
 
-async def run_worker(config: RunConfig, *, handle_signals: bool = True) -> Worker:
+async def run_worker(
+    config: RunConfig, *, handle_signals: bool = True, tracing: Tracing = NO_TRACING
+) -> Worker:
     """`relay run`: the worker until a signal or, with `--exit-when-empty`, an empty queue."""
-    async with open_worker(config) as worker:
+    async with open_worker(config, tracing=tracing) as worker:
         await worker.run(handle_signals=handle_signals)
     return worker

@@ -18,7 +18,13 @@ from typing import Any, Final
 import aiohttp
 from botocore.awsrequest import AWSRequest
 
-from relay.awsjson.errors import MAX_ERROR_BODY_BYTES, WireError, read_error
+from relay.awsjson.errors import (
+    MAX_ERROR_BODY_BYTES,
+    MAX_REQUEST_ID_CHARS,
+    REQUEST_ID_HEADER,
+    WireError,
+    read_error,
+)
 from relay.awsjson.signing import ClockOffset, ClockSigV4Auth
 from relay.errors import RelayError
 from relay.outcomes import CONNECTION_ERROR, IDENTITY_CODES, READ_TIMEOUT
@@ -126,7 +132,7 @@ class LeanJsonClient:
             ) as response:
                 if response.status == 200:
                     payload = await read_capped(response, self.max_answer_bytes)
-                    request_id = response.headers.get("x-amzn-RequestId", "")
+                    request_id = response.headers.get(REQUEST_ID_HEADER, "")[:MAX_REQUEST_ID_CHARS]
                     return _json_object(payload), request_id
                 payload = await read_capped(response)
                 error = read_error(response.status, response.headers, payload)

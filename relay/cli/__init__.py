@@ -127,14 +127,24 @@ def run(**options: Any) -> int:
     """Run the worker: receive step results, send callbacks, finish every message once.
 
     SIGTERM and SIGINT drain (in-flight callbacks get --shutdown-grace seconds, the rest go
-    back to the queue at once) and exit 0; a second signal abandons at once.
+    back to the queue at once) and exit 0; a second signal abandons at once. With --tracing (or
+    OTEL_TRACES_EXPORTER) each message is traced with OpenTelemetry, continuing the trace it
+    carries (the otel extra; exit 2 without it).
     """
     config = RunConfig.build(options, os.environ)  # before the heavy imports: errors are quick
-    from relay.observability import configure_logging
-    from relay.worker import run_worker
+    from relay.tracing import start_tracing
 
-    configure_logging(config.log_format, config.log_level)
-    asyncio.run(run_worker(config))
+    # OpenTelemetry is imported here only if tracing is asked for; without the extra that is
+    # exit 2 before anything starts.
+    tracing = start_tracing(os.environ, flag=config.tracing)
+    try:
+        from relay.observability import configure_logging
+        from relay.worker import run_worker
+
+        configure_logging(config.log_format, config.log_level, trace_fields=tracing.log_processor)
+        asyncio.run(run_worker(config, tracing=tracing))
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ summary with `relay.terminal`; exit 0 ok, 1 the job found failures, 2 bad usage.
 """
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -229,7 +230,8 @@ def replay(**options: Any) -> int:
     and a copy goes only to --queue-url or to a queue SQS lists as a source of the DLQ
     (destination_not_allowed otherwise; a DLQ without sources, or a file, sends to each
     annotated queue and lists it). SIGINT/SIGTERM stop reading, let replays in progress finish
-    within --shutdown-grace and give the rest back. Exit 0 when everything selected was
+    within --shutdown-grace and give the rest back. With --tracing (or OTEL_TRACES_EXPORTER)
+    each replay continues the trace its copy carries. Exit 0 when everything selected was
     replayed, 1 when some was not.
     """
     from click.core import ParameterSource
@@ -244,10 +246,15 @@ def replay(**options: Any) -> int:
     from relay.dlq.export import read_export
     from relay.dlq.replay import replay as run_replay
     from relay.terminal import print_json, print_replay, show_progress
+    from relay.tracing import start_tracing
 
     # A bad export file is bad usage: said before anything is read or sent.
     records = read_export(config.from_file) if config.from_file is not None else None
-    summary = asyncio.run(run_replay(config, records, show_progress))
+    tracing = start_tracing(os.environ, flag=config.tracing)
+    try:
+        summary = asyncio.run(run_replay(config, records, show_progress, tracing=tracing))
+    finally:
+        tracing.shutdown()
     if config.json_output:
         print_json(summary.to_json())
     else:

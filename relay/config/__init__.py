@@ -236,6 +236,11 @@ class RunConfig:
         minimum=0,
     )
     emf_namespace: str = option("relay", "CloudWatch namespace of the EMF metrics.")
+    tracing: bool = option(
+        False,
+        "Trace each message with OpenTelemetry, exported as the OTEL_* variables say (needs the "
+        "otel extra); also on when OTEL_TRACES_EXPORTER names an exporter.",
+    )
     empty_check_s: float = 1.0
     """How often `--exit-when-empty` asks the queue for its counts."""
 

@@ -225,6 +225,11 @@ class ReplayConfig:
     executions: bool = option(True, _EXECUTIONS_HELP + " Every copy is then replayed unchecked.")
     reads: ExecutionReads = ExecutionReads()
     json_output: bool = option(False, "The summary as one JSON object.", flag="--json")
+    tracing: bool = option(
+        False,
+        "Trace each replay with OpenTelemetry, continuing the trace each copy carries (needs "
+        "the otel extra); also on when OTEL_TRACES_EXPORTER names an exporter.",
+    )
 
     def __post_init__(self) -> None:
         if (self.scan is None) == (self.from_file is None):

@@ -73,6 +73,7 @@ from relay.dedupe.calls import (
 )
 from relay.errors import ConfigError
 from relay.message import Status, StepKey
+from relay.tracing import NO_TRACING, Tracing
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -177,7 +178,10 @@ class DedupeTable:
         record_retry: TableRetry = RECORD_RETRY,
         circuit: TableCircuit | None = None,
         clock: Callable[[], float] = time.time,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self.tracing = tracing
+        """Each table call (its retries within) is a client span when tracing is on."""
         self.client = client
         self.table_name = table_name
         self.owner = owner
@@ -366,6 +370,16 @@ class DedupeTable:
     ) -> T:
         """One table call through the circuit, retried: its answer, `_ConditionFailed` (with
         the item when the endpoint returned it), or `DedupeUnavailable`."""
+        with self.tracing.table(operation, self.table_name):
+            try:
+                return await self._call_once(operation, retrying, call)
+            except _ConditionFailed as exc:
+                failed = exc  # an answer, not an error: raised once the span has ended
+        raise failed
+
+    async def _call_once(
+        self, operation: str, retrying: AsyncRetrying, call: Callable[[], Awaitable[T]]
+    ) -> T:
         if not self.circuit.allow():
             raise DedupeUnavailable(
                 "table_down",
@@ -461,9 +475,10 @@ async def open_dedupe_table(
     session: AioSession | None = None,
     owner: str | None = None,
     max_pool_connections: int = 64,
+    tracing: Tracing = NO_TRACING,
 ) -> AsyncIterator[DedupeTable]:
     """A `DedupeTable` on its own client (AWS_ENDPOINT_URL_DYNAMODB honoured), closed after."""
     session = session or new_session()
     config = dedupe_config(max_pool_connections=max_pool_connections)
     async with session.create_client("dynamodb", config=config) as client:
-        yield DedupeTable(client, table_name, owner or new_owner())
+        yield DedupeTable(client, table_name, owner or new_owner(), tracing=tracing)

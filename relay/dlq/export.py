@@ -2,7 +2,8 @@
 
 Each line is one JSON object, ASCII only (every line splitter agrees where a line ends):
 `message_id`, `sent_timestamp` (milliseconds), `attributes` (String message attributes),
-`group_id` on FIFO queues, and `body`, byte for byte.
+`group_id` on FIFO queues, `trace_header` when the message carried an X-Ray `AWSTraceHeader`
+(DESIGN §12), and `body`, byte for byte.
 
 A file read back may have been edited, truncated or written by something else: `read_export`
 checks every line before anything is sent, against what SQS would accept, so a bad line is
@@ -36,6 +37,7 @@ from relay.message import step_or_none
 from relay.progress import ProgressView, Snapshot, no_progress
 from relay.sqs.outgoing import text_problem
 from relay.sqs.sizes import MAX_MESSAGE_BYTES, payload_size
+from relay.tracing.context import usable_header
 
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last millisecond a date can show."""
@@ -63,6 +65,8 @@ def to_record(message: DlqMessage) -> dict[str, Any]:
     }
     if message.group_id is not None:
         record["group_id"] = message.group_id
+    if message.trace_header is not None:
+        record["trace_header"] = message.trace_header
     record["body"] = message.body  # last, so the facts lead each line
     return record
 
@@ -122,12 +126,21 @@ def from_record(record: Any, where: str) -> DlqMessage:
         raise ConfigError(
             f"{where}: group_id must be 1 to 128 letters, digits and punctuation (SQS's rule)"
         )
+    trace_header = record.get("trace_header")
+    if trace_header is not None and (
+        not isinstance(trace_header, str) or usable_header(trace_header) != trace_header.strip()
+    ):
+        raise ConfigError(
+            f"{where}: trace_header must be an X-Ray trace header (Root=1-...;Parent=...;"
+            "Sampled=...) of printable ASCII"
+        )
     return DlqMessage(
         message_id=message_id,
         body=body,
         attributes=attributes,
         sent_at_ms=sent,
         group_id=group_id,
+        trace_header=trace_header.strip() if trace_header is not None else None,
     )
 
 

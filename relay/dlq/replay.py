@@ -11,6 +11,10 @@ found in a task of its own (`relay.dlq.selection.Judging`), so reading never wai
 
 Where a copy may go is `relay.dlq.destinations`: without `--queue-url`, only to a queue SQS
 lists as this DLQ's source.
+
+A copy carries its trace context on (DESIGN §12): with tracing on, each replay is a span (`replay
+DLQ`) in the trace the DLQ message carries, and the copy put back carries the context of its
+send; off, the copy carries what the DLQ message carried.
 """
 
 import asyncio
@@ -18,6 +22,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -47,7 +52,10 @@ from relay.sqs import (
     check_queue,
     is_fifo,
     open_sqs,
+    queue_name,
 )
+from relay.tracing import NO_TRACING, Span, Tracing
+from relay.tracing.context import W3C_ATTRIBUTES, TraceContext
 from relay.transfer import CallbackFailed, CallNotStarted, TransferSender, open_transfer
 
 if TYPE_CHECKING:
@@ -82,9 +90,16 @@ class Replayer:
         reader: DlqReader | None,
         states: ExecutionStates,
         destinations: Destinations | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.judging = Judging(states)
+        self.tracing = tracing
+        self._source_name = (
+            queue_name(config.scan.dlq_url)
+            if config.scan is not None
+            else os.path.basename(config.from_file or "export")
+        )
         self.summary = summary
         self.shutdown = shutdown
         self.sqs = sqs
@@ -228,15 +243,36 @@ class Replayer:
     async def _finish_one(self, message: DlqMessage, route: Route | None, verdict: Verdict) -> None:
         """Replays one message and deletes it from the DLQ, or gives it back. A call on the
         wire marks the task settling (the drain waits for it, DESIGN §3) until this ends."""
+        with self.tracing.process(
+            self._source_name,
+            message.message_id,
+            None,
+            message.trace_header,
+            message.attributes,
+            operation="replay",
+        ) as span:
+            await self._finish_traced(message, route, verdict, span)
+
+    async def _finish_traced(
+        self, message: DlqMessage, route: Route | None, verdict: Verdict, span: Span
+    ) -> None:
+        step = step_or_none(message.body)
+        if step is not None:
+            span.step(step)
         try:
             failure = await self._replay(message, route)
         except CallNotStarted:  # the stop left no time for a call: untouched, back it goes
+            span.ended("abandoned", None, None, None)
             await self._give_back(message)
             return
         except Exception as exc:
             # A bug or an unforeseen refusal fails this message, which stays in the DLQ;
             # it must not stop this replayer and strand the messages queued behind it.
             failure = Reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}"
+        if failure is None:
+            span.ended("replayed", None, None, None)
+        else:
+            span.ended("failed", failure[0], None, None)
         if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1
@@ -272,10 +308,12 @@ class Replayer:
         destination = self._destinations.get(queue_url)
         if destination is None:
             destination = self._destinations[queue_url] = BatchedQueue(self.sqs, queue_url)
-        try:
-            await destination.send(requeued(message, queue_url))
-        except SqsError as exc:
-            return ReplayFailure.SEND_FAILED, f"{queue_url}: {exc}"
+        with self.tracing.send(queue_name(queue_url)) as span:
+            try:
+                await destination.send(requeued(message, queue_url, span.context()))
+            except SqsError as exc:
+                span.failed(exc.code)
+                return ReplayFailure.SEND_FAILED, f"{queue_url}: {exc}"
         return None
 
     async def _to_transfer(self, message: DlqMessage, sender: TransferSender) -> Failure | None:
@@ -314,11 +352,24 @@ def _chosen_steps(config: ReplayConfig, records: list[DlqMessage], now: float) -
     return chosen
 
 
-def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
-    """The copy put back on a queue: the body verbatim, without relay's attributes."""
-    attributes = message.forwarded_attributes()
+def requeued(
+    message: DlqMessage, queue_url: str, context: TraceContext | None = None
+) -> OutgoingMessage:
+    """The copy put back on a queue: the body verbatim, without relay's attributes, carrying
+    `context` on (the replay's, with tracing on), else the trace context the DLQ message
+    carries."""
+    if context is None or context.empty:
+        context = message.trace_context
+    attributes = {
+        name: value
+        for name, value in message.forwarded_attributes().items()
+        if name not in W3C_ATTRIBUTES
+    }
+    attributes.update(context.attributes)
     if not is_fifo(queue_url):
-        return OutgoingMessage(body=message.body, attributes=attributes)
+        return OutgoingMessage(
+            body=message.body, attributes=attributes, trace_header=context.trace_header
+        )
     step = step_or_none(message.body)
     group_id = message.group_id or (step.execution_id if step is not None else None) or "relay"
     # One id per DLQ message, the same on every run: a re-run after an interruption is
@@ -326,7 +377,11 @@ def requeued(message: DlqMessage, queue_url: str) -> OutgoingMessage:
     # drop a replay sent within 5 minutes of the original.
     dedup = "replay-" + hashlib.sha256(message.message_id.encode()).hexdigest()
     return OutgoingMessage(
-        body=message.body, attributes=attributes, group_id=group_id, deduplication_id=dedup
+        body=message.body,
+        attributes=attributes,
+        group_id=group_id,
+        deduplication_id=dedup,
+        trace_header=context.trace_header,
     )
 
 
@@ -334,6 +389,8 @@ async def replay(
     config: ReplayConfig,
     records: list[DlqMessage] | None = None,
     progress: ProgressView = no_progress,
+    *,
+    tracing: Tracing = NO_TRACING,
 ) -> ReplaySummary:
     """Replays from the DLQ (`config.scan`) or the export file's `records`, to the end or a
     signal; returns the summary."""
@@ -359,7 +416,11 @@ async def replay(
                 )
             )
             sender = TransferSender(
-                transfer, RetryPolicy(), shutdown=shutdown, call_timeout_s=config.call_timeout_s
+                transfer,
+                RetryPolicy(),
+                shutdown=shutdown,
+                call_timeout_s=config.call_timeout_s,
+                tracing=tracing,
             )
         states = await stack.enter_async_context(
             open_execution_states(config.reads, enabled=config.executions)
@@ -390,6 +451,7 @@ async def replay(
             reader=reader,
             states=states,
             destinations=destinations,
+            tracing=tracing,
         )
         await stack.enter_async_context(progress("replay", summary.progress))
 

@@ -1,4 +1,9 @@
-"""What both publishers share: results to messages, their calls' settings, how a publish fails."""
+"""What both publishers share: results to messages, their calls' settings, how a publish fails.
+
+A result published inside a trace carries it (DESIGN §12): `relay.tracing.context`'s
+`producer_context`, read once per call, puts the Lambda invocation's X-Ray trace (or the
+caller's current OpenTelemetry span) on each message, so relay's spans continue it.
+"""
 
 import dataclasses
 import hashlib
@@ -11,6 +16,7 @@ from typing import Any, Final
 from relay.errors import ConfigError, RelayError
 from relay.message import InvalidMessage, StepResult, parse
 from relay.sqs.outgoing import BatchSend, OutgoingMessage, is_fifo
+from relay.tracing.context import NO_CONTEXT, TraceContext, producer_context
 
 QUEUE_URL_ENV: Final = "RELAY_QUEUE_URL"
 """Where `custom_step` finds the queue when it is not given one."""
@@ -49,20 +55,33 @@ logger = logging.getLogger(__name__)
 # --- results to messages -------------------------------------------------------------------
 
 
-def message_for(body: str, *, fifo: bool, result: StepResult | None = None) -> OutgoingMessage:
-    """The message that carries a body; on FIFO queues grouped by execution, deduplicated by
-    a hash of the four fields (`result` saves parsing the body again)."""
-    if not fifo:
-        return OutgoingMessage(body=body)
-    if result is None:
+def message_for(
+    body: str,
+    *,
+    fifo: bool,
+    result: StepResult | None = None,
+    context: TraceContext = NO_CONTEXT,
+) -> OutgoingMessage:
+    """The message that carries a body (and the trace `context`); on FIFO queues grouped by
+    execution, deduplicated by a hash of the four fields (`result` saves parsing the body
+    again)."""
+    group_id: str | None = None
+    deduplication_id: str | None = None
+    if fifo and result is None:
         try:
             result = parse(body)
         except InvalidMessage:
             # Sent unvalidated on purpose (tests of bad input): no execution id to group by.
-            digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-            return OutgoingMessage(body=body, group_id=FALLBACK_GROUP_ID, deduplication_id=digest)
+            group_id = FALLBACK_GROUP_ID
+            deduplication_id = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    if fifo and result is not None:
+        group_id, deduplication_id = result.execution_id, result.dedup_id()
     return OutgoingMessage(
-        body=body, group_id=result.execution_id, deduplication_id=result.dedup_id()
+        body=body,
+        attributes=context.attributes,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+        trace_header=context.trace_header,
     )
 
 
@@ -142,8 +161,12 @@ class _Publishing:
     def _prepare(self, results: Iterable[Publishable]) -> _Prepared:
         # Every result is checked before the first is sent: an invalid one sends nothing.
         checked = [_checked_body(result) for result in results]
+        context = producer_context()
         return _Prepared(
-            [message_for(body, fifo=self.fifo, result=step) for body, step in checked],
+            [
+                message_for(body, fifo=self.fifo, result=step, context=context)
+                for body, step in checked
+            ],
             [step for _, step in checked],
         )
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 from botocore.exceptions import ClientError, ParamValidationError
 
 from relay.sqs.sizes import payload_size, plan_batches
+from relay.tracing.context import AWS_TRACE_HEADER
 
 NO_ANSWER: Final = "NoAnswer"
 """The code of an entry SQS's answer did not mention, so it cannot count as sent."""
@@ -52,13 +53,16 @@ def text_problem(text: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One message to send: a body, its String attributes, and FIFO ids where the queue is FIFO."""
+    """One message to send: a body, its String attributes, FIFO ids where the queue is FIFO,
+    and the X-Ray trace header it carries (`AWSTraceHeader`, a system attribute SQS does not
+    count in the message's size)."""
 
     body: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     group_id: str | None = None
     deduplication_id: str | None = None
     delay_s: int | None = None
+    trace_header: str | None = None
 
     def message_attributes(self) -> dict[str, dict[str, str]]:
         """The attributes in SQS's MessageAttributes shape."""
@@ -79,6 +83,7 @@ class OutgoingMessage:
         texts += [
             ("group id", self.group_id or ""),
             ("deduplication id", self.deduplication_id or ""),
+            ("trace header", self.trace_header or ""),
         ]
         for what, text in texts:
             problem = text_problem(text)
@@ -97,6 +102,10 @@ class OutgoingMessage:
             entry["MessageDeduplicationId"] = self.deduplication_id
         if self.delay_s is not None:
             entry["DelaySeconds"] = self.delay_s
+        if self.trace_header:
+            entry["MessageSystemAttributes"] = {
+                AWS_TRACE_HEADER: {"DataType": "String", "StringValue": self.trace_header}
+            }
         return entry
 
 

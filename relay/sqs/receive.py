@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.sqs.client import sqs_errors
+from relay.tracing.context import AWS_TRACE_HEADER
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -18,6 +19,9 @@ RECEIVE_SYSTEM_ATTRIBUTES: Final[list[Any]] = [
     "ApproximateFirstReceiveTimestamp",
     "MessageGroupId",
     "MessageDeduplicationId",
+    # The X-Ray trace header a producer sent it with (DESIGN §12); asked for whether tracing is
+    # on or not, so a dead-letter copy carries it on. A message without one answers the same.
+    AWS_TRACE_HEADER,
 ]
 
 
@@ -36,6 +40,8 @@ class ReceivedMessage:
     group_id: str | None
     attributes: dict[str, str]
     """String message attributes (the DLQ tools read the `relay-*` ones)."""
+    trace_header: str | None = None
+    """The `AWSTraceHeader` system attribute: the X-Ray trace it was sent in, if any."""
 
     @classmethod
     def from_response(cls, raw: Mapping[str, Any], received_at: float) -> "ReceivedMessage":
@@ -54,6 +60,7 @@ class ReceivedMessage:
                 for name, value in raw.get("MessageAttributes", {}).items()
                 if "StringValue" in value
             },
+            trace_header=system.get(AWS_TRACE_HEADER) or None,
         )
 
 

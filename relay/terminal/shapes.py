@@ -100,7 +100,7 @@ class PurgeShown(Protocol):
 
 
 class ReplayShown(Protocol):
-    """What `relay replay` did (`relay.dlq.replay.ReplaySummary`)."""
+    """What `relay replay` did (`relay.dlq.replay_summary.ReplaySummary`)."""
 
     source: str
     destination: str

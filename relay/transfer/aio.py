@@ -29,6 +29,7 @@ from relay.aws import new_session
 from relay.awsjson.errors import (
     ERROR_TYPE_HEADER,
     MAX_ERROR_BODY_BYTES,
+    MAX_REQUEST_ID_CHARS,
     error_name,
     header,
     read_error,
@@ -227,9 +228,10 @@ class AioTransferClient:
 
     async def send_workflow_step_state(
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
-    ) -> None:
-        """Sends the callback; `CallbackError` unless Transfer Family answered 200."""
-        await _call(
+    ) -> str | None:
+        """Sends the callback; returns the answer's request id when Transfer Family answered
+        200, raises `CallbackError` otherwise."""
+        response = await _call(
             self.client.send_workflow_step_state(
                 WorkflowId=WorkflowId,
                 ExecutionId=ExecutionId,
@@ -237,6 +239,7 @@ class AioTransferClient:
                 Status=Status,  # type: ignore[arg-type]
             )
         )
+        return _request_id(response.get("ResponseMetadata", {}))
 
     async def list_executions(
         self, *, workflow_id: str, next_token: str | None = None, max_results: int = 1000
@@ -283,6 +286,12 @@ async def _call(request: Awaitable[T]) -> T:
         raise CallbackError(CONNECTION_ERROR, detail, answer_lost=_answer_lost(exc)) from None
 
 
+def _request_id(metadata: Any) -> str | None:
+    """The request id botocore read from the answer, capped like the lean client's."""
+    request_id = metadata.get("RequestId") if isinstance(metadata, dict) else None
+    return str(request_id)[:MAX_REQUEST_ID_CHARS] if request_id else None
+
+
 def _answer_lost(exc: BaseException) -> bool:
     """Whether a transport failure may have come after the request reached the service: only a
     failure to connect proves it did not (so a timeout to connect is not a lost answer)."""
@@ -315,6 +324,7 @@ def from_client_error(exc: ClientError) -> CallbackError:
         retry_after_s=retry_after_seconds(
             response.get("RetryAfterSeconds", details.get("RetryAfterSeconds"))
         ),
+        request_id=_request_id(metadata),
     )
 
 

@@ -11,8 +11,9 @@ class CallbackError(RelayError):
     """One failed `SendWorkflowStepState` attempt, classified by DESIGN §1's table (or one
     failed `ListExecutions` or `DescribeExecution` call, read the same way).
 
-        `answer_lost`: the request may have reached the service, but its answer never came (a read
-        timeout, a connection cut after sending); the service may have answered the step.
+    `answer_lost`: the request may have reached the service, but its answer never came (a read
+    timeout, a connection cut after sending); the service may have answered the step.
+    `request_id`: the answer's `x-amzn-RequestId`, when there was an answer that had one.
     """
 
     def __init__(
@@ -23,6 +24,7 @@ class CallbackError(RelayError):
         http_status: int | None = None,
         retry_after_s: float | None = None,
         answer_lost: bool = False,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -30,6 +32,7 @@ class CallbackError(RelayError):
         self.http_status = http_status
         self.retry_after_s = retry_after_s
         self.answer_lost = answer_lost
+        self.request_id = request_id
         self.failure = CallFailure(code, message, http_status, retry_after_s)
         self.rule: Rule = self.failure.rule
 
@@ -41,6 +44,7 @@ class CallbackError(RelayError):
             error.message,
             http_status=error.http_status,
             retry_after_s=error.retry_after_s,
+            request_id=error.request_id,
         )
 
     @property

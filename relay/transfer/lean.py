@@ -39,8 +39,9 @@ class LeanTransferClient:
 
     async def send_workflow_step_state(
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
-    ) -> None:
-        """Sends the callback; `CallbackError` unless Transfer Family answered 200."""
+    ) -> str | None:
+        """Sends the callback; returns the answer's request id when Transfer Family answered
+        200, raises `CallbackError` otherwise."""
         params = {
             "WorkflowId": WorkflowId,
             "ExecutionId": ExecutionId,
@@ -48,11 +49,12 @@ class LeanTransferClient:
             "Status": Status,
         }
         try:
-            await self.json.call(OPERATION, params)
+            _, request_id = await self.json.call(OPERATION, params)
         except AwsJsonError as exc:
             if exc.wire is not None:
                 raise CallbackError.from_wire(exc.wire) from None
             raise CallbackError(exc.code, exc.message, answer_lost=exc.answer_lost) from None
+        return request_id or None
 
 
 @contextlib.asynccontextmanager

@@ -2,14 +2,16 @@
 
 botocore's own retries are off (they would hide throttling and blow the time budget); tenacity
 drives every retry here, by the classification table in `relay.outcomes`. Both clients raise
-`CallbackError` only, so the sender cannot tell them apart.
+`CallbackError` only, so the sender cannot tell them apart. With tracing on, each attempt is a
+client span, and each wait between attempts an event (`relay.backoff`) on the message's span.
 """
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -23,6 +25,7 @@ from tenacity import (
 from relay.lifecycle import Shutdown, wait_any
 from relay.limits import RetryPolicy
 from relay.message import StepResult
+from relay.tracing import NO_TRACING, Tracing
 from relay.transfer.errors import CallbackError, CallbackFailed, CallNotStarted
 
 
@@ -31,8 +34,9 @@ class CallbackClient(Protocol):
 
     async def send_workflow_step_state(
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
-    ) -> None:
-        """Sends the callback; returns when Transfer Family answered 200."""
+    ) -> str | None:
+        """Sends the callback; returns when Transfer Family answered 200, with the answer's
+        request id if it had one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,16 @@ class NoPacing:
 
 
 def retrying(
-    policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]] | None = None
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> AsyncRetrying:
     """The tenacity controller for one receive's attempts under `policy` (`sleep` waits between
     them): full jitter, capped, bounded by attempts and the time budget, never sooner than a
-    throttle's RetryAfterSeconds."""
+    throttle's RetryAfterSeconds. With tracing on, each wait is told to the current span."""
+    extra: dict[str, Any] = {}
+    if tracing.enabled:
+        extra["before_sleep"] = functools.partial(_traced_backoff, tracing)
     return AsyncRetrying(
         sleep=sleep or asyncio.sleep,
         stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
@@ -76,7 +85,16 @@ def retrying(
         ),
         retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
         reraise=True,
+        **extra,
     )
+
+
+def _traced_backoff(tracing: Tracing, retry_state: RetryCallState) -> None:
+    """tenacity's `before_sleep`: the wait before the next attempt, on the message's span."""
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    code = error.code if isinstance(error, CallbackError) else None
+    tracing.backoff(retry_state.upcoming_sleep, retry_state.attempt_number, code)
 
 
 class _honour_retry_after:
@@ -114,15 +132,19 @@ class TransferSender:
         *,
         shutdown: Shutdown | None = None,
         call_timeout_s: float = 0.0,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.client = client
         self.policy = policy
         self.pacer: Pacer = pacer or NoPacing()
         self.shutdown = shutdown
         self.call_timeout_s = call_timeout_s
+        self.tracing = tracing
         # Built once; each send copies it (tenacity's own pattern), so its strategies are
         # not rebuilt per message.
-        self._retrying = retrying(policy, self._wait if shutdown is not None else None)
+        self._retrying = retrying(
+            policy, self._wait if shutdown is not None else None, tracing=tracing
+        )
 
     async def send(self, step: StepResult) -> Sent:
         """Delivers one callback or raises `CallbackFailed` with the last error and attempts
@@ -135,7 +157,7 @@ class TransferSender:
                 with attempt:
                     attempts += 1
                     try:
-                        await self.call(step)
+                        await self.call(step, attempts)
                     except CallbackError as error:
                         last, lost = error, lost or error.answer_lost
                         raise
@@ -148,26 +170,31 @@ class TransferSender:
             raise CallbackFailed(last, attempts, answer_lost=lost) from None
         return Sent(attempts=attempts)
 
-    async def call(self, step: StepResult) -> None:
-        """One attempt; raises a classified `CallbackError` when it fails (`_Stopped` when a
-        shutdown leaves no time for it)."""
+    async def call(self, step: StepResult, attempt: int = 1) -> None:
+        """One attempt (the `attempt`th of its send); raises a classified `CallbackError` when it
+        fails (`_Stopped` when a shutdown leaves no time for it)."""
         await self.pacer.before_call(step)
         if self.shutdown is not None:
             if not self.shutdown.allows(self.call_timeout_s):
                 raise _Stopped()
             self.shutdown.settle()  # from here until the message is finished
-        started = time.monotonic()
-        error: CallbackError | None = None
-        try:
-            await self.client.send_workflow_step_state(
-                WorkflowId=step.workflow_id,
-                ExecutionId=step.execution_id,
-                Token=step.token,
-                Status=step.status.value,
-            )
-        except CallbackError as exc:
-            error = exc
-        duration = time.monotonic() - started
+        with self.tracing.callback(attempt) as span:
+            started = time.monotonic()
+            error: CallbackError | None = None
+            try:
+                request_id = await self.client.send_workflow_step_state(
+                    WorkflowId=step.workflow_id,
+                    ExecutionId=step.execution_id,
+                    Token=step.token,
+                    Status=step.status.value,
+                )
+            except CallbackError as exc:
+                error = exc
+            duration = time.monotonic() - started
+            if error is None:
+                span.answered(200, request_id, None)
+            else:
+                span.answered(error.http_status, error.request_id, error.code, error.retry_after_s)
         self.pacer.after_call(step, error, duration)
         if error is not None:
             raise error

@@ -21,6 +21,14 @@ def _copy_sources(instruction: Instruction) -> list[str]:
     return words[:-1]
 
 
+def _relay_container(template: dict[str, Any]) -> dict[str, Any]:
+    """relay's container in the task definition (beside it, with tracing, the collector's)."""
+    (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
+    definitions = task["Properties"]["ContainerDefinitions"]
+    (container,) = [c for c in definitions if c.get("Name") == "relay"]
+    return dict(container)
+
+
 def test_image_is_multi_stage_on_slim_python_311() -> None:
     """The image has a builder stage and a runtime stage, both on a slim Python 3.11 base."""
     stages = dockerfile_stages()
@@ -39,8 +47,7 @@ def test_final_stage_runs_as_a_non_root_user(
     uid = users[-1].split(":")[0]
     assert uid.isdigit()
     assert int(uid) != 0
-    (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    container = _relay_container(template)
     assert container["User"] == users[-1]
 
 
@@ -58,15 +65,16 @@ def test_entry_point_is_exec_form_relay_run(final_stage: list[Instruction]) -> N
 
 
 def test_builder_installs_runtime_dependencies_from_the_lock() -> None:
-    """A build stage installs relay with `pip install -c constraints.txt .`, without the dev
-    extra, and the runtime stage only copies the built venv."""
+    """A build stage installs relay with `pip install -c constraints.txt ".[otel]"` (tracing
+    available for the template's EnableTracing), without the dev extra, and the runtime stage
+    only copies the built venv."""
     *builders, final = dockerfile_stages()
     installs = [run for stage in builders for run in _args(stage, "RUN") if "pip install" in run]
     assert installs
     for run in installs:
         assert "-c constraints.txt" in run
         assert "[dev]" not in run
-        assert run.split("pip install", 1)[1].split("&&")[0].split()[-1] == "."
+        assert run.split("pip install", 1)[1].split("&&")[0].split()[-1] == '".[otel]"'
     for copy in (i for i in final if i.keyword == "COPY"):
         assert copy.args.startswith("--from=")
 
@@ -78,8 +86,7 @@ def test_tmp_is_a_volume_the_task_mounts(
     and the task definition mounts a volume at exactly that path."""
     volumes = [path for args in _args(final_stage, "VOLUME") for path in json.loads(args)]
     assert volumes == ["/tmp"]
-    (task,) = resources(template, "AWS::ECS::TaskDefinition").values()
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    container = _relay_container(template)
     assert [mount["ContainerPath"] for mount in container["MountPoints"]] == volumes
 
 

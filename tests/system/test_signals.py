@@ -35,7 +35,9 @@ async def test_sigterm_awaits_calls_on_the_wire_past_the_grace_and_loses_nothing
     nothing to do, and each step is answered exactly once."""
     steps = make_steps(6, seed=21)
     register(emulator.state, steps)
-    emulator.state.set_faults(Faults(latency_ms=2_000))
+    # 4 s: room for a loaded machine between seeing the messages in flight and the signal
+    # landing, while the calls are still on the wire.
+    emulator.state.set_faults(Faults(latency_ms=4_000))
     await send_bodies(sqs, queues.url, [s.to_body() for s in steps])
     # A long poll cancelled at the signal is still answered by moto (real SQS may do the same):
     # what it takes comes back after the visibility timeout, so keep both short here.

@@ -38,6 +38,7 @@ LAYERS: Final = (
             "relay.terminal",
             "relay.progress",
             "relay.executions",
+            "relay.tracing",
         },
     ),
     ("domain", {"relay.message", "relay.outcomes", "relay.limits"}),
