@@ -259,6 +259,7 @@ class Replayer:
         step = step_or_none(message.body)
         if step is not None:
             span.step(step)
+        span.execution_state(verdict.state.value)
         try:
             failure = await self._replay(message, route)
         except CallNotStarted:  # the stop left no time for a call: untouched, back it goes

@@ -48,6 +48,9 @@ class Span(Protocol):
     def step(self, step: StepResult) -> None:
         """The step result the message carries (its ids and status; never the token)."""
 
+    def execution_state(self, state: str) -> None:
+        """A replayed copy's execution state as the replay judged it (DESIGN §11)."""
+
     def ended(
         self, outcome: str, reason: str | None, code: str | None, attempts: int | None
     ) -> None:
@@ -122,6 +125,9 @@ class _NoSpan:
         return None
 
     def step(self, step: StepResult) -> None:
+        return None
+
+    def execution_state(self, state: str) -> None:
         return None
 
     def ended(

@@ -106,6 +106,9 @@ class OtelSpan:
             }
         )
 
+    def execution_state(self, state: str) -> None:
+        self.span.set_attribute("relay.execution_state", state)
+
     def ended(
         self, outcome: str, reason: str | None, code: str | None, attempts: int | None
     ) -> None:

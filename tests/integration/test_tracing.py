@@ -326,6 +326,7 @@ async def test_a_replay_continues_the_trace_its_dead_letter_copy_carries(
     assert attributes(replayed)["relay.outcome"] == "replayed"
     assert attributes(replayed)["messaging.operation.name"] == "replay"
     assert attributes(replayed)["relay.execution_id"] == step.execution_id
+    assert attributes(replayed)["relay.execution_state"] == "waiting"
     (beneath,) = children(spans, replayed)
     if to == "transfer":
         assert beneath.name == CALLBACK
