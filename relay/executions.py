@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 IN_PROGRESS: Final = "IN_PROGRESS"
 MAX_RESULTS: Final = 1000
 """`ListExecutions`' largest page, asked for every time: fewest calls."""
+MAX_PAGES: Final = 2000
+"""Pages read of one workflow's listing at most (2 million executions at full pages): an
+endpoint that hands out new tokens without end makes that workflow `unknown`, not a hang."""
 NOTE_WORKFLOWS: Final = 5
 """Workflows named in a note; the rest are counted."""
 
@@ -305,8 +308,9 @@ class ExecutionStates:
         seen: set[str] = set()
         token: str | None = None
         async with self._semaphore:
-            # Bounded: each pass reads one page; a token handed out twice ends it.
-            while True:
+            # Bounded: each pass reads one page; a token handed out twice, or more than
+            # MAX_PAGES pages, ends it.
+            for _ in range(MAX_PAGES):
                 if self._stopped is not None:
                     return READS_STOPPED
                 try:
@@ -332,6 +336,11 @@ class ExecutionStates:
                         CallbackError("RepeatedNextToken", "the listing handed out a token twice"),
                     )
                 seen.add(token)
+            return self._failed(
+                Read.LIST,
+                workflow_id,
+                CallbackError("ListingTooLong", f"the listing went on past {MAX_PAGES} pages"),
+            )
 
     async def _describe(self, workflow_id: str, execution_id: str) -> Verdict:
         reader = self._reader

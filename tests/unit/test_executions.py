@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from relay import executions
 from relay.config.dlq import ExecutionReads
 from relay.executions import (
     NOT_A_STEP_RESULT,
@@ -108,6 +109,8 @@ class FakeTransfer:
     """Per operation, the codes the next calls fail with, in order."""
     calls: Counter[str] = field(default_factory=Counter)
     repeat_token: bool = False
+    endless: bool = False
+    """Every page is empty and hands out a new token (an endpoint that never ends a listing)."""
 
     def _fail(self, operation: str) -> None:
         self.calls[operation] += 1
@@ -123,6 +126,8 @@ class FakeTransfer:
         if workflow_id not in self.in_progress:
             raise CallbackError("ResourceNotFoundException", "unknown workflow")
         ids = self.in_progress[workflow_id]
+        if self.endless:
+            return ExecutionPage((), str(int(next_token or 0) + 1))
         start = int(next_token or 0)
         end = start + min(max_results, self.page_size)
         more = end < len(ids) or self.repeat_token
@@ -283,6 +288,22 @@ async def test_a_listing_that_hands_out_a_token_twice_ends_as_unknown() -> None:
     states.expect(steps, complete=True)
     assert (await states.state(steps[0])).why is Why.READ_FAILED
     assert fake.calls["ListExecutions"] == 2
+
+
+async def test_a_listing_that_never_ends_stops_at_its_page_bound_as_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New tokens without end (empty pages) end the listing after MAX_PAGES pages as a failed
+    read: bounded in calls, never a hang."""
+    monkeypatch.setattr(executions, "MAX_PAGES", 7)
+    steps = [step("endless", n) for n in range(1, 5)]
+    fake = FakeTransfer(in_progress={wf("endless"): []}, endless=True)
+    states = ExecutionStates(fake, FAST_RETRY)
+    states.expect(steps, complete=True)
+    verdict = await states.state(steps[0])
+    assert verdict.why is Why.READ_FAILED
+    assert fake.calls["ListExecutions"] == 7
+    assert "ListingTooLong" in " ".join(states.notes())
 
 
 async def test_a_cancelled_caller_does_not_cancel_a_read_others_wait_on() -> None:
