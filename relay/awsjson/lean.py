@@ -8,15 +8,20 @@ service's error read as DESIGN §1 prescribes (`wire`), or a transport failure, 
 request may have reached the service (`answer_lost`). aiohttp's exceptions stop here.
 """
 
+import contextlib
 import json
 import math
 import os
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
 from botocore.awsrequest import AWSRequest
+from botocore.exceptions import NoCredentialsError
 
 from relay.awsjson.errors import (
     MAX_ERROR_BODY_BYTES,
@@ -46,21 +51,24 @@ class AwsJsonError(RelayError):
         *,
         wire: WireError | None = None,
         answer_lost: bool = False,
+        cause: BaseException | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.wire = wire
         self.answer_lost = answer_lost
+        self.cause = cause
+        """The transport's own exception (aiohttp's, a timeout, an OSError), if that failed."""
 
     @classmethod
     def transport(cls, exc: BaseException) -> "AwsJsonError":
         """A failure of the transport, classified."""
         if isinstance(exc, TimeoutError):
             lost = not isinstance(exc, aiohttp.ConnectionTimeoutError)
-            return cls(READ_TIMEOUT, str(exc) or type(exc).__name__, answer_lost=lost)
+            return cls(READ_TIMEOUT, str(exc) or type(exc).__name__, answer_lost=lost, cause=exc)
         lost = not isinstance(exc, aiohttp.ClientConnectorError)
-        return cls(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", answer_lost=lost)
+        return cls(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", answer_lost=lost, cause=exc)
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int = MAX_ERROR_BODY_BYTES) -> bytes:
@@ -162,6 +170,61 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return document if isinstance(document, dict) else {}
+
+
+@contextlib.asynccontextmanager
+async def open_lean_json(
+    session: AioSession,
+    service: str,
+    *,
+    config: AioConfig,
+    signing_name: str,
+    target_prefix: str,
+    json_version: str,
+    timeout: aiohttp.ClientTimeout,
+    max_pool_connections: int,
+    clock: ClockOffset | None = None,
+    max_answer_bytes: int = MAX_ERROR_BODY_BYTES,
+) -> AsyncIterator[LeanJsonClient]:
+    """A `LeanJsonClient` for `service` with the endpoint, region, credentials and User-Agent
+    botocore resolves for a client of `config` (`AWS_ENDPOINT_URL_<SERVICE>` honoured)."""
+    async with session.create_client(service, config=config) as resolver:  # type: ignore[call-overload]
+        credentials = await session.get_credentials()
+        if credentials is None:
+            raise NoCredentialsError()
+        # As botocore does: AWS_CA_BUNDLE for a private CA, HTTP(S)_PROXY and NO_PROXY honoured.
+        ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
+        endpoint_url = resolver.meta.endpoint_url
+        # Resolved once here: aiohttp's trust_env would re-read the environment and ~/.netrc
+        # in a thread on every request, a fifth of the CPU of a throttled run.
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            yield LeanJsonClient(
+                endpoint_url=endpoint_url,
+                region=resolver.meta.region_name,
+                signing_name=signing_name,
+                target_prefix=target_prefix,
+                json_version=json_version,
+                credentials=credentials,
+                http=http,
+                proxy=proxy_for(endpoint_url),
+                user_agent=botocore_user_agent(session, resolver),
+                clock=clock,
+                reload_credentials=session.get_component("credential_provider").load_credentials,
+                max_answer_bytes=max_answer_bytes,
+            )
+
+
+def botocore_user_agent(session: AioSession, client: Any) -> str:
+    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
+
+    The same builder and inputs botocore's client uses (the session's name, version and extra,
+    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
+    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
+    """
+    # The session's creator got the session's name, version and extra when `client` was made.
+    creator = session.get_component("user_agent_creator")
+    return str(creator.with_client_config(client.meta.config).to_string())
 
 
 def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:
