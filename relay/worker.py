@@ -411,7 +411,7 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> QueueSettings:
 
 @contextlib.asynccontextmanager
 async def open_table(
-    config: RunConfig, session: AioSession, tracing: Tracing = NO_TRACING
+    config: RunConfig, session: AioSession, tracing: Tracing, clock: ClockOffset
 ) -> AsyncIterator[DedupeTable | None]:
     """The fleet's delivered-memory when `--dedupe-table` names one: checked at start-up (a
     missing or denied table is exit 2; one that does not answer now is a warning, and each
@@ -424,6 +424,8 @@ async def open_table(
         session=session,
         max_pool_connections=config.max_in_flight,
         tracing=tracing,
+        lean=config.lean_sender,
+        clock=clock,
     ) as table:
         try:
             await table.check()
@@ -459,7 +461,7 @@ async def open_worker(
             call_timeout_s=config.call_timeout_s,
             clock=clock,
         ) as transfer,
-        open_table(config, session, tracing) as table,
+        open_table(config, session, tracing, clock) as table,
     ):
         settings = await check_queues(sqs, config)
         worker = Worker(

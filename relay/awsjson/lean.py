@@ -20,7 +20,6 @@ from typing import Any, Final
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import NoCredentialsError
 
 from relay.awsjson.errors import (
@@ -30,7 +29,7 @@ from relay.awsjson.errors import (
     WireError,
     read_error,
 )
-from relay.awsjson.signing import ClockOffset, ClockSigV4Auth
+from relay.awsjson.signing import ClockOffset, JsonSigner
 from relay.errors import RelayError
 from relay.outcomes import CONNECTION_ERROR, IDENTITY_CODES, READ_TIMEOUT
 
@@ -116,8 +115,8 @@ class LeanJsonClient:
         self._reload_credentials = reload_credentials
         self._reloaded_at = -math.inf
         self._url = endpoint_url.rstrip("/") + "/"
-        self._region = region
-        self._signing_name = signing_name
+        self.endpoint_url = endpoint_url
+        self.region = region
         self._target_prefix = target_prefix
         self._credentials = credentials
         self._http = http
@@ -125,18 +124,19 @@ class LeanJsonClient:
         self._headers = {"Content-Type": f"application/x-amz-json-{json_version}"}
         if user_agent:
             self._headers["User-Agent"] = user_agent
+        self._signer = JsonSigner(
+            url=self._url, region=region, service=signing_name, clock=self.clock
+        )
+        self._targets = _Targets(self._headers, target_prefix)
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         """One call: the answer's JSON object and its request id, or `AwsJsonError`."""
         body = json.dumps(params, separators=(",", ":")).encode()
         frozen = await self._credentials.get_frozen_credentials()
-        headers = {**self._headers, "X-Amz-Target": f"{self._target_prefix}.{operation}"}
-        request = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
-        signer = ClockSigV4Auth(frozen, self._signing_name, self._region, clock=self.clock)
-        signer.add_auth(request)
+        headers = self._signer.sign(frozen, self._targets[operation], body)
         try:
             async with self._http.post(
-                self._url, data=body, headers=dict(request.headers), proxy=self._proxy
+                self._url, data=body, headers=headers, proxy=self._proxy
             ) as response:
                 if response.status == 200:
                     payload = await read_capped(response, self.max_answer_bytes)
@@ -162,6 +162,20 @@ class LeanJsonClient:
             self._credentials = fresh
 
 
+class _Targets(dict[str, dict[str, str]]):
+    """An operation's unsigned headers, built once per operation."""
+
+    def __init__(self, headers: Mapping[str, str], prefix: str) -> None:
+        super().__init__()
+        self._base = dict(headers)
+        self._prefix = prefix
+
+    def __missing__(self, operation: str) -> dict[str, str]:
+        headers = {**self._base, "X-Amz-Target": f"{self._prefix}.{operation}"}
+        self[operation] = headers
+        return headers
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     if not payload:
         return {}
@@ -185,17 +199,21 @@ async def open_lean_json(
     max_pool_connections: int,
     clock: ClockOffset | None = None,
     max_answer_bytes: int = MAX_ERROR_BODY_BYTES,
+    endpoint_url: str | None = None,
 ) -> AsyncIterator[LeanJsonClient]:
     """A `LeanJsonClient` for `service` with the endpoint, region, credentials and User-Agent
-    botocore resolves for a client of `config` (`AWS_ENDPOINT_URL_<SERVICE>` honoured)."""
-    async with session.create_client(service, config=config) as resolver:  # type: ignore[call-overload]
+    botocore resolves for a client of `config` (`AWS_ENDPOINT_URL_<SERVICE>` honoured, unless
+    `endpoint_url` is given)."""
+    async with session.create_client(  # type: ignore[call-overload]
+        service, config=config, endpoint_url=endpoint_url
+    ) as resolver:
         credentials = await session.get_credentials()
         if credentials is None:
             raise NoCredentialsError()
         # As botocore does: AWS_CA_BUNDLE for a private CA, HTTP(S)_PROXY and NO_PROXY honoured.
         ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
         connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
-        endpoint_url = resolver.meta.endpoint_url
+        endpoint_url = str(resolver.meta.endpoint_url)
         # Resolved once here: aiohttp's trust_env would re-read the environment and ~/.netrc
         # in a thread on every request, a fifth of the CPU of a throttled run.
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:

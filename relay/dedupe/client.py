@@ -1,0 +1,156 @@
+"""The fleet table's calls on the lean AWS JSON client (awsJson1_0), answering as aiobotocore's
+DynamoDB client does: `relay.dedupe.table` cannot tell the two apart.
+
+The three operations the table makes (PutItem, UpdateItem, GetItem) take and answer DynamoDB's
+wire form as they are: botocore's low-level client neither converts attribute values nor adds
+anything to them, so the lean client's JSON is what aiobotocore would return. A refusal is raised
+as botocore's `ClientError` with the response botocore builds (`Error.Code`, `Error.Message`,
+`ResponseMetadata.HTTPStatusCode`, and the error shape's members at the top level: the `Item` of a
+failed condition); a transport failure as the botocore exception aiobotocore raises for it
+(`aiobotocore.httpsession.AIOHTTPSession.send`'s mapping). botocore's retries are off for the
+aiobotocore client and there are none here: `relay.dedupe.calls` retries.
+"""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiobotocore.session import AioSession
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ProxyConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from relay.awsjson.lean import AwsJsonError, LeanJsonClient, open_lean_json
+from relay.awsjson.signing import ClockOffset
+from relay.dedupe.calls import dedupe_config
+
+TARGET_PREFIX: Final = "DynamoDB_20120810"
+JSON_VERSION: Final = "1.0"
+SIGNING_NAME: Final = "dynamodb"
+MAX_ANSWER_BYTES: Final = 64 * 1024
+"""The most of an answer read: the table's items are under 1 KB (an endpoint decides the rest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the table reads of a client's `meta` (the region, for its messages)."""
+
+    region_name: str
+    endpoint_url: str
+
+
+class LeanDynamoDB:
+    """`put_item`, `update_item` and `get_item` as aiobotocore's DynamoDB client has them."""
+
+    def __init__(self, json_client: LeanJsonClient, *, region: str, endpoint_url: str) -> None:
+        self.json = json_client
+        self.meta = Meta(region_name=region, endpoint_url=endpoint_url)
+
+    async def put_item(self, **params: Any) -> dict[str, Any]:
+        """PutItem, answered as aiobotocore answers it."""
+        return await self._call("PutItem", params)
+
+    async def update_item(self, **params: Any) -> dict[str, Any]:
+        """UpdateItem, answered as aiobotocore answers it."""
+        return await self._call("UpdateItem", params)
+
+    async def get_item(self, **params: Any) -> dict[str, Any]:
+        """GetItem, answered as aiobotocore answers it."""
+        return await self._call("GetItem", params)
+
+    async def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer, request_id = await self.json.call(operation, params)
+        except AwsJsonError as exc:
+            raise self._botocore_error(exc, operation) from None
+        answer["ResponseMetadata"] = {"RequestId": request_id, "HTTPStatusCode": 200}
+        return answer
+
+    def _botocore_error(self, exc: AwsJsonError, operation: str) -> Exception:
+        wire = exc.wire
+        if wire is not None:
+            response: dict[str, Any] = {
+                **wire.members,
+                "Error": {"Code": wire.code, "Message": wire.message},
+                "ResponseMetadata": {
+                    "RequestId": wire.request_id or "",
+                    "HTTPStatusCode": wire.http_status,
+                },
+            }
+            return ClientError(response, operation)  # type: ignore[arg-type]
+        return transport_error(exc.cause, self.meta.endpoint_url)
+
+
+def transport_error(cause: BaseException | None, url: str) -> Exception:
+    """The botocore exception aiobotocore raises for this aiohttp failure (same order)."""
+    if isinstance(cause, aiohttp.ClientSSLError):
+        return SSLError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return ProxyConnectionError(proxy_url="<proxy>", error=cause)
+    if isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.http_exceptions.BadStatusLine,
+    ):
+        return ConnectionClosedError(error=cause, endpoint_url=url)
+    if isinstance(cause, aiohttp.ServerTimeoutError):
+        if str(cause).lower().startswith("connect"):
+            return ConnectTimeoutError(endpoint_url=url, error=cause)
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ClientConnectionError):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, socket.gaierror):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, asyncio.TimeoutError):
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    return HTTPClientError(error=cause)
+
+
+@contextlib.asynccontextmanager
+async def open_lean_dynamodb(
+    session: AioSession,
+    *,
+    max_pool_connections: int = 64,
+    connect_timeout_s: float = 0.5,
+    read_timeout_s: float = 1.0,
+    clock: ClockOffset | None = None,
+    endpoint_url: str | None = None,
+) -> AsyncIterator[LeanDynamoDB]:
+    """A `LeanDynamoDB` with the endpoint, region and credentials botocore resolves
+    (`AWS_ENDPOINT_URL_DYNAMODB` honoured, unless `endpoint_url` is given), the timeouts of
+    `dedupe_config`."""
+    config = dedupe_config(
+        max_pool_connections=1, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
+    )
+    # As aiobotocore's: a connect timeout per connection, a read timeout per read.
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+    )
+    async with open_lean_json(
+        session,
+        "dynamodb",
+        config=config,
+        signing_name=SIGNING_NAME,
+        target_prefix=TARGET_PREFIX,
+        json_version=JSON_VERSION,
+        timeout=timeout,
+        max_pool_connections=max_pool_connections,
+        clock=clock,
+        max_answer_bytes=MAX_ANSWER_BYTES,
+        endpoint_url=endpoint_url,
+    ) as json_client:
+        yield LeanDynamoDB(
+            json_client, region=json_client.region, endpoint_url=json_client.endpoint_url
+        )
