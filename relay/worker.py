@@ -43,11 +43,11 @@ from relay.sqs import (
     ReceivedMessage,
     SqsError,
     is_fifo,
-    open_sqs,
     queue_total,
     receive_messages,
     resolve_queue,
 )
+from relay.sqs.lean import open_hot_sqs
 from relay.tracing import NO_TRACING, Tracing
 from relay.transfer import CallbackClient, open_lean_transfer, open_transfer
 
@@ -454,7 +454,9 @@ async def open_worker(
     session = session or new_session()
     clock = ClockOffset()
     async with (
-        open_sqs(session, max_pool_connections=config.pollers + 20) as sqs,
+        open_hot_sqs(
+            session, lean=config.lean_sender, max_pool_connections=config.pollers + 20, clock=clock
+        ) as sqs,
         (open_lean_transfer if config.lean_sender else open_transfer)(
             session,
             max_pool_connections=config.max_in_flight,

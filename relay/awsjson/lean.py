@@ -8,10 +8,12 @@ service's error read as DESIGN §1 prescribes (`wire`), or a transport failure, 
 request may have reached the service (`answer_lost`). aiohttp's exceptions stop here.
 """
 
+import asyncio
 import contextlib
 import json
 import math
 import os
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,7 +22,16 @@ from typing import Any, Final
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import NoCredentialsError
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ProxyConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from relay.awsjson.errors import (
     MAX_ERROR_BODY_BYTES,
@@ -243,6 +254,33 @@ def botocore_user_agent(session: AioSession, client: Any) -> str:
     # The session's creator got the session's name, version and extra when `client` was made.
     creator = session.get_component("user_agent_creator")
     return str(creator.with_client_config(client.meta.config).to_string())
+
+
+def botocore_transport_error(cause: BaseException | None, url: str) -> Exception:
+    """The botocore exception aiobotocore raises for this transport failure (in its order), for
+    the lean calls that answer as aiobotocore does (the fleet table, SQS)."""
+    if isinstance(cause, aiohttp.ClientSSLError):
+        return SSLError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return ProxyConnectionError(proxy_url="<proxy>", error=cause)
+    if isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.http_exceptions.BadStatusLine,
+    ):
+        return ConnectionClosedError(error=cause, endpoint_url=url)
+    if isinstance(cause, aiohttp.ServerTimeoutError):
+        if str(cause).lower().startswith("connect"):
+            return ConnectTimeoutError(endpoint_url=url, error=cause)
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ClientConnectionError):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, socket.gaierror):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, asyncio.TimeoutError):
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    return HTTPClientError(error=cause)
 
 
 def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:

@@ -11,27 +11,21 @@ failed condition); a transport failure as the botocore exception aiobotocore rai
 aiobotocore client and there are none here: `relay.dedupe.calls` retries.
 """
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 from aiobotocore.session import AioSession
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ProxyConnectionError,
-    ReadTimeoutError,
-    SSLError,
-)
+from botocore.exceptions import ClientError
 
-from relay.awsjson.lean import AwsJsonError, LeanJsonClient, open_lean_json
+from relay.awsjson.lean import (
+    AwsJsonError,
+    LeanJsonClient,
+    botocore_transport_error,
+    open_lean_json,
+)
 from relay.awsjson.signing import ClockOffset
 from relay.dedupe.calls import dedupe_config
 
@@ -89,33 +83,7 @@ class LeanDynamoDB:
                 },
             }
             return ClientError(response, operation)  # type: ignore[arg-type]
-        return transport_error(exc.cause, self.meta.endpoint_url)
-
-
-def transport_error(cause: BaseException | None, url: str) -> Exception:
-    """The botocore exception aiobotocore raises for this aiohttp failure (same order)."""
-    if isinstance(cause, aiohttp.ClientSSLError):
-        return SSLError(endpoint_url=url, error=cause)
-    if isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
-        return ProxyConnectionError(proxy_url="<proxy>", error=cause)
-    if isinstance(
-        cause,
-        aiohttp.ServerDisconnectedError
-        | aiohttp.ClientPayloadError
-        | aiohttp.http_exceptions.BadStatusLine,
-    ):
-        return ConnectionClosedError(error=cause, endpoint_url=url)
-    if isinstance(cause, aiohttp.ServerTimeoutError):
-        if str(cause).lower().startswith("connect"):
-            return ConnectTimeoutError(endpoint_url=url, error=cause)
-        return ReadTimeoutError(endpoint_url=url, error=cause)
-    if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ClientConnectionError):
-        return EndpointConnectionError(endpoint_url=url, error=cause)
-    if isinstance(cause, socket.gaierror):
-        return EndpointConnectionError(endpoint_url=url, error=cause)
-    if isinstance(cause, asyncio.TimeoutError):
-        return ReadTimeoutError(endpoint_url=url, error=cause)
-    return HTTPClientError(error=cause)
+        return botocore_transport_error(exc.cause, self.meta.endpoint_url)
 
 
 @contextlib.asynccontextmanager
