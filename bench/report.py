@@ -294,6 +294,15 @@ def targets(
         False,
     )
     add(
+        "W4d relay --dedupe-table CPU/step / relay-paced (no table, same rate) <= 1.4",
+        _ratio(
+            field("W4d", "relay-table", "cpu_per_1k_active_s"),
+            field("W4d", "relay-paced", "cpu_per_1k_active_s"),
+        ),
+        1.4,
+        False,
+    )
+    add(
         "M peak RSS at 5N / at N <= 1.10",
         _ratio(field("M", "relay-5x", "peak_rss_mb"), field("M", "relay-1x", "peak_rss_mb")),
         1.10,

@@ -233,6 +233,13 @@ WORKLOADS: tuple[Workload, ...] = (
             ),
             replace(
                 RELAY,
+                name="relay-paced",
+                args=(*EMF_AT_EXIT, "--max-rps", "120"),
+                note="one relay run --max-rps 120: no table, at about the rate moto allows the "
+                "table runs (relay's CPU per step at equal rate)",
+            ),
+            replace(
+                RELAY,
                 name="relay-table",
                 args=EMF_AT_EXIT,
                 dedupe_table=True,
