@@ -12,13 +12,14 @@ aiobotocore client and there are none here: `relay.dedupe.calls` retries.
 """
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiohttp
 from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
+from botocore.model import StructureShape
 
 from relay.awsjson.lean import (
     AwsJsonError,
@@ -47,9 +48,18 @@ class Meta:
 class LeanDynamoDB:
     """`put_item`, `update_item` and `get_item` as aiobotocore's DynamoDB client has them."""
 
-    def __init__(self, json_client: LeanJsonClient, *, region: str, endpoint_url: str) -> None:
+    def __init__(
+        self,
+        json_client: LeanJsonClient,
+        *,
+        region: str,
+        endpoint_url: str,
+        error_members: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         self.json = json_client
         self.meta = Meta(region_name=region, endpoint_url=endpoint_url)
+        self._error_members = error_members or {}
+        """The members of each modeled error (by code), which botocore puts in the response."""
 
     async def put_item(self, **params: Any) -> dict[str, Any]:
         """PutItem, answered as aiobotocore answers it."""
@@ -74,8 +84,13 @@ class LeanDynamoDB:
     def _botocore_error(self, exc: AwsJsonError, operation: str) -> Exception:
         wire = exc.wire
         if wire is not None:
+            # As botocore's modeled error parse: the body's members the error's shape names.
+            modeled = self._error_members.get(wire.code, frozenset())
+            body = {**wire.members}
+            if wire.object_body:
+                body |= {name: wire.message for name in ("message", "Message") if name in modeled}
             response: dict[str, Any] = {
-                **wire.members,
+                **{name: value for name, value in body.items() if name in modeled},
                 "Error": {"Code": wire.code, "Message": wire.message},
                 "ResponseMetadata": {
                     "RequestId": wire.request_id or "",
@@ -119,6 +134,16 @@ async def open_lean_dynamodb(
         max_answer_bytes=MAX_ANSWER_BYTES,
         endpoint_url=endpoint_url,
     ) as json_client:
+        model = await session.get_service_model("dynamodb")  # loaded already for the client
+        error_members = {
+            shape.metadata.get("error", {}).get("code", shape.name): frozenset(
+                cast(StructureShape, shape).members
+            )
+            for shape in model.error_shapes
+        }
         yield LeanDynamoDB(
-            json_client, region=json_client.region, endpoint_url=json_client.endpoint_url
+            json_client,
+            region=json_client.region,
+            endpoint_url=json_client.endpoint_url,
+            error_members=error_members,
         )

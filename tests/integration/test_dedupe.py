@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from relay.aws import new_session
 from relay.dedupe import (
@@ -602,3 +603,52 @@ async def test_a_denied_table_fails_the_check_and_the_calls(lean: bool, step_key
     assert raised.value.code == "AccessDeniedException"
     # Not retried: a denial does not go away by asking again.
     assert endpoint.requests == ["GetItem", "PutItem"]
+
+
+async def test_both_clients_answer_every_table_call_alike(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """PutItem, a failed condition with and without the item returned, GetItem and UpdateItem
+    answer the same through the lean client as through aiobotocore's (request ids aside)."""
+    key = {"pk": {"S": table_key(step_key)}}
+    item = {**key, "state": {"S": "claim"}, "owner": {"S": "a#1"}, "expires_at": {"N": "99"}}
+    absent = "attribute_not_exists(pk)"
+
+    async def calls(client: TableClient) -> list[Any]:
+        """The same calls on a fresh item, each answer (or refusal) as the table code sees it."""
+        await dynamodb.delete_item(TableName=table_name, Key=key)
+        seen: list[Any] = [await client.put_item(TableName=table_name, Item=item)]
+        for returned in ("ALL_OLD", "NONE"):
+            with pytest.raises(ClientError) as refused:
+                await client.put_item(
+                    TableName=table_name,
+                    Item=item,
+                    ConditionExpression=absent,
+                    ReturnValuesOnConditionCheckFailure=returned,
+                )
+            seen.append(refused.value.response)
+        seen.append(await client.get_item(TableName=table_name, Key=key, ConsistentRead=True))
+        seen.append(
+            await client.update_item(
+                TableName=table_name,
+                Key=key,
+                UpdateExpression="SET #s = :s",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":s": {"S": "released"}},
+                ReturnValues="ALL_NEW",
+            )
+        )
+        for answer in seen:
+            metadata = answer.pop("ResponseMetadata")
+            assert metadata["HTTPStatusCode"] in (200, 400)
+        return seen
+
+    async with open_table_client(lean=True) as lean, open_table_client(lean=False) as aio:
+        lean_answers = await calls(lean)
+        aio_answers = await calls(aio)
+
+    assert lean_answers == aio_answers
+    assert lean_answers[1]["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert lean_answers[1]["Item"] == item
+    assert "Item" not in lean_answers[2]
+    assert lean_answers[3]["Item"] == item
