@@ -17,12 +17,13 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import (
+    ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
@@ -32,6 +33,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.model import StructureShape
 
 from relay.awsjson.errors import (
     MAX_ERROR_BODY_BYTES,
@@ -254,6 +256,55 @@ def botocore_user_agent(session: AioSession, client: Any) -> str:
     # The session's creator got the session's name, version and extra when `client` was made.
     creator = session.get_component("user_agent_creator")
     return str(creator.with_client_config(client.meta.config).to_string())
+
+
+async def modeled_error_members(session: AioSession, service: str) -> dict[str, frozenset[str]]:
+    """The members of each error the service models, by code (from botocore's model, which the
+    resolving client has loaded already), for `botocore_client_error`."""
+    model = await session.get_service_model(service)
+    return {
+        shape.metadata.get("error", {}).get("code", shape.name): frozenset(
+            cast(StructureShape, shape).members
+        )
+        for shape in model.error_shapes
+    }
+
+
+def botocore_client_error(
+    exc: AwsJsonError,
+    operation: str,
+    url: str,
+    modeled: Mapping[str, frozenset[str]] | None = None,
+) -> Exception:
+    """The exception aiobotocore raises for this failed call: a transport failure's botocore
+    exception, or a `ClientError` with the response botocore's JSON parser builds.
+
+    botocore reads the code from the body's `__type` only (undecorated; else the status), then
+    the query-compatible code of `x-amzn-query-error` (SQS); the message is the body's `message`
+    or `Message`; and for a modeled error, the body's members its shape names (`modeled`, by
+    code: a failed condition's `Item`)."""
+    wire = exc.wire
+    if wire is None:
+        return botocore_transport_error(exc.cause, url)
+    code = wire.type_member if wire.type_member is not None else str(wire.http_status)
+    error: dict[str, Any] = {"Message": wire.message if wire.object_body else "", "Code": code}
+    if wire.query_error is not None:
+        parts = wire.query_error.split(";")
+        if len(parts) == 2 and parts[0]:
+            error.update(QueryErrorCode=code, Type=parts[1], Code=parts[0])
+    members = (modeled or {}).get(error["Code"], frozenset())
+    body = {**wire.members}
+    if wire.object_body:
+        body |= {name: wire.message for name in ("message", "Message") if name in members}
+    response: dict[str, Any] = {
+        **{name: value for name, value in body.items() if name in members},
+        "Error": error,
+        "ResponseMetadata": {
+            "RequestId": wire.request_id or "",
+            "HTTPStatusCode": wire.http_status,
+        },
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 def botocore_transport_error(cause: BaseException | None, url: str) -> Exception:

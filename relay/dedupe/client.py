@@ -14,17 +14,16 @@ aiobotocore client and there are none here: `relay.dedupe.calls` retries.
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import aiohttp
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
-from botocore.model import StructureShape
 
 from relay.awsjson.lean import (
     AwsJsonError,
     LeanJsonClient,
-    botocore_transport_error,
+    botocore_client_error,
+    modeled_error_members,
     open_lean_json,
 )
 from relay.awsjson.signing import ClockOffset
@@ -77,28 +76,11 @@ class LeanDynamoDB:
         try:
             answer, request_id = await self.json.call(operation, params)
         except AwsJsonError as exc:
-            raise self._botocore_error(exc, operation) from None
+            raise botocore_client_error(
+                exc, operation, self.meta.endpoint_url, self._error_members
+            ) from None
         answer["ResponseMetadata"] = {"RequestId": request_id, "HTTPStatusCode": 200}
         return answer
-
-    def _botocore_error(self, exc: AwsJsonError, operation: str) -> Exception:
-        wire = exc.wire
-        if wire is not None:
-            # As botocore's modeled error parse: the body's members the error's shape names.
-            modeled = self._error_members.get(wire.code, frozenset())
-            body = {**wire.members}
-            if wire.object_body:
-                body |= {name: wire.message for name in ("message", "Message") if name in modeled}
-            response: dict[str, Any] = {
-                **{name: value for name, value in body.items() if name in modeled},
-                "Error": {"Code": wire.code, "Message": wire.message},
-                "ResponseMetadata": {
-                    "RequestId": wire.request_id or "",
-                    "HTTPStatusCode": wire.http_status,
-                },
-            }
-            return ClientError(response, operation)  # type: ignore[arg-type]
-        return botocore_transport_error(exc.cause, self.meta.endpoint_url)
 
 
 @contextlib.asynccontextmanager
@@ -134,13 +116,7 @@ async def open_lean_dynamodb(
         max_answer_bytes=MAX_ANSWER_BYTES,
         endpoint_url=endpoint_url,
     ) as json_client:
-        model = await session.get_service_model("dynamodb")  # loaded already for the client
-        error_members = {
-            shape.metadata.get("error", {}).get("code", shape.name): frozenset(
-                cast(StructureShape, shape).members
-            )
-            for shape in model.error_shapes
-        }
+        error_members = await modeled_error_members(session, "dynamodb")
         yield LeanDynamoDB(
             json_client,
             region=json_client.region,

@@ -20,7 +20,7 @@ import base64
 import binascii
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import aiohttp
@@ -30,7 +30,8 @@ from botocore.exceptions import ClientError
 from relay.awsjson.lean import (
     AwsJsonError,
     LeanJsonClient,
-    botocore_transport_error,
+    botocore_client_error,
+    modeled_error_members,
     open_lean_json,
 )
 from relay.awsjson.signing import ClockOffset
@@ -76,9 +77,15 @@ _TRANSIENT_STATUSES: Final = frozenset({500, 502, 503, 504})
 class LeanSqs:
     """An aiobotocore SQS client whose three hot calls go through the lean client."""
 
-    def __init__(self, json_client: LeanJsonClient, fallback: Any) -> None:
+    def __init__(
+        self,
+        json_client: LeanJsonClient,
+        fallback: Any,
+        error_members: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         self.json = json_client
         self._fallback = fallback
+        self._error_members = error_members or {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fallback, name)
@@ -104,7 +111,9 @@ class LeanSqs:
             try:
                 answer, request_id = await self.json.call(operation, params)
             except AwsJsonError as exc:
-                error = _botocore_error(exc, operation, self.json.endpoint_url)
+                error = botocore_client_error(
+                    exc, operation, self.json.endpoint_url, self._error_members
+                )
                 if attempt + 1 >= MAX_ATTEMPTS or not _retryable(error):
                     raise error from None
                 # botocore's standard mode: full jitter, base 1 s doubling, capped at 20 s.
@@ -117,26 +126,6 @@ class LeanSqs:
             }
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _botocore_error(exc: AwsJsonError, operation: str, url: str) -> Exception:
-    wire = exc.wire
-    if wire is None:
-        return botocore_transport_error(exc.cause, url)
-    code = wire.type_member if wire.type_member is not None else str(wire.http_status)
-    error: dict[str, Any] = {"Message": wire.message if wire.object_body else "", "Code": code}
-    if wire.query_error is not None:
-        parts = wire.query_error.split(";")
-        if len(parts) == 2 and parts[0]:
-            error.update(QueryErrorCode=code, Type=parts[1], Code=parts[0])
-    response: dict[str, Any] = {
-        "Error": error,
-        "ResponseMetadata": {
-            "RequestId": wire.request_id or "",
-            "HTTPStatusCode": wire.http_status,
-        },
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 def _retryable(error: Exception) -> bool:
@@ -185,7 +174,7 @@ async def open_lean_sqs(
         max_answer_bytes=MAX_ANSWER_BYTES,
         endpoint_url=endpoint_url,
     ) as json_client:
-        yield LeanSqs(json_client, fallback)
+        yield LeanSqs(json_client, fallback, await modeled_error_members(session, "sqs"))
 
 
 @contextlib.asynccontextmanager
