@@ -148,8 +148,16 @@ async def test_a_call_cut_before_the_table_is_retried_and_claims(
     the claim is an ordinary one (nothing earlier to be unsure of)."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, next_faults=[fault], hang_s=5.0) as endpoint,
+        # A read timeout that cuts the hung attempt, yet outlasts a real answer on a loaded
+        # host (at 0.5 s the retry's own answer could time out too, and its claim then come
+        # back as ours with an unknown outcome); a budget that leaves room to retry after it.
         open_table_at(
-            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK, lean=lean
+            endpoint.url,
+            table_name,
+            "a",
+            read_timeout_s=2.0,
+            claim_retry=dataclasses.replace(QUICK, budget_s=10.0),
+            lean=lean,
         ) as table,
     ):
         claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
