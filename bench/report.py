@@ -233,6 +233,21 @@ def targets(
         2,
         True,
     )
+    add(
+        "W1 relay / fair floor (msgs/s) >= 0.9",
+        _ratio(rate("W1", "relay"), rate("W1", "floor-fair")),
+        0.9,
+        True,
+    )
+    add(
+        "W1 relay CPU/msg / fair floor CPU/msg <= 1.5 (active window)",
+        _ratio(
+            field("W1", "relay", "cpu_per_1k_active_s"),
+            field("W1", "floor-fair", "cpu_per_1k_active_s"),
+        ),
+        1.5,
+        False,
+    )
     bucket = throttles.get("W2")
     successes, window = field("W2", "relay", "successes"), field("W2", "relay", "window_s")
     allowed = None
@@ -268,6 +283,24 @@ def targets(
         _ratio(rate("W4", "relay-x2"), rate("W4", "relay")),
         1.6,
         True,
+    )
+    add(
+        "W4d relay --dedupe-table CPU/step / without the table <= 1.4 (moto's CPU apart)",
+        _ratio(
+            field("W4d", "relay-table", "cpu_per_1k_active_s"),
+            field("W4d", "relay", "cpu_per_1k_active_s"),
+        ),
+        1.4,
+        False,
+    )
+    add(
+        "W4d relay --dedupe-table CPU/step / relay-paced (no table, same rate) <= 1.4",
+        _ratio(
+            field("W4d", "relay-table", "cpu_per_1k_active_s"),
+            field("W4d", "relay-paced", "cpu_per_1k_active_s"),
+        ),
+        1.4,
+        False,
     )
     add(
         "M peak RSS at 5N / at N <= 1.10",

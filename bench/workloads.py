@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
-ContenderKind = Literal["floor", "naive", "threadpool", "relay"]
+ContenderKind = Literal["floor", "fair", "naive", "threadpool", "relay"]
 
 RELAY_MAX_IN_FLIGHT = 64
 """relay's default --max-in-flight; the floor runs at the same concurrency."""
@@ -110,6 +110,12 @@ FLOOR_LEAN = Contender(
     args=("--concurrency", str(RELAY_MAX_IN_FLIGHT), "--lean"),
     note="the floor through relay's lean sender (botocore signer, shared aiohttp session)",
 )
+FAIR_FLOOR = Contender(
+    name="floor-fair",
+    kind="fair",
+    args=("--loops", str(math.ceil(RELAY_MAX_IN_FLIGHT / 10))),
+    note="the fair floor: lean stack, 7 loops of receive 10 / 10 calls at once / 1 batch delete",
+)
 RELAY = Contender(name="relay", kind="relay", note="relay run, defaults (lean sender)")
 RELAY_AIOBOTOCORE = Contender(
     name="relay-aiobotocore",
@@ -162,6 +168,7 @@ WORKLOADS: tuple[Workload, ...] = (
         contenders=(
             FLOOR,
             FLOOR_LEAN,
+            FAIR_FLOOR,
             NAIVE,
             THREADPOOL,
             RELAY,
@@ -223,6 +230,13 @@ WORKLOADS: tuple[Workload, ...] = (
                 processes=2,
                 args=EMF_AT_EXIT,
                 note="two relay run, each remembering alone",
+            ),
+            replace(
+                RELAY,
+                name="relay-paced",
+                args=(*EMF_AT_EXIT, "--max-rps", "120"),
+                note="one relay run --max-rps 120: no table, at about the rate moto allows the "
+                "table runs (relay's CPU per step at equal rate)",
             ),
             replace(
                 RELAY,

@@ -43,11 +43,11 @@ from relay.sqs import (
     ReceivedMessage,
     SqsError,
     is_fifo,
-    open_sqs,
     queue_total,
     receive_messages,
     resolve_queue,
 )
+from relay.sqs.lean import open_hot_sqs
 from relay.tracing import NO_TRACING, Tracing
 from relay.transfer import CallbackClient, open_lean_transfer, open_transfer
 
@@ -411,7 +411,7 @@ async def check_queues(sqs: SQSClient, config: RunConfig) -> QueueSettings:
 
 @contextlib.asynccontextmanager
 async def open_table(
-    config: RunConfig, session: AioSession, tracing: Tracing = NO_TRACING
+    config: RunConfig, session: AioSession, tracing: Tracing, clock: ClockOffset
 ) -> AsyncIterator[DedupeTable | None]:
     """The fleet's delivered-memory when `--dedupe-table` names one: checked at start-up (a
     missing or denied table is exit 2; one that does not answer now is a warning, and each
@@ -424,6 +424,8 @@ async def open_table(
         session=session,
         max_pool_connections=config.max_in_flight,
         tracing=tracing,
+        lean=config.lean_sender,
+        clock=clock,
     ) as table:
         try:
             await table.check()
@@ -452,14 +454,16 @@ async def open_worker(
     session = session or new_session()
     clock = ClockOffset()
     async with (
-        open_sqs(session, max_pool_connections=config.pollers + 20) as sqs,
+        open_hot_sqs(
+            session, lean=config.lean_sender, max_pool_connections=config.pollers + 20, clock=clock
+        ) as sqs,
         (open_lean_transfer if config.lean_sender else open_transfer)(
             session,
             max_pool_connections=config.max_in_flight,
             call_timeout_s=config.call_timeout_s,
             clock=clock,
         ) as transfer,
-        open_table(config, session, tracing) as table,
+        open_table(config, session, tracing, clock) as table,
     ):
         settings = await check_queues(sqs, config)
         worker = Worker(

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from relay.aws import new_session
 from relay.dedupe import DedupeTable, dedupe_config
+from relay.dedupe.client import open_lean_dynamodb
 
 HOST: Final = "127.0.0.1"
 JSON_10: Final = "application/x-amz-json-1.0"
@@ -230,16 +232,39 @@ def without_item(answer: Answer) -> Answer:
     return Answer(status=answer.status, headers=headers, body=payload)
 
 
+PATHS: Final = pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiobotocore"])
+"""A test of the table's calls, run on both clients: the lean one (relay's default) and
+aiobotocore's (`--no-lean-sender`), which must answer every case alike."""
+
+
+@contextlib.asynccontextmanager
+async def open_table_client(
+    url: str | None = None, *, lean: bool, read_timeout_s: float = 1.0
+) -> AsyncIterator[Any]:
+    """The table's client as relay opens it, at `url` (else AWS_ENDPOINT_URL_DYNAMODB): the lean
+    AWS JSON client, or aiobotocore's."""
+    session = new_session()
+    if lean:
+        async with open_lean_dynamodb(
+            session, endpoint_url=url, read_timeout_s=read_timeout_s
+        ) as client:
+            yield client
+    else:
+        config = dedupe_config(read_timeout_s=read_timeout_s)
+        async with session.create_client("dynamodb", endpoint_url=url, config=config) as client:
+            yield client
+
+
 @contextlib.asynccontextmanager
 async def open_table_at(
     url: str,
     table_name: str,
     owner: str,
     *,
+    lean: bool,
     read_timeout_s: float = 1.0,
     **settings: Any,
 ) -> AsyncIterator[DedupeTable]:
     """A task's `DedupeTable` on its own client at `url`; `settings` go to `DedupeTable`."""
-    config = dedupe_config(read_timeout_s=read_timeout_s)
-    async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
+    async with open_table_client(url, lean=lean, read_timeout_s=read_timeout_s) as client:
         yield DedupeTable(client, table_name, owner, **settings)

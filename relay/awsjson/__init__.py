@@ -1,6 +1,6 @@
 """The AWS JSON protocols (awsJson1_0, awsJson1_1) relay speaks on its hot path: reading an
-error answer (`errors`), signing at the service's time (`signing`), and a lean client
-(`lean`) for Transfer Family's callback and the fleet table's calls."""
+error answer (`errors`), signing at the service's time with a cached signing key (`signing`),
+and a lean client (`lean`) for Transfer Family's callback and the fleet table's calls."""
 
 from relay.awsjson.errors import (
     CLOCK_SKEW_CODES,

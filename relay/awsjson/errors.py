@@ -68,6 +68,11 @@ class WireError:
     request_id: str | None = None
     server_time: datetime | None = None
     members: Mapping[str, Any] = field(default_factory=dict)
+    type_member: str | None = None
+    """The body's top-level `__type`, undecorated: the one place botocore's JSON parser reads
+    the code from (SQS's lean calls answer as botocore does)."""
+    query_error: str | None = None
+    """The `x-amzn-query-error` header (`Code;Sender`): the code SQS had in its query protocol."""
 
     @property
     def clock_skewed(self) -> bool:
@@ -102,6 +107,12 @@ def read_error(status: int, headers: Mapping[str, str], body: bytes) -> WireErro
         request_id=_request_id(header(headers, REQUEST_ID_HEADER)),
         server_time=http_date(header(headers, "Date")),
         members=members,
+        type_member=(
+            error_name(document["__type"])
+            if document is not None and isinstance(document.get("__type"), str)
+            else None
+        ),
+        query_error=header(headers, "x-amzn-query-error"),
     )
 
 

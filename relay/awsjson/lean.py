@@ -8,15 +8,32 @@ service's error read as DESIGN §1 prescribes (`wire`), or a transport failure, 
 request may have reached the service (`answer_lost`). aiohttp's exceptions stop here.
 """
 
+import asyncio
+import contextlib
 import json
 import math
 import os
+import socket
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final, cast
 
 import aiohttp
-from botocore.awsrequest import AWSRequest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ProxyConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.model import StructureShape
 
 from relay.awsjson.errors import (
     MAX_ERROR_BODY_BYTES,
@@ -25,7 +42,7 @@ from relay.awsjson.errors import (
     WireError,
     read_error,
 )
-from relay.awsjson.signing import ClockOffset, ClockSigV4Auth
+from relay.awsjson.signing import ClockOffset, JsonSigner
 from relay.errors import RelayError
 from relay.outcomes import CONNECTION_ERROR, IDENTITY_CODES, READ_TIMEOUT
 
@@ -46,21 +63,24 @@ class AwsJsonError(RelayError):
         *,
         wire: WireError | None = None,
         answer_lost: bool = False,
+        cause: BaseException | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.wire = wire
         self.answer_lost = answer_lost
+        self.cause = cause
+        """The transport's own exception (aiohttp's, a timeout, an OSError), if that failed."""
 
     @classmethod
     def transport(cls, exc: BaseException) -> "AwsJsonError":
         """A failure of the transport, classified."""
         if isinstance(exc, TimeoutError):
             lost = not isinstance(exc, aiohttp.ConnectionTimeoutError)
-            return cls(READ_TIMEOUT, str(exc) or type(exc).__name__, answer_lost=lost)
+            return cls(READ_TIMEOUT, str(exc) or type(exc).__name__, answer_lost=lost, cause=exc)
         lost = not isinstance(exc, aiohttp.ClientConnectorError)
-        return cls(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", answer_lost=lost)
+        return cls(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", answer_lost=lost, cause=exc)
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int = MAX_ERROR_BODY_BYTES) -> bytes:
@@ -108,8 +128,8 @@ class LeanJsonClient:
         self._reload_credentials = reload_credentials
         self._reloaded_at = -math.inf
         self._url = endpoint_url.rstrip("/") + "/"
-        self._region = region
-        self._signing_name = signing_name
+        self.endpoint_url = endpoint_url
+        self.region = region
         self._target_prefix = target_prefix
         self._credentials = credentials
         self._http = http
@@ -117,18 +137,19 @@ class LeanJsonClient:
         self._headers = {"Content-Type": f"application/x-amz-json-{json_version}"}
         if user_agent:
             self._headers["User-Agent"] = user_agent
+        self._signer = JsonSigner(
+            url=self._url, region=region, service=signing_name, clock=self.clock
+        )
+        self._targets = _Targets(self._headers, target_prefix)
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         """One call: the answer's JSON object and its request id, or `AwsJsonError`."""
         body = json.dumps(params, separators=(",", ":")).encode()
         frozen = await self._credentials.get_frozen_credentials()
-        headers = {**self._headers, "X-Amz-Target": f"{self._target_prefix}.{operation}"}
-        request = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
-        signer = ClockSigV4Auth(frozen, self._signing_name, self._region, clock=self.clock)
-        signer.add_auth(request)
+        headers = self._signer.sign(frozen, self._targets[operation], body)
         try:
             async with self._http.post(
-                self._url, data=body, headers=dict(request.headers), proxy=self._proxy
+                self._url, data=body, headers=headers, proxy=self._proxy
             ) as response:
                 if response.status == 200:
                     payload = await read_capped(response, self.max_answer_bytes)
@@ -154,6 +175,20 @@ class LeanJsonClient:
             self._credentials = fresh
 
 
+class _Targets(dict[str, dict[str, str]]):
+    """An operation's unsigned headers, built once per operation."""
+
+    def __init__(self, headers: Mapping[str, str], prefix: str) -> None:
+        super().__init__()
+        self._base = dict(headers)
+        self._prefix = prefix
+
+    def __missing__(self, operation: str) -> dict[str, str]:
+        headers = {**self._base, "X-Amz-Target": f"{self._prefix}.{operation}"}
+        self[operation] = headers
+        return headers
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     if not payload:
         return {}
@@ -162,6 +197,141 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return document if isinstance(document, dict) else {}
+
+
+@contextlib.asynccontextmanager
+async def open_lean_json(
+    session: AioSession,
+    service: str,
+    *,
+    config: AioConfig,
+    signing_name: str,
+    target_prefix: str,
+    json_version: str,
+    timeout: aiohttp.ClientTimeout,
+    max_pool_connections: int,
+    clock: ClockOffset | None = None,
+    max_answer_bytes: int = MAX_ERROR_BODY_BYTES,
+    endpoint_url: str | None = None,
+) -> AsyncIterator[LeanJsonClient]:
+    """A `LeanJsonClient` for `service` with the endpoint, region, credentials and User-Agent
+    botocore resolves for a client of `config` (`AWS_ENDPOINT_URL_<SERVICE>` honoured, unless
+    `endpoint_url` is given)."""
+    async with session.create_client(  # type: ignore[call-overload]
+        service, config=config, endpoint_url=endpoint_url
+    ) as resolver:
+        credentials = await session.get_credentials()
+        if credentials is None:
+            raise NoCredentialsError()
+        # As botocore does: AWS_CA_BUNDLE for a private CA, HTTP(S)_PROXY and NO_PROXY honoured.
+        ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
+        endpoint_url = str(resolver.meta.endpoint_url)
+        # Resolved once here: aiohttp's trust_env would re-read the environment and ~/.netrc
+        # in a thread on every request, a fifth of the CPU of a throttled run.
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            yield LeanJsonClient(
+                endpoint_url=endpoint_url,
+                region=resolver.meta.region_name,
+                signing_name=signing_name,
+                target_prefix=target_prefix,
+                json_version=json_version,
+                credentials=credentials,
+                http=http,
+                proxy=proxy_for(endpoint_url),
+                user_agent=botocore_user_agent(session, resolver),
+                clock=clock,
+                reload_credentials=session.get_component("credential_provider").load_credentials,
+                max_answer_bytes=max_answer_bytes,
+            )
+
+
+def botocore_user_agent(session: AioSession, client: Any) -> str:
+    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
+
+    The same builder and inputs botocore's client uses (the session's name, version and extra,
+    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
+    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
+    """
+    # The session's creator got the session's name, version and extra when `client` was made.
+    creator = session.get_component("user_agent_creator")
+    return str(creator.with_client_config(client.meta.config).to_string())
+
+
+async def modeled_error_members(session: AioSession, service: str) -> dict[str, frozenset[str]]:
+    """The members of each error the service models, by code (from botocore's model, which the
+    resolving client has loaded already), for `botocore_client_error`."""
+    model = await session.get_service_model(service)
+    return {
+        shape.metadata.get("error", {}).get("code", shape.name): frozenset(
+            cast(StructureShape, shape).members
+        )
+        for shape in model.error_shapes
+    }
+
+
+def botocore_client_error(
+    exc: AwsJsonError,
+    operation: str,
+    url: str,
+    modeled: Mapping[str, frozenset[str]] | None = None,
+) -> Exception:
+    """The exception aiobotocore raises for this failed call: a transport failure's botocore
+    exception, or a `ClientError` with the response botocore's JSON parser builds.
+
+    botocore reads the code from the body's `__type` only (undecorated; else the status), then
+    the query-compatible code of `x-amzn-query-error` (SQS); the message is the body's `message`
+    or `Message`; and for a modeled error, the body's members its shape names (`modeled`, by
+    code: a failed condition's `Item`)."""
+    wire = exc.wire
+    if wire is None:
+        return botocore_transport_error(exc.cause, url)
+    code = wire.type_member if wire.type_member is not None else str(wire.http_status)
+    error: dict[str, Any] = {"Message": wire.message if wire.object_body else "", "Code": code}
+    if wire.query_error is not None:
+        parts = wire.query_error.split(";")
+        if len(parts) == 2 and parts[0]:
+            error.update(QueryErrorCode=code, Type=parts[1], Code=parts[0])
+    members = (modeled or {}).get(error["Code"], frozenset())
+    body = {**wire.members}
+    if wire.object_body:
+        body |= {name: wire.message for name in ("message", "Message") if name in members}
+    response: dict[str, Any] = {
+        **{name: value for name, value in body.items() if name in members},
+        "Error": error,
+        "ResponseMetadata": {
+            "RequestId": wire.request_id or "",
+            "HTTPStatusCode": wire.http_status,
+        },
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+def botocore_transport_error(cause: BaseException | None, url: str) -> Exception:
+    """The botocore exception aiobotocore raises for this transport failure (in its order), for
+    the lean calls that answer as aiobotocore does (the fleet table, SQS)."""
+    if isinstance(cause, aiohttp.ClientSSLError):
+        return SSLError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return ProxyConnectionError(proxy_url="<proxy>", error=cause)
+    if isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.http_exceptions.BadStatusLine,
+    ):
+        return ConnectionClosedError(error=cause, endpoint_url=url)
+    if isinstance(cause, aiohttp.ServerTimeoutError):
+        if str(cause).lower().startswith("connect"):
+            return ConnectTimeoutError(endpoint_url=url, error=cause)
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ClientConnectionError):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, socket.gaierror):
+        return EndpointConnectionError(endpoint_url=url, error=cause)
+    if isinstance(cause, asyncio.TimeoutError):
+        return ReadTimeoutError(endpoint_url=url, error=cause)
+    return HTTPClientError(error=cause)
 
 
 def proxy_for(url: str, env: Mapping[str, str] | None = None) -> str | None:

@@ -1,5 +1,6 @@
 """The delivered-memory a fleet shares (DESIGN §10), on a DynamoDB table: the items and claims
-(`table`), and how one table call is retried and when the table counts as down (`calls`)."""
+(`table`), how one table call is retried and when the table counts as down (`calls`), and the
+table's calls on the lean AWS JSON client, answering as aiobotocore's client does (`client`)."""
 
 from relay.dedupe.calls import (
     CLAIM_RETRY,

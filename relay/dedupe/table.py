@@ -57,6 +57,7 @@ from botocore.exceptions import ClientError
 from tenacity import AsyncRetrying
 
 from relay.aws import new_session
+from relay.awsjson.signing import ClockOffset
 from relay.dedupe.calls import (
     CAUGHT,
     CLAIM_RETRY,
@@ -71,6 +72,7 @@ from relay.dedupe.calls import (
     retrying,
     unavailable,
 )
+from relay.dedupe.client import LeanDynamoDB, open_lean_dynamodb
 from relay.errors import ConfigError
 from relay.message import Status, StepKey
 from relay.tracing import NO_TRACING, Tracing
@@ -170,7 +172,7 @@ class DedupeTable:
 
     def __init__(
         self,
-        client: DynamoDBClient,
+        client: "DynamoDBClient | LeanDynamoDB",
         table_name: str,
         owner: str,
         *,
@@ -476,9 +478,17 @@ async def open_dedupe_table(
     owner: str | None = None,
     max_pool_connections: int = 64,
     tracing: Tracing = NO_TRACING,
+    lean: bool = True,
+    clock: ClockOffset | None = None,
 ) -> AsyncIterator[DedupeTable]:
-    """A `DedupeTable` on its own client (AWS_ENDPOINT_URL_DYNAMODB honoured), closed after."""
+    """A `DedupeTable` on its own client (AWS_ENDPOINT_URL_DYNAMODB honoured), closed after:
+    the lean AWS JSON client (`relay.dedupe.client`), or with `lean=False` aiobotocore's."""
     session = session or new_session()
-    config = dedupe_config(max_pool_connections=max_pool_connections)
-    async with session.create_client("dynamodb", config=config) as client:
+    opened: contextlib.AbstractAsyncContextManager[Any]
+    if lean:
+        opened = open_lean_dynamodb(session, max_pool_connections=max_pool_connections, clock=clock)
+    else:
+        config = dedupe_config(max_pool_connections=max_pool_connections)
+        opened = session.create_client("dynamodb", config=config)
+    async with opened as client:
         yield DedupeTable(client, table_name, owner or new_owner(), tracing=tracing)

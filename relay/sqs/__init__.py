@@ -2,7 +2,8 @@
 changes and sends. Callers see one exception type, `SqsError`; botocore's stay in here.
 
 Nothing here loads aiobotocore at import (the producer uses `relay.sqs.outgoing`); only
-`open_sqs` does, when called.
+`open_sqs` does, when called. `relay.sqs.lean` (not imported here) makes the worker's three
+per-message calls on the lean AWS JSON client.
 """
 
 from relay.sqs.batching import (

@@ -326,15 +326,3 @@ def from_client_error(exc: ClientError) -> CallbackError:
         ),
         request_id=_request_id(metadata),
     )
-
-
-def botocore_user_agent(session: AioSession, client: AioTransferClient) -> str:
-    """The User-Agent botocore builds for this client: SDK, platform, app id, extras.
-
-    The same builder and inputs botocore's client uses (the session's name, version and extra,
-    the client's config with its `user_agent_appid` and `user_agent_extra`); only the per-request
-    feature ids (`m/...`) of botocore's own calls are absent, since botocore makes none here.
-    """
-    # The session's creator got the session's name, version and extra when `client` was made.
-    creator = session.get_component("user_agent_creator")
-    return str(creator.with_client_config(client.meta.config).to_string())

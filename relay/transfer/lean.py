@@ -7,19 +7,16 @@ User-Agent and the SigV4 signer, all resolved through an aiobotocore client at s
 """
 
 import contextlib
-import os
-import ssl
 from collections.abc import AsyncIterator
 from typing import Final
 
 import aiohttp
 from aiobotocore.session import AioSession
-from botocore.exceptions import NoCredentialsError
 
 from relay.aws import new_session
-from relay.awsjson.lean import AwsJsonError, LeanJsonClient, proxy_for
+from relay.awsjson.lean import AwsJsonError, LeanJsonClient, open_lean_json
 from relay.awsjson.signing import ClockOffset
-from relay.transfer.aio import OPERATION, SIGNING_NAME, botocore_user_agent, open_transfer
+from relay.transfer.aio import OPERATION, SIGNING_NAME, transfer_config
 from relay.transfer.errors import CallbackError
 
 TARGET_PREFIX: Final = "TransferService"
@@ -68,38 +65,19 @@ async def open_lean_transfer(
 ) -> AsyncIterator[LeanTransferClient]:
     """A `LeanTransferClient` with the endpoint, region, credentials and User-Agent botocore
     resolves."""
-    session = session or new_session()
-    async with open_transfer(
-        session,
-        max_pool_connections=1,
-        call_timeout_s=call_timeout_s,
-        user_agent_extra=user_agent_extra,
-    ) as resolver:
-        credentials = await session.get_credentials()
-        if credentials is None:
-            raise NoCredentialsError()
-        timeout = aiohttp.ClientTimeout(total=call_timeout_s, connect=min(call_timeout_s, 5.0))
-        # As botocore does: AWS_CA_BUNDLE for a private CA, HTTP(S)_PROXY and NO_PROXY honoured.
-        ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
-        connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
-        endpoint_url = resolver.meta.endpoint_url
-        # Resolved once here: aiohttp's trust_env would re-read the environment and ~/.netrc
-        # in a thread on every request, a fifth of the CPU of a throttled run.
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            yield LeanTransferClient(
-                LeanJsonClient(
-                    endpoint_url=endpoint_url,
-                    region=resolver.meta.region_name,
-                    signing_name=SIGNING_NAME,
-                    target_prefix=TARGET_PREFIX,
-                    json_version=JSON_VERSION,
-                    credentials=credentials,
-                    http=http,
-                    proxy=proxy_for(endpoint_url),
-                    user_agent=botocore_user_agent(session, resolver),
-                    clock=clock,
-                    reload_credentials=session.get_component(
-                        "credential_provider"
-                    ).load_credentials,
-                )
-            )
+    config = transfer_config(
+        max_pool_connections=1, call_timeout_s=call_timeout_s, user_agent_extra=user_agent_extra
+    )
+    timeout = aiohttp.ClientTimeout(total=call_timeout_s, connect=min(call_timeout_s, 5.0))
+    async with open_lean_json(
+        session or new_session(),
+        "transfer",
+        config=config,
+        signing_name=SIGNING_NAME,
+        target_prefix=TARGET_PREFIX,
+        json_version=JSON_VERSION,
+        timeout=timeout,
+        max_pool_connections=max_pool_connections,
+        clock=clock,
+    ) as json_client:
+        yield LeanTransferClient(json_client)

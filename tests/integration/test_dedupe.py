@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from relay.aws import new_session
 from relay.dedupe import (
@@ -33,13 +34,18 @@ from relay.dedupe import (
 from relay.errors import ConfigError
 from relay.local import MotoServer
 from relay.message import Status, StepKey
-from tests.dedupe_support import open_table_at, serve_refusing_dynamodb
+from tests.dedupe_support import PATHS, open_table_at, open_table_client, serve_refusing_dynamodb
 from tests.support import eventually, make_steps
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+    from relay.dedupe.client import LeanDynamoDB
+
+    TableClient = DynamoDBClient | LeanDynamoDB
 else:
     DynamoDBClient = Any
+    TableClient = Any
 
 LEASE_S = 30.0
 TTL_S = 3600.0
@@ -65,15 +71,25 @@ async def table_name(dynamodb: DynamoDBClient) -> str:
     return name
 
 
+@pytest.fixture(params=[True, False], ids=["lean", "aiobotocore"])
+async def client(
+    request: pytest.FixtureRequest, local_dynamodb: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[TableClient]:
+    """The table's client, each test run on both: the lean AWS JSON client and aiobotocore's."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
+    async with open_table_client(lean=request.param) as opened:
+        yield opened
+
+
 @pytest.fixture
 def step_key() -> StepKey:
     """One step's (workflow, execution, token)."""
     return make_steps(1)[0].step_key
 
 
-def task(dynamodb: DynamoDBClient, table_name: str, owner: str) -> DedupeTable:
+def task(client: TableClient, table_name: str, owner: str) -> DedupeTable:
     """The table as one task sees it."""
-    return DedupeTable(dynamodb, table_name, owner)
+    return DedupeTable(client, table_name, owner)
 
 
 async def items(dynamodb: DynamoDBClient, table_name: str) -> list[dict[str, Any]]:
@@ -83,11 +99,11 @@ async def items(dynamodb: DynamoDBClient, table_name: str) -> list[dict[str, Any
 
 
 async def test_claim_on_an_empty_table_is_claimed(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """The first claim of a step gets the lease, stored as a claim ending at its `until`."""
     before = time.time()
-    claim = await task(dynamodb, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
+    claim = await task(client, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
     assert claim.answer_lost is False
@@ -100,11 +116,11 @@ async def test_claim_on_an_empty_table_is_claimed(
 
 
 async def test_a_live_claim_is_held_elsewhere_for_another_task(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A second task's claim of a claimed step learns when the first lease ends, and gets none."""
-    first = await task(dynamodb, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
-    second = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    first = await task(client, table_name, "a").claim(step_key, Status.SUCCESS, LEASE_S)
+    second = await task(client, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(first, Claimed)
     assert second == ClaimedElsewhere(until=first.until)
@@ -112,10 +128,10 @@ async def test_a_live_claim_is_held_elsewhere_for_another_task(
 
 
 async def test_a_second_claim_by_the_same_task_is_held_too(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A claim is one send's, not the task's: the same task claiming again is held off."""
-    table = task(dynamodb, table_name, "a")
+    table = task(client, table_name, "a")
     first = await table.claim(step_key, Status.SUCCESS, LEASE_S)
     second = await table.claim(step_key, Status.SUCCESS, LEASE_S)
 
@@ -125,14 +141,18 @@ async def test_a_second_claim_by_the_same_task_is_held_too(
 
 @pytest.mark.parametrize("copy_status", [Status.SUCCESS, Status.FAILURE])
 async def test_a_delivered_step_is_delivered_with_its_status(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, copy_status: Status
+    client: TableClient,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    step_key: StepKey,
+    copy_status: Status,
 ) -> None:
     """A copy of a delivered step learns the delivered status, whichever status it carries."""
-    first = task(dynamodb, table_name, "a")
+    first = task(client, table_name, "a")
     assert isinstance(await first.claim(step_key, Status.SUCCESS, LEASE_S), Claimed)
     await first.record_delivered(step_key, Status.SUCCESS, TTL_S)
 
-    copy = await task(dynamodb, table_name, "b").claim(step_key, copy_status, LEASE_S)
+    copy = await task(client, table_name, "b").claim(step_key, copy_status, LEASE_S)
 
     # The caller's rule: the same status is a duplicate, the other a conflict.
     assert copy == Delivered(Status.SUCCESS)
@@ -142,13 +162,13 @@ async def test_a_delivered_step_is_delivered_with_its_status(
 
 
 async def test_an_expired_claim_is_taken_over(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A claim left by a task that died is taken over once its lease has run out, and the
     taker is told that the dead task's call may have been made (its outcome unknown)."""
-    dead = await task(dynamodb, table_name, "dead").claim(step_key, Status.SUCCESS, 0.2)
+    dead = await task(client, table_name, "dead").claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(dead, Claimed)
-    other = task(dynamodb, table_name, "b")
+    other = task(client, table_name, "b")
     assert isinstance(await other.claim(step_key, Status.SUCCESS, LEASE_S), ClaimedElsewhere)
 
     taken: list[Claimed] = []
@@ -163,18 +183,18 @@ async def test_an_expired_claim_is_taken_over(
     await eventually(take_over, timeout_s=5, interval_s=0.1, what="the expired claim taken over")
     assert time.time() >= dead.until
     assert taken[0].answer_lost is True
-    assert await task(dynamodb, table_name, "c").claim(
+    assert await task(client, table_name, "c").claim(
         step_key, Status.SUCCESS, LEASE_S
     ) == ClaimedElsewhere(until=taken[0].until)
 
 
 async def test_a_delivered_record_ends_with_its_window(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """Past `--dedupe-ttl` a delivered step is forgotten, even before DynamoDB's TTL deletes it."""
-    first = task(dynamodb, table_name, "a")
+    first = task(client, table_name, "a")
     await first.record_delivered(step_key, Status.SUCCESS, 0.2)
-    late = task(dynamodb, table_name, "b")
+    late = task(client, table_name, "b")
 
     claims: list[Claimed] = []
 
@@ -190,11 +210,11 @@ async def test_a_delivered_record_ends_with_its_window(
 
 
 async def test_give_up_lets_another_task_claim_at_once(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A claim given up after a failed call is released: the step is free for the next copy
     at once, which is told that no earlier outcome is in doubt."""
-    first = task(dynamodb, table_name, "a")
+    first = task(client, table_name, "a")
     claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
 
@@ -203,17 +223,17 @@ async def test_give_up_lets_another_task_claim_at_once(
     [item] = await items(dynamodb, table_name)
     assert item["state"] == {"S": "released"}
     assert int(item["expires_at"]["N"]) < time.time()
-    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    again = await task(client, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(again, Claimed)
     assert again.answer_lost is False
 
 
 async def test_a_claim_after_a_lost_answer_is_told_the_outcome_is_unknown(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A claim given up as lost is kept for the window, yet the next copy claims the step at
     once and learns that an earlier call's outcome is unknown."""
-    first = task(dynamodb, table_name, "a")
+    first = task(client, table_name, "a")
     claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
 
@@ -222,40 +242,40 @@ async def test_a_claim_after_a_lost_answer_is_told_the_outcome_is_unknown(
     [item] = await items(dynamodb, table_name)
     assert item["state"] == {"S": "lost"}
     assert int(item["expires_at"]["N"]) >= time.time() + TTL_S - 5
-    again = await task(dynamodb, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
+    again = await task(client, table_name, "b").claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(again, Claimed)
     assert again.answer_lost is True
 
 
 async def test_a_lost_outcome_is_passed_on_until_a_delivery_settles_it(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A claim over a lost outcome that is given up plainly leaves the outcome lost for the
     next claim; only a delivered record ends it, and then copies find the step delivered."""
-    lost = task(dynamodb, table_name, "a")
+    lost = task(client, table_name, "a")
     first = await lost.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(first, Claimed)
     await lost.give_up(first, lost=True, ttl_s=TTL_S)
 
-    second_task = task(dynamodb, table_name, "b")
+    second_task = task(client, table_name, "b")
     second = await second_task.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(second, Claimed)
     await second_task.give_up(second)
     [item] = await items(dynamodb, table_name)
     assert item["state"] == {"S": "lost"}
 
-    third_task = task(dynamodb, table_name, "c")
+    third_task = task(client, table_name, "c")
     third = await third_task.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(third, Claimed)
     assert third.answer_lost is True
     await third_task.record_delivered(step_key, Status.SUCCESS, TTL_S)
 
-    copy = await task(dynamodb, table_name, "d").claim(step_key, Status.SUCCESS, LEASE_S)
+    copy = await task(client, table_name, "d").claim(step_key, Status.SUCCESS, LEASE_S)
     assert copy == Delivered(Status.SUCCESS)
 
 
 async def test_a_claim_given_up_by_an_older_version_counts_as_lost(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """Before `released`, a give-up left a claim ending a minute ago, which cannot be told from
     a lapsed lease: a claim over it is told the outcome is unknown."""
@@ -270,7 +290,7 @@ async def test_a_claim_given_up_by_an_older_version_counts_as_lost(
         },
     )
 
-    claim = await task(dynamodb, table_name, "new").claim(step_key, Status.SUCCESS, LEASE_S)
+    claim = await task(client, table_name, "new").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
     assert claim.answer_lost is True
@@ -278,14 +298,14 @@ async def test_a_claim_given_up_by_an_older_version_counts_as_lost(
 
 @pytest.mark.parametrize("lost", [False, True])
 async def test_give_up_after_a_takeover_leaves_the_new_claim(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
 ) -> None:
     """A slow task giving up a claim that was taken over (released or lost) does not touch
     the new holder's claim."""
-    slow = task(dynamodb, table_name, "slow")
+    slow = task(client, table_name, "slow")
     old = await slow.claim(step_key, Status.SUCCESS, 0.2)
     assert isinstance(old, Claimed)
-    fast = task(dynamodb, table_name, "fast")
+    fast = task(client, table_name, "fast")
     taken: list[Claimed] = []
 
     async def take_over() -> bool:
@@ -298,28 +318,30 @@ async def test_give_up_after_a_takeover_leaves_the_new_claim(
 
     await slow.give_up(old, lost=lost, ttl_s=TTL_S)
 
-    third = await task(dynamodb, table_name, "c").claim(step_key, Status.SUCCESS, LEASE_S)
+    third = await task(client, table_name, "c").claim(step_key, Status.SUCCESS, LEASE_S)
     assert third == ClaimedElsewhere(until=taken[0].until)
 
 
 @pytest.mark.parametrize("lost", [False, True])
 async def test_give_up_never_undoes_a_delivered_record(
-    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey, lost: bool
 ) -> None:
     """A task whose call failed (or whose answer was lost) cannot erase the 200 another task
     recorded meanwhile."""
-    loser = task(dynamodb, table_name, "loser")
+    loser = task(client, table_name, "loser")
     claim = await loser.claim(step_key, Status.SUCCESS, LEASE_S)
     assert isinstance(claim, Claimed)
-    await task(dynamodb, table_name, "winner").record_delivered(step_key, Status.SUCCESS, TTL_S)
+    await task(client, table_name, "winner").record_delivered(step_key, Status.SUCCESS, TTL_S)
 
     await loser.give_up(claim, lost=lost, ttl_s=TTL_S)
 
-    copy = await task(dynamodb, table_name, "c").claim(step_key, Status.FAILURE, LEASE_S)
+    copy = await task(client, table_name, "c").claim(step_key, Status.FAILURE, LEASE_S)
     assert copy == Delivered(Status.SUCCESS)
 
 
+@PATHS
 async def test_many_tasks_racing_for_one_step_make_exactly_one_claim(
+    lean: bool,
     local_dynamodb: MotoServer,
     dynamodb: DynamoDBClient,
     table_name: str,
@@ -330,7 +352,9 @@ async def test_many_tasks_racing_for_one_step_make_exactly_one_claim(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
     async with contextlib.AsyncExitStack() as stack:
         tables = [
-            await stack.enter_async_context(open_dedupe_table(table_name, owner=f"task{i}"))
+            await stack.enter_async_context(
+                open_dedupe_table(table_name, owner=f"task{i}", lean=lean)
+            )
             for i in range(5)
         ]
         claims = await asyncio.gather(
@@ -343,11 +367,11 @@ async def test_many_tasks_racing_for_one_step_make_exactly_one_claim(
 
 
 async def test_the_table_stores_no_token_and_no_ids(
-    dynamodb: DynamoDBClient, table_name: str
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str
 ) -> None:
     """Items are keyed by a digest: neither the token nor the workflow or execution id is stored."""
     step = make_steps(1)[0]
-    table = task(dynamodb, table_name, "a")
+    table = task(client, table_name, "a")
     await table.claim(step.step_key, step.status, LEASE_S)
     other = make_steps(1)[0]
     await table.record_delivered(other.step_key, other.status, TTL_S)
@@ -359,14 +383,18 @@ async def test_the_table_stores_no_token_and_no_ids(
 
 
 async def test_a_delivered_message_costs_two_writes_and_a_duplicate_one(
-    local_dynamodb: MotoServer, dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+    client: TableClient,
+    local_dynamodb: MotoServer,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    step_key: StepKey,
 ) -> None:
     """Calls per message: delivered 2 PutItem; a duplicate 1 PutItem; a failed call 1 more."""
 
     def since(before: Counter[str]) -> Counter[str]:
         return local_dynamodb.calls - before
 
-    a, b = task(dynamodb, table_name, "a"), task(dynamodb, table_name, "b")
+    a, b = task(client, table_name, "a"), task(client, table_name, "b")
     before = Counter(local_dynamodb.calls)
     await a.claim(step_key, Status.SUCCESS, LEASE_S)
     await a.record_delivered(step_key, Status.SUCCESS, TTL_S)
@@ -398,26 +426,28 @@ async def test_the_created_table_expires_items_by_expires_at(
 
 
 async def test_check_passes_on_the_table_and_writes_nothing(
-    dynamodb: DynamoDBClient, table_name: str
+    client: TableClient, dynamodb: DynamoDBClient, table_name: str
 ) -> None:
     """The start-up check reads and tries both writes, yet leaves the table empty."""
-    await task(dynamodb, table_name, "a").check()
+    await task(client, table_name, "a").check()
     assert await items(dynamodb, table_name) == []
 
     # Even a sentinel item that somebody wrote is left as it was (its state not removed).
     sentinel = {"pk": {"S": CHECK_KEY}, "state": {"S": "planted"}}
     await dynamodb.put_item(TableName=table_name, Item=sentinel)
-    await task(dynamodb, table_name, "a").check()
+    await task(client, table_name, "a").check()
     assert await items(dynamodb, table_name) == [sentinel]
 
 
-async def test_check_refuses_a_missing_table(dynamodb: DynamoDBClient) -> None:
+async def test_check_refuses_a_missing_table(client: TableClient, dynamodb: DynamoDBClient) -> None:
     """A table that does not exist is a configuration error naming it."""
     with pytest.raises(ConfigError, match="relay-missing-table: no such table in us-east-1"):
-        await task(dynamodb, "relay-missing-table", "a").check()
+        await task(client, "relay-missing-table", "a").check()
 
 
-async def test_check_refuses_a_table_with_another_key(dynamodb: DynamoDBClient) -> None:
+async def test_check_refuses_a_table_with_another_key(
+    client: TableClient, dynamodb: DynamoDBClient
+) -> None:
     """A table keyed on anything but `pk` is a configuration error, not a silent fallback."""
     name = f"relay-wrong-{uuid.uuid4().hex[:8]}"
     await dynamodb.create_table(
@@ -427,27 +457,27 @@ async def test_check_refuses_a_table_with_another_key(dynamodb: DynamoDBClient) 
         BillingMode="PAY_PER_REQUEST",
     )
     with pytest.raises(ConfigError, match="ValidationException"):
-        await task(dynamodb, name, "a").check()
+        await task(client, name, "a").check()
 
 
 async def test_a_missing_table_mid_run_is_unavailable(
-    dynamodb: DynamoDBClient, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, step_key: StepKey
 ) -> None:
     """A table deleted under a running task fails claims with one exception type and its code."""
-    table = task(dynamodb, "relay-gone-table", "a")
+    table = task(client, "relay-gone-table", "a")
     with pytest.raises(DedupeUnavailable) as raised:
         await table.claim(step_key, Status.SUCCESS, LEASE_S)
     assert raised.value.code == "ResourceNotFoundException"
 
 
+@PATHS
 async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(
-    step_key: StepKey, closed_port: int
+    lean: bool, step_key: StepKey, closed_port: int
 ) -> None:
     """Nothing listening: each claim fails (retried, then DedupeUnavailable, not down) until
     the third in a row, which finds the table down; later calls fail at once, saying why."""
     url = f"http://127.0.0.1:{closed_port}"
-    config = dedupe_config()
-    async with new_session().create_client("dynamodb", endpoint_url=url, config=config) as client:
+    async with open_table_client(url, lean=lean) as client:
         table = DedupeTable(client, "relay-dedupe", "a", claim_retry=QUICK, record_retry=QUICK)
         failures: list[DedupeUnavailable] = []
         for _ in range(FAILURES_TO_OPEN):
@@ -471,12 +501,12 @@ async def test_an_unreachable_table_is_down_after_calls_fail_in_a_row(
 
 
 async def test_one_failed_call_does_not_switch_the_table_off(
-    dynamodb: DynamoDBClient, step_key: StepKey
+    client: TableClient, dynamodb: DynamoDBClient, step_key: StepKey
 ) -> None:
     """A call that failed (the table missing for a moment) leaves the table in use: the next
     claim goes to it at once and is claimed."""
     name = f"relay-late-{uuid.uuid4().hex[:8]}"
-    table = DedupeTable(dynamodb, name, "a")
+    table = DedupeTable(client, name, "a")
     with pytest.raises(DedupeUnavailable) as raised:
         await table.claim(step_key, Status.SUCCESS, LEASE_S)
     assert raised.value.code == "ResourceNotFoundException"
@@ -498,15 +528,16 @@ async def test_one_failed_call_does_not_switch_the_table_off(
         ("SomethingNew", 502),
     ],
 )
+@PATHS
 async def test_a_throttled_or_failing_call_is_retried_then_unavailable(
-    step_key: StepKey, code: str, http_status: int
+    lean: bool, step_key: StepKey, code: str, http_status: int
 ) -> None:
     """Throttles, server errors and any 5xx are asked again (by relay: botocore's retries are
     off) up to the policy's attempts; then DedupeUnavailable with the code, the table not down
     after one such call."""
     async with (
         serve_refusing_dynamodb(code, http_status) as endpoint,
-        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+        open_table_at(endpoint.url, "relay-dedupe", "a", lean=lean, claim_retry=QUICK) as table,
     ):
         with pytest.raises(DedupeUnavailable) as raised:
             await table.claim(step_key, Status.SUCCESS, LEASE_S)
@@ -520,13 +551,14 @@ async def test_a_throttled_or_failing_call_is_retried_then_unavailable(
     "code",
     ["ResourceNotFoundException", "AccessDeniedException", "ValidationException", "Unknown4xx"],
 )
+@PATHS
 async def test_a_call_that_asking_again_cannot_mend_fails_at_once(
-    step_key: StepKey, code: str
+    lean: bool, step_key: StepKey, code: str
 ) -> None:
     """A missing table, a denial, a malformed request or an unknown 400 are not retried."""
     async with (
         serve_refusing_dynamodb(code) as endpoint,
-        open_table_at(endpoint.url, "relay-dedupe", "a", claim_retry=QUICK) as table,
+        open_table_at(endpoint.url, "relay-dedupe", "a", lean=lean, claim_retry=QUICK) as table,
     ):
         with pytest.raises(DedupeUnavailable) as raised:
             await table.claim(step_key, Status.SUCCESS, LEASE_S)
@@ -535,14 +567,16 @@ async def test_a_call_that_asking_again_cannot_mend_fails_at_once(
     assert endpoint.requests == ["PutItem"]
 
 
+@PATHS
 async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
+    lean: bool,
     step_key: StepKey,
 ) -> None:
     """With the default policy, a claim throttled every time gives up after at most eight
     attempts and a second of retrying: a claim is worth no more."""
     async with (
         serve_refusing_dynamodb("ProvisionedThroughputExceededException") as endpoint,
-        open_table_at(endpoint.url, "relay-dedupe", "a") as table,
+        open_table_at(endpoint.url, "relay-dedupe", "a", lean=lean) as table,
     ):
         started = time.monotonic()
         with pytest.raises(DedupeUnavailable):
@@ -554,20 +588,67 @@ async def test_a_claim_on_a_table_that_always_throttles_ends_within_its_budget(
     assert took < CLAIM_RETRY.budget_s + 1.0
 
 
-async def test_a_denied_table_fails_the_check_and_the_calls(step_key: StepKey) -> None:
+@PATHS
+async def test_a_denied_table_fails_the_check_and_the_calls(lean: bool, step_key: StepKey) -> None:
     """A role without access: check() is a ConfigError; a claim is DedupeUnavailable at once."""
-    async with serve_refusing_dynamodb("AccessDeniedException") as endpoint:
-        config = dedupe_config()
-        async with new_session().create_client(
-            "dynamodb", endpoint_url=endpoint.url, config=config
-        ) as client:
-            with pytest.raises(ConfigError, match="AccessDeniedException"):
-                await DedupeTable(client, "relay-dedupe", "a").check()
-            with pytest.raises(DedupeUnavailable) as raised:
-                await DedupeTable(client, "relay-dedupe", "a").claim(
-                    step_key, Status.SUCCESS, LEASE_S
-                )
+    async with (
+        serve_refusing_dynamodb("AccessDeniedException") as endpoint,
+        open_table_client(endpoint.url, lean=lean) as client,
+    ):
+        with pytest.raises(ConfigError, match="AccessDeniedException"):
+            await DedupeTable(client, "relay-dedupe", "a").check()
+        with pytest.raises(DedupeUnavailable) as raised:
+            await DedupeTable(client, "relay-dedupe", "a").claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert raised.value.code == "AccessDeniedException"
     # Not retried: a denial does not go away by asking again.
     assert endpoint.requests == ["GetItem", "PutItem"]
+
+
+async def test_both_clients_answer_every_table_call_alike(
+    dynamodb: DynamoDBClient, table_name: str, step_key: StepKey
+) -> None:
+    """PutItem, a failed condition with and without the item returned, GetItem and UpdateItem
+    answer the same through the lean client as through aiobotocore's (request ids aside)."""
+    key = {"pk": {"S": table_key(step_key)}}
+    item = {**key, "state": {"S": "claim"}, "owner": {"S": "a#1"}, "expires_at": {"N": "99"}}
+    absent = "attribute_not_exists(pk)"
+
+    async def calls(client: TableClient) -> list[Any]:
+        """The same calls on a fresh item, each answer (or refusal) as the table code sees it."""
+        await dynamodb.delete_item(TableName=table_name, Key=key)
+        seen: list[Any] = [await client.put_item(TableName=table_name, Item=item)]
+        for returned in ("ALL_OLD", "NONE"):
+            with pytest.raises(ClientError) as refused:
+                await client.put_item(
+                    TableName=table_name,
+                    Item=item,
+                    ConditionExpression=absent,
+                    ReturnValuesOnConditionCheckFailure=returned,
+                )
+            seen.append(refused.value.response)
+        seen.append(await client.get_item(TableName=table_name, Key=key, ConsistentRead=True))
+        seen.append(
+            await client.update_item(
+                TableName=table_name,
+                Key=key,
+                UpdateExpression="SET #s = :s",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":s": {"S": "released"}},
+                ReturnValues="ALL_NEW",
+            )
+        )
+        for answer in seen:
+            metadata = answer.pop("ResponseMetadata")
+            assert metadata["HTTPStatusCode"] in (200, 400)
+        return seen
+
+    async with open_table_client(lean=True) as lean, open_table_client(lean=False) as aio:
+        lean_answers = await calls(lean)
+        aio_answers = await calls(aio)
+
+    assert lean_answers == aio_answers
+    assert lean_answers[1]["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert lean_answers[1]["Item"] == item
+    assert "Item" not in lean_answers[2]
+    assert lean_answers[3]["Item"] == item

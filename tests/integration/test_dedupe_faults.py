@@ -38,6 +38,7 @@ from tests.dedupe_support import (
     FAILED_AFTER,
     HUNG,
     HUNG_AFTER,
+    PATHS,
     STRIPPED,
     THROTTLED,
     open_table_at,
@@ -139,15 +140,24 @@ class ClaimingTask:
 
 
 @pytest.mark.parametrize("fault", [HUNG, FAILED])
+@PATHS
 async def test_a_call_cut_before_the_table_is_retried_and_claims(
-    local_dynamodb: MotoServer, table_name: str, step_key: StepKey, fault: str
+    lean: bool, local_dynamodb: MotoServer, table_name: str, step_key: StepKey, fault: str
 ) -> None:
     """A first attempt that times out or fails before reaching the table is tried again, and
     the claim is an ordinary one (nothing earlier to be unsure of)."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, next_faults=[fault], hang_s=5.0) as endpoint,
+        # A read timeout that cuts the hung attempt, yet outlasts a real answer on a loaded
+        # host (at 0.5 s the retry's own answer could time out too, and its claim then come
+        # back as ours with an unknown outcome); a budget that leaves room to retry after it.
         open_table_at(
-            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK
+            endpoint.url,
+            table_name,
+            "a",
+            read_timeout_s=2.0,
+            claim_retry=dataclasses.replace(QUICK, budget_s=10.0),
+            lean=lean,
         ) as table,
     ):
         claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
@@ -159,7 +169,9 @@ async def test_a_call_cut_before_the_table_is_retried_and_claims(
 
 
 @pytest.mark.parametrize("fault", [HUNG_AFTER, FAILED_AFTER])
+@PATHS
 async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
+    lean: bool,
     local_dynamodb: MotoServer,
     moto: DynamoDBClient,
     table_name: str,
@@ -172,10 +184,10 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
         local_dynamodb.url, next_faults=[fault], hang_s=5.0
     ) as endpoint:
         async with open_table_at(
-            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK
+            endpoint.url, table_name, "a", read_timeout_s=0.5, claim_retry=QUICK, lean=lean
         ) as table:
             claim = await table.claim(step_key, Status.SUCCESS, LEASE_S)
-        async with open_table_at(endpoint.url, table_name, "b") as other:
+        async with open_table_at(endpoint.url, table_name, "b", lean=lean) as other:
             held = await other.claim(step_key, Status.SUCCESS, LEASE_S)
 
     assert isinstance(claim, Claimed)
@@ -186,13 +198,14 @@ async def test_a_claim_whose_answer_was_lost_is_known_as_ours_on_the_retry(
     assert held == ClaimedElsewhere(until=claim.until)
 
 
+@PATHS
 async def test_a_delivered_record_whose_answer_was_lost_is_written_again(
-    local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str, step_key: StepKey
+    lean: bool, local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str, step_key: StepKey
 ) -> None:
     """A delivered record that landed with a 500 for an answer is written again, no error."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, next_faults=[FAILED_AFTER]) as endpoint,
-        open_table_at(endpoint.url, table_name, "a", record_retry=QUICK) as table,
+        open_table_at(endpoint.url, table_name, "a", record_retry=QUICK, lean=lean) as table,
     ):
         await table.record_delivered(step_key, Status.FAILURE, TTL_S)
 
@@ -203,8 +216,9 @@ async def test_a_delivered_record_whose_answer_was_lost_is_written_again(
     assert stored["status"] == {"S": "FAILURE"}
 
 
+@PATHS
 async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
-    local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str
+    lean: bool, local_dynamodb: MotoServer, moto: DynamoDBClient, table_name: str
 ) -> None:
     """Half the calls throttled and a tenth failing with 500s (the default attempts and waits):
     three tasks claiming 30 steps twice each, 8 at a time each, give each step to exactly one,
@@ -225,6 +239,7 @@ async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
                         f"t{i}",
                         claim_retry=UNHURRIED_CLAIM,
                         record_retry=UNHURRIED_RECORD,
+                        lean=lean,
                     )
                 )
             )
@@ -254,8 +269,9 @@ async def test_tasks_racing_on_a_throttled_failing_table_claim_each_step_once(
 # --- the circuit ----------------------------------------------------------------------------
 
 
+@PATHS
 async def test_a_table_that_stays_down_opens_the_circuit_probes_and_closes(
-    local_dynamodb: MotoServer, table_name: str
+    lean: bool, local_dynamodb: MotoServer, table_name: str
 ) -> None:
     """Down for good: each call fails after its retries until the third in a row opens the
     circuit; then calls fail at once without a request but for one probe per cooldown, and
@@ -266,7 +282,13 @@ async def test_a_table_that_stays_down_opens_the_circuit_probes_and_closes(
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, down=True) as endpoint,
         open_table_at(
-            endpoint.url, table_name, "a", claim_retry=QUICK, record_retry=QUICK, circuit=circuit
+            endpoint.url,
+            table_name,
+            "a",
+            claim_retry=QUICK,
+            record_retry=QUICK,
+            circuit=circuit,
+            lean=lean,
         ) as table,
     ):
         failures: list[DedupeUnavailable] = []
@@ -307,15 +329,16 @@ async def test_a_table_that_stays_down_opens_the_circuit_probes_and_closes(
         assert isinstance(await table.claim(keys[6], Status.SUCCESS, LEASE_S), Claimed)
 
 
+@PATHS
 async def test_a_success_between_failures_keeps_the_circuit_closed(
-    local_dynamodb: MotoServer, table_name: str
+    lean: bool, local_dynamodb: MotoServer, table_name: str
 ) -> None:
     """Failed calls that are not in a row never open the circuit: a table that answers
     sometimes is not down."""
     keys = [step.step_key for step in make_steps(9, seed=78)]
     async with (
         serve_faulty_dynamodb(local_dynamodb.url) as endpoint,
-        open_table_at(endpoint.url, table_name, "a", claim_retry=QUICK) as table,
+        open_table_at(endpoint.url, table_name, "a", claim_retry=QUICK, lean=lean) as table,
     ):
         for index, key in enumerate(keys):
             if index % 3 == 2:
@@ -331,15 +354,16 @@ async def test_a_success_between_failures_keeps_the_circuit_closed(
 # --- an endpoint that answers a failed condition without the item ---------------------------
 
 
+@PATHS
 async def test_a_failed_condition_without_the_item_is_read_back(
-    local_dynamodb: MotoServer, table_name: str, step_key: StepKey
+    lean: bool, local_dynamodb: MotoServer, table_name: str, step_key: StepKey
 ) -> None:
     """The endpoint omits the winner's item: one consistent GetItem finds the live claim (held
     elsewhere), and later the delivered record (delivered), instead of failing open."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
-        open_table_at(endpoint.url, table_name, "a") as first,
-        open_table_at(endpoint.url, table_name, "b") as second,
+        open_table_at(endpoint.url, table_name, "a", lean=lean) as first,
+        open_table_at(endpoint.url, table_name, "b", lean=lean) as second,
     ):
         claim = await first.claim(step_key, Status.SUCCESS, LEASE_S)
         assert isinstance(claim, Claimed)
@@ -355,15 +379,16 @@ async def test_a_failed_condition_without_the_item_is_read_back(
     assert endpoint.seen[STRIPPED] == 2
 
 
+@PATHS
 async def test_a_claim_ended_before_the_read_back_is_claimed_again(
-    local_dynamodb: MotoServer, table_name: str, step_key: StepKey
+    lean: bool, local_dynamodb: MotoServer, table_name: str, step_key: StepKey
 ) -> None:
     """The holder gives up between our failed write and our read: the step is claimable, so
     the claim is tried again and wins (a clean give-up: no outcome in doubt)."""
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
-        open_table_at(endpoint.url, table_name, "a") as first,
-        open_table_at(endpoint.url, table_name, "b") as second,
+        open_table_at(endpoint.url, table_name, "a", lean=lean) as first,
+        open_table_at(endpoint.url, table_name, "b", lean=lean) as second,
     ):
         held = await first.claim(step_key, Status.SUCCESS, LEASE_S)
         assert isinstance(held, Claimed)
@@ -382,16 +407,17 @@ async def test_a_claim_ended_before_the_read_back_is_claimed_again(
     assert endpoint.operations["GetItem"] == 1
 
 
+@PATHS
 async def test_tasks_racing_through_an_endpoint_without_items_never_share_a_step(
-    local_dynamodb: MotoServer, table_name: str
+    lean: bool, local_dynamodb: MotoServer, table_name: str
 ) -> None:
     """Two tasks claim 20 steps three times each at once through an endpoint that omits the
     item on every failed condition: each step is claimed by exactly one claim."""
     keys = [step.step_key for step in make_steps(20, seed=3030)]
     async with (
         serve_faulty_dynamodb(local_dynamodb.url, strip_item=True) as endpoint,
-        open_table_at(endpoint.url, table_name, "a") as first,
-        open_table_at(endpoint.url, table_name, "b") as second,
+        open_table_at(endpoint.url, table_name, "a", lean=lean) as first,
+        open_table_at(endpoint.url, table_name, "b", lean=lean) as second,
     ):
         tasks = [ClaimingTask(first), ClaimingTask(second)]
         await asyncio.gather(*(task.claim(key) for key in keys for _ in range(3) for task in tasks))

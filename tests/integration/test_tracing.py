@@ -238,7 +238,9 @@ async def test_without_tracing_a_dead_letter_copy_carries_the_context_it_came_wi
     assert await total_depth(sqs, queues.url) == 0
 
 
+@SENDERS
 async def test_fleet_table_calls_are_client_spans_beneath_the_message(
+    lean: bool,
     sqs: SQSClient,
     queues: Queues,
     emulator: Emulator,
@@ -246,7 +248,8 @@ async def test_fleet_table_calls_are_client_spans_beneath_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With `--dedupe-table`, the claim and the delivered record are `DynamoDB.PutItem` client
-    spans beneath the message's span, with the RPC and DynamoDB attributes."""
+    spans beneath the message's span, with the RPC and DynamoDB attributes, whichever client
+    makes the table's calls (the lean one, or aiobotocore's with `--no-lean-sender`)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.url)
     table = f"relay-trace-{uuid.uuid4().hex[:8]}"
     async with new_session().create_client("dynamodb") as dynamodb:
@@ -256,7 +259,7 @@ async def test_fleet_table_calls_are_client_spans_beneath_the_message(
     await send_traced(sqs, queues.url, step.to_body(), header=xray_header())
     tracing, exporter = memory_tracing()
 
-    await run_traced(fast_config(queues.url, dedupe_table=table), tracing)
+    await run_traced(fast_config(queues.url, dedupe_table=table, lean_sender=lean), tracing)
 
     spans = exporter.get_finished_spans()
     (process,) = named(spans, f"process {queue_name(queues.url)}")
