@@ -42,10 +42,20 @@ deploy-check: $(STAMP) $(CHECKS_STAMP)
 	$(CHECKS_VENV)/bin/checkov --quiet --compact --skip-download \
 		--framework cloudformation dockerfile --directory deploy
 
-# Both venvs install side by side on a fresh clone (much of an install is waiting on the
-# index). Serial make runs it before lint; under a top-level -j it would race lint's install.
+# The Node that runs the AWS CDK's jsii kernel when tests/deploy/ synthesizes relay's construct:
+# jsii supports Node 22 and 24, not the machine's 20, so a Node 22 comes from npm (the `node`
+# package) into deploy/cdk/node_modules; the tests hand it to jsii as JSII_NODE.
+CDK_NODE := deploy/cdk/node_modules/.installed
+
+$(CDK_NODE): deploy/cdk/package.json deploy/cdk/package-lock.json
+	cd deploy/cdk && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK_NODE)
+
+# Both venvs (and the CDK's Node) install side by side on a fresh clone (much of an install is
+# waiting on the index). Serial make runs it before lint; under a top-level -j it would race
+# lint's install.
 venvs:
-	@$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKS_STAMP)
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKS_STAMP) $(CDK_NODE)
 
 # The suite runs in 4 worker processes (pytest-xdist), each with moto servers and emulators of
 # its own on ports of its own. Most tests wait on loopback servers, not the CPU, so on CI's 2
@@ -103,4 +113,4 @@ bench: $(STAMP) $(BENCH_NODE)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKS_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(CHECKS_VENV) deploy/cdk/node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info
