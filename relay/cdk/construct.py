@@ -4,49 +4,25 @@ the dashboard. Each resource mirrors the CloudFormation template's of the same n
 invariant tests in tests/deploy/ run on both."""
 
 from collections.abc import Sequence
-from importlib.resources import files
-from typing import Any, cast
+from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from relay.cdk.monitoring import add_alarms, add_dashboard
-from relay.config import RunConfig, default_of, env_name
-from relay.config.deployment import CALL_TIMEOUT_S, COLLECTOR_IMAGE, DeploymentSettings
+from relay.cdk import access, task
+from relay.cdk.monitoring import ServiceNames, add_alarms, add_dashboard, service_dimensions
+from relay.config.deployment import DeploymentSettings
 from relay.dedupe import KEY, TTL_ATTRIBUTE
 from relay.errors import ConfigError
 
-USER = "10001:10001"
-"""The image's non-root user (deploy/Dockerfile)."""
-HTTP_PORT: int = default_of(RunConfig, "http_port")
 ALL_WORKFLOWS = "arn:${AWS::Partition}:transfer:${AWS::Region}:${AWS::AccountId}:workflow/*"
-EXECUTION_POLICY = (
-    "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-)
-OTLP_ENDPOINT = "http://127.0.0.1:4318"
-
-
-def _ecs_tasks_of_this_account() -> iam.ServicePrincipal:
-    # Confused-deputy guard: only ECS tasks of this account may assume the roles.
-    return iam.ServicePrincipal(
-        "ecs-tasks.amazonaws.com",
-        conditions={
-            "ArnLike": {
-                "aws:SourceArn": cdk.Fn.sub(
-                    "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*"
-                )
-            },
-            "StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID},
-        },
-    )
 
 
 def _acknowledge(construct: Construct, rule: str, reason: str) -> None:
@@ -102,20 +78,14 @@ class TransferFamilyRelay(Construct):
         self.queue, self.dead_letter_queue = self._queues(queue, dead_letter_queue)
         self.workflows: list[str] = list(settings.workflow_arns) or [cdk.Fn.sub(ALL_WORKFLOWS)]
         self.dedupe_table = self._dedupe_table() if settings.dedupe_table else None
-        self.task_role = self._task_role()
-        self.execution_role = iam.Role(
-            self,
-            "ExecutionRole",
-            description="ECS agent for relay tasks - pull the image, write the log stream.",
-            assumed_by=_ecs_tasks_of_this_account(),
-            managed_policies=[
-                iam.ManagedPolicy.from_managed_policy_arn(
-                    self, "TaskExecutionPolicy", cdk.Fn.sub(EXECUTION_POLICY)
-                )
-            ],
+        self.task_role = access.task_role(
+            self, settings, self.queue, self.dead_letter_queue, self.workflows, self.dedupe_table
         )
-        self.producer_policy = self._producer_policy()
-        self.dlq_operator_policy = self._dlq_operator_policy()
+        self.execution_role = access.execution_role(self)
+        self.producer_policy = access.producer_policy(self, self.queue)
+        self.dlq_operator_policy = access.dlq_operator_policy(
+            self, self.queue, self.dead_letter_queue, self.workflows
+        )
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
@@ -134,7 +104,17 @@ class TransferFamilyRelay(Construct):
             # The scaling policy, an alarm and the dashboard read RunningTaskCount from it.
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
-        self.task_definition = self._task_definition(image)
+        self.task_definition = task.task_definition(
+            self,
+            settings,
+            image=image,
+            task_role=self.task_role,
+            execution_role=self.execution_role,
+            log_group=self.log_group,
+            environment=task.environment(
+                settings, self.queue, self.dead_letter_queue, self.dedupe_table
+            ),
+        )
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -152,10 +132,16 @@ class TransferFamilyRelay(Construct):
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
-        self._autoscaling()
+        names = ServiceNames(
+            queue=self.queue.queue_name,
+            dead_letter_queue=self.dead_letter_queue.queue_name,
+            cluster=self.cluster.cluster_name,
+            service=self.service.service_name,
+        )
+        self._autoscaling(names)
         self._acknowledge_findings()
-        self.alarms = add_alarms(self, alarm_topic)
-        self.dashboard = add_dashboard(self)
+        self.alarms = add_alarms(self, settings, names, alarm_topic)
+        self.dashboard = add_dashboard(self, settings, names)
 
     def _acknowledge_findings(self) -> None:
         # Each cdk-nag AwsSolutions finding this construct leaves, with why (deploy/README.md,
@@ -226,50 +212,8 @@ class TransferFamilyRelay(Construct):
                 queue=dlq, max_receive_count=settings.max_receive_count
             ),
         )
-        self._queues_policy(main, dlq)
+        access.add_queues_policy(self, settings, main, dlq)
         return main, dlq
-
-    def _queues_policy(self, queue: sqs.Queue, dlq: sqs.Queue) -> None:
-        settings = self.settings
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": [queue.queue_arn, dlq.queue_arn],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ]
-        if settings.sns_topic_arns:
-            # SNS-to-SQS fan-in: SNS may deliver from exactly the topics named.
-            statements.append(
-                {
-                    "Sid": "AllowSnsTopics",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue.queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": list(settings.sns_topic_arns)}},
-                }
-            )
-        if settings.producer_account_ids:
-            # Step processors in other accounts: publish only.
-            statements.append(
-                {
-                    "Sid": "AllowProducerAccounts",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": list(settings.producer_account_ids)},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue.queue_arn,
-                }
-            )
-        sqs.CfnQueuePolicy(
-            self,
-            "QueuesPolicy",
-            queues=[queue.queue_url, dlq.queue_url],
-            policy_document={"Version": "2012-10-17", "Statement": statements},
-        )
 
     def _dedupe_table(self) -> dynamodb.Table:
         # Claims and delivered marks that expire within --dedupe-ttl: nothing worth keeping.
@@ -285,251 +229,11 @@ class TransferFamilyRelay(Construct):
 
     # --- IAM -----------------------------------------------------------------------------------
 
-    def _task_role(self) -> iam.Role:
-        policies = {
-            "relay": iam.PolicyDocument(
-                statements=[
-                    iam.PolicyStatement(
-                        sid="ConsumeQueue",
-                        actions=[
-                            "sqs:ReceiveMessage",
-                            "sqs:DeleteMessage",
-                            "sqs:ChangeMessageVisibility",
-                            "sqs:GetQueueAttributes",
-                        ],
-                        resources=[self.queue.queue_arn],
-                    ),
-                    # No sqs:GetQueueUrl: RELAY_DLQ_URL is set. GetQueueAttributes: relay sizes
-                    # each copy to the DLQ's own limit.
-                    iam.PolicyStatement(
-                        sid="DeadLetter",
-                        actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
-                        resources=[self.dead_letter_queue.queue_arn],
-                    ),
-                    iam.PolicyStatement(
-                        sid="SendWorkflowStepState",
-                        actions=["transfer:SendWorkflowStepState"],
-                        resources=self.workflows,
-                    ),
-                ]
-            )
-        }
-        if self.dedupe_table is not None:
-            policies["dedupe-table"] = iam.PolicyDocument(
-                statements=[
-                    iam.PolicyStatement(
-                        sid="DedupeTable",
-                        actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                        resources=[self.dedupe_table.table_arn],
-                    )
-                ]
-            )
-        if self.settings.tracing:
-            # X-Ray's write actions take no resource-level permissions, hence "*".
-            policies["xray"] = iam.PolicyDocument(
-                statements=[
-                    iam.PolicyStatement(
-                        sid="WriteTraces",
-                        actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                        resources=["*"],
-                    )
-                ]
-            )
-        return iam.Role(
-            self,
-            "TaskRole",
-            description=(
-                "relay tasks - consume the queue, dead-letter, send workflow step callbacks."
-            ),
-            assumed_by=_ecs_tasks_of_this_account(),
-            inline_policies=policies,
-        )
-
-    def _producer_policy(self) -> iam.ManagedPolicy:
-        return iam.ManagedPolicy(
-            self,
-            "ProducerPolicy",
-            description=(
-                "For step processors (Lambda, containers, jobs) - publish step results to "
-                "relay's queue."
-            ),
-            statements=[
-                iam.PolicyStatement(
-                    sid="PublishStepResults",
-                    actions=["sqs:SendMessage"],
-                    resources=[self.queue.queue_arn],
-                )
-            ],
-        )
-
-    def _dlq_operator_policy(self) -> iam.ManagedPolicy:
-        # relay dlq stats, export, purge and replay onto the queue, with the execution reads
-        # that tell which copies can still help; not the callback (the task role answers).
-        return iam.ManagedPolicy(
-            self,
-            "DlqOperatorPolicy",
-            description=(
-                "For operators - relay dlq stats, export and purge, relay replay onto the "
-                "queue, and which workflow executions still wait."
-            ),
-            statements=[
-                iam.PolicyStatement(
-                    sid="DeadLetters",
-                    actions=[
-                        "sqs:ReceiveMessage",
-                        "sqs:ChangeMessageVisibility",
-                        "sqs:DeleteMessage",
-                        "sqs:GetQueueAttributes",
-                        "sqs:ListDeadLetterSourceQueues",
-                    ],
-                    resources=[self.dead_letter_queue.queue_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReplayOntoTheQueue",
-                    actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
-                    resources=[self.queue.queue_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadExecutions",
-                    actions=["transfer:ListExecutions", "transfer:DescribeExecution"],
-                    resources=self.workflows,
-                ),
-            ],
-        )
-
     # --- the task ------------------------------------------------------------------------------
-
-    def _environment(self) -> dict[str, str]:
-        settings = self.settings
-        environment = {
-            "RELAY_QUEUE_URL": self.queue.queue_url,
-            "RELAY_DLQ_URL": self.dead_letter_queue.queue_url,
-            env_name("--shutdown-grace"): f"{settings.shutdown_grace_s:g}",
-            # Fixed: stopTimeout leaves room for one call of this length after the grace.
-            env_name("--call-timeout"): f"{CALL_TIMEOUT_S:g}",
-            env_name("--max-receives"): str(settings.max_receives),
-            env_name("--visibility-timeout"): str(settings.visibility_timeout_s),
-            env_name("--max-in-flight"): str(settings.max_in_flight),
-            env_name("--max-rps"): f"{settings.max_rps:g}",
-            env_name("--log-format"): "json",
-            env_name("--log-level"): settings.log_level,
-            # EMF documents on stdout once a minute; CloudWatch Logs extracts the metrics.
-            env_name("--emf-interval"): "60",
-            env_name("--emf-namespace"): settings.emf_namespace,
-            "AWS_REGION": cdk.Aws.REGION,
-        }
-        if self.dedupe_table is not None:
-            environment[env_name("--dedupe-table")] = self.dedupe_table.table_name
-        if settings.tracing:
-            environment |= {
-                env_name("--tracing"): "true",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_ENDPOINT,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_SERVICE_NAME": cdk.Aws.STACK_NAME,
-                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                "OTEL_TRACES_SAMPLER_ARG": f"{settings.tracing_sample_ratio:g}",
-            }
-        return environment
-
-    def _hardened(self, name: str) -> ecs.LinuxParameters:
-        parameters = ecs.LinuxParameters(self, name, init_process_enabled=True)
-        parameters.drop_capabilities(ecs.Capability.ALL)
-        return parameters
-
-    def _task_definition(self, image: ecs.ContainerImage) -> ecs.FargateTaskDefinition:
-        settings = self.settings
-        architecture = ecs.CpuArchitecture.ARM64 if settings.arm64 else ecs.CpuArchitecture.X86_64
-        task = ecs.FargateTaskDefinition(
-            self,
-            "TaskDefinition",
-            family=cdk.Aws.STACK_NAME,
-            cpu=settings.cpu,
-            memory_limit_mib=settings.memory_mib,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=architecture,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
-            # Fixed policies: nothing CDK would grant by itself (log writes, image pulls) is
-            # added; the execution role's managed policy covers both.
-            task_role=self.task_role.without_policy_updates(),
-            execution_role=self.execution_role.without_policy_updates(),
-        )
-        # The root file system is read-only; /tmp (task storage) is the one writable place.
-        task.add_volume(name="tmp")
-        relay = task.add_container(
-            "relay",
-            container_name="relay",
-            image=image,
-            essential=True,
-            user=USER,
-            readonly_root_filesystem=True,
-            linux_parameters=self._hardened("RelayLinuxParameters"),
-            # SIGTERM drains for the grace; a call on the wire then is awaited for one call
-            # timeout more; SIGKILL comes only after both.
-            stop_timeout=cdk.Duration.seconds(settings.stop_timeout_s),
-            port_mappings=[
-                ecs.PortMapping(container_port=HTTP_PORT, name="http", protocol=ecs.Protocol.TCP)
-            ],
-            environment=self._environment(),
-            health_check=ecs.HealthCheck(
-                command=["CMD", "relay", "healthcheck"],
-                interval=cdk.Duration.seconds(15),
-                timeout=cdk.Duration.seconds(5),
-                retries=3,
-                start_period=cdk.Duration.seconds(30),
-            ),
-            # A slow log pipe must never stall callbacks; metrics still count everything.
-            logging=ecs.LogDrivers.aws_logs(
-                stream_prefix="relay",
-                log_group=self.log_group,
-                mode=ecs.AwsLogDriverMode.NON_BLOCKING,
-                max_buffer_size=cdk.Size.mebibytes(25),
-            ),
-        )
-        relay.add_mount_points(
-            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)
-        )
-        if settings.tracing:
-            collector = self._collector(task)
-            # The collector starts first and stops last, so no span is lost.
-            relay.add_container_dependencies(
-                ecs.ContainerDependency(
-                    container=collector, condition=ecs.ContainerDependencyCondition.START
-                )
-            )
-        return task
-
-    def _collector(self, task: ecs.FargateTaskDefinition) -> ecs.ContainerDefinition:
-        # Not essential: a collector that fails costs spans, never callbacks; ECS restarts it.
-        config = files("relay.cdk").joinpath("collector.yaml").read_text(encoding="utf-8")
-        return task.add_container(
-            "otel-collector",
-            container_name="otel-collector",
-            image=ecs.ContainerImage.from_registry(COLLECTOR_IMAGE),
-            essential=False,
-            enable_restart_policy=True,
-            restart_attempt_period=cdk.Duration.seconds(60),
-            readonly_root_filesystem=True,
-            linux_parameters=self._hardened("CollectorLinuxParameters"),
-            environment={"AWS_REGION": cdk.Aws.REGION, "AOT_CONFIG_CONTENT": config},
-            health_check=ecs.HealthCheck(
-                command=["CMD", "/healthcheck"],
-                interval=cdk.Duration.seconds(15),
-                timeout=cdk.Duration.seconds(5),
-                retries=3,
-                start_period=cdk.Duration.seconds(10),
-            ),
-            logging=ecs.LogDrivers.aws_logs(
-                stream_prefix="otel",
-                log_group=self.log_group,
-                mode=ecs.AwsLogDriverMode.NON_BLOCKING,
-                max_buffer_size=cdk.Size.mebibytes(5),
-            ),
-        )
 
     # --- autoscaling on backlog per task -------------------------------------------------------
 
-    def _autoscaling(self) -> None:
+    def _autoscaling(self, names: ServiceNames) -> None:
         settings = self.settings
         target = appscaling.CfnScalableTarget(
             self,
@@ -587,7 +291,7 @@ class TransferFamilyRelay(Construct):
                                 "Metric": {
                                     "Namespace": "ECS/ContainerInsights",
                                     "MetricName": "RunningTaskCount",
-                                    "Dimensions": self.service_dimensions(),
+                                    "Dimensions": service_dimensions(names),
                                 },
                             },
                         },
@@ -601,13 +305,6 @@ class TransferFamilyRelay(Construct):
                 },
             },
         )
-
-    def service_dimensions(self) -> list[dict[str, str]]:
-        """The ClusterName and ServiceName dimensions of the service's metrics."""
-        return [
-            {"Name": "ClusterName", "Value": self.cluster.cluster_name},
-            {"Name": "ServiceName", "Value": self.service.service_name},
-        ]
 
     # --- outputs -------------------------------------------------------------------------------
 

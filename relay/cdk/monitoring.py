@@ -3,19 +3,37 @@
 relay.emf.EMF_METRICS). The dead-letter alarm counts every reason of relay.outcomes.Reason."""
 
 import json
+from dataclasses import dataclass
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sns as sns
+from constructs import Construct
 
+from relay.config.deployment import DeploymentSettings
 from relay.outcomes import Outcome, Reason
 
-if TYPE_CHECKING:
-    from relay.cdk.construct import TransferFamilyRelay
-
 PERIOD_S = 300
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceNames:
+    """The names the metrics are dimensioned by (tokens until deploy time)."""
+
+    queue: str
+    dead_letter_queue: str
+    cluster: str
+    service: str
+
+
+def service_dimensions(names: ServiceNames) -> list[dict[str, str]]:
+    """The ClusterName and ServiceName dimensions of the service's metrics."""
+    return [
+        {"Name": "ClusterName", "Value": names.cluster},
+        {"Name": "ServiceName", "Value": names.service},
+    ]
 
 
 def _stat(
@@ -37,7 +55,7 @@ def _stat(
 
 
 def _alarm(
-    relay: "TransferFamilyRelay",
+    scope: Construct,
     name: str,
     topic: sns.ITopic | None,
     *,
@@ -47,7 +65,7 @@ def _alarm(
 ) -> cloudwatch.CfnAlarm:
     actions = [topic.topic_arn] if topic is not None else None
     alarm = cloudwatch.CfnAlarm(
-        relay, name, alarm_actions=actions, ok_actions=actions, **properties
+        scope, name, alarm_actions=actions, ok_actions=actions, **properties
     )
     # Metric queries and dimensions in CloudFormation's own shape, as in the template.
     if metrics is not None:
@@ -58,13 +76,12 @@ def _alarm(
 
 
 def add_alarms(
-    relay: "TransferFamilyRelay", topic: sns.ITopic | None
+    scope: Construct, settings: DeploymentSettings, names: ServiceNames, topic: sns.ITopic | None
 ) -> dict[str, cloudwatch.CfnAlarm]:
     """The five alarms, by the template's names; each notifies `topic` on ALARM and OK."""
-    settings = relay.settings
     namespace = settings.emf_namespace
-    queue = [{"Name": "QueueName", "Value": relay.queue.queue_name}]
-    dlq = [{"Name": "QueueName", "Value": relay.dead_letter_queue.queue_name}]
+    queue = [{"Name": "QueueName", "Value": names.queue}]
+    dlq = [{"Name": "QueueName", "Value": names.dead_letter_queue}]
     # Every dead-letter reason (conflict is its own outcome), and the copies the DLQ received:
     # the larger still counts when relay's metrics are lost. Not the DLQ's depth, which audit
     # copies would hold in ALARM.
@@ -83,7 +100,7 @@ def add_alarms(
     ]  # fmt: skip
     alarms = {
         "DeadLetterAlarm": _alarm(
-            relay,
+            scope,
             "DeadLetterAlarm",
             topic,
             alarm_description=(
@@ -121,7 +138,7 @@ def add_alarms(
         ),
         # One open circuit on any task is an IAM mistake.
         "OpenCircuitsAlarm": _alarm(
-            relay,
+            scope,
             "OpenCircuitsAlarm",
             topic,
             alarm_description=(
@@ -141,7 +158,7 @@ def add_alarms(
         # The older of SQS's oldest waiting message and relay's oldest in flight: SQS's alone
         # goes blind when relay keeps releasing messages.
         "MessagesStuckAlarm": _alarm(
-            relay,
+            scope,
             "MessagesStuckAlarm",
             topic,
             alarm_description=(
@@ -180,7 +197,7 @@ def add_alarms(
             treat_missing_data="notBreaching",
         ),
         "ThrottledShareAlarm": _alarm(
-            relay,
+            scope,
             "ThrottledShareAlarm",
             topic,
             alarm_description=(
@@ -206,7 +223,7 @@ def add_alarms(
         # Fewer than min_tasks for 5 minutes: tasks fail to start or crash. No data is no task
         # reporting (or Container Insights off): act.
         "RunningTasksAlarm": _alarm(
-            relay,
+            scope,
             "RunningTasksAlarm",
             topic,
             alarm_description=(
@@ -215,7 +232,7 @@ def add_alarms(
             ),
             namespace="ECS/ContainerInsights",
             metric_name="RunningTaskCount",
-            dimensions=relay.service_dimensions(),
+            dimensions=service_dimensions(names),
             statistic="Average",
             period=60,
             evaluation_periods=5,
@@ -227,10 +244,11 @@ def add_alarms(
     return alarms
 
 
-def add_dashboard(relay: "TransferFamilyRelay") -> cloudwatch.CfnDashboard:
+def add_dashboard(
+    scope: Construct, settings: DeploymentSettings, names: ServiceNames
+) -> cloudwatch.CfnDashboard:
     """The template's dashboard, from the same body (relay/cdk/dashboard_body.txt, which a
     test holds equal to the template's): numbers written in, names substituted."""
-    settings = relay.settings
     body = files("relay.cdk").joinpath("dashboard_body.txt").read_text(encoding="utf-8")
     for name, value in (
         ("MinTasks", settings.min_tasks),
@@ -239,16 +257,16 @@ def add_dashboard(relay: "TransferFamilyRelay") -> cloudwatch.CfnDashboard:
     ):
         body = body.replace("${" + name + "}", json.dumps(value))
     return cloudwatch.CfnDashboard(
-        relay,
+        scope,
         "Dashboard",
         dashboard_name=cdk.Fn.sub("${AWS::StackName}-${AWS::Region}"),
         dashboard_body=cdk.Fn.sub(
             body,
             {
-                "QueueNameValue": relay.queue.queue_name,
-                "DeadLetterQueueNameValue": relay.dead_letter_queue.queue_name,
-                "ClusterNameValue": relay.cluster.cluster_name,
-                "ServiceNameValue": relay.service.service_name,
+                "QueueNameValue": names.queue,
+                "DeadLetterQueueNameValue": names.dead_letter_queue,
+                "ClusterNameValue": names.cluster,
+                "ServiceNameValue": names.service,
                 "EmfNamespace": settings.emf_namespace,
             },
         ),
