@@ -23,6 +23,19 @@ from tests.deploy.support import (
 CDK_NODE = ROOT / "deploy" / "cdk" / "node_modules" / ".bin" / "node"
 """The Node jsii runs on (`make` installs it: the CDK's jsii supports Node 22 and 24)."""
 SYNTH_TIMEOUT_S = 300
+"""The synth's own bound. It takes about 20 s (jsii's start, nine stacks, cdk-nag); a fresh
+machine first unpacks the CDK's library for jsii, under a loaded CI more."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that may be the one to synthesize gets the synth's time on top of its own."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        uses_cdk = "cdk_synth" in getattr(item, "fixturenames", ()) or (
+            callspec is not None and callspec.params.get("template") == "cdk"
+        )
+        if uses_cdk and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SYNTH_TIMEOUT_S + 60))
 
 
 def _synthesize(outdir: Path) -> dict[str, Any]:
@@ -33,6 +46,9 @@ def _synthesize(outdir: Path) -> dict[str, Any]:
         [sys.executable, "-m", "tests.deploy.cdk_synth", str(outdir)],
         cwd=ROOT,
         env=environment,
+        # At a lower priority: the other workers' tests, some of them timing-minded, keep the
+        # CPU they need while the synth (Node and Python, about 10 s of CPU) takes what is left.
+        preexec_fn=lambda: os.nice(10),
         capture_output=True,
         text=True,
         timeout=SYNTH_TIMEOUT_S,
