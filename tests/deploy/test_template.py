@@ -250,13 +250,16 @@ def test_health_check_uses_relay_healthcheck_on_the_http_port(template: dict[str
 
 
 def test_service_deploys_rolling_with_rollback(template: dict[str, Any]) -> None:
-    """The service starts new tasks before stopping old ones and rolls a failed deploy back."""
+    """The service starts new tasks before stopping old ones, rolls a failed deploy back, and
+    leaves the task count to autoscaling unless told otherwise."""
     (service,) = resources(template, "AWS::ECS::Service").values()
     deployment = service["Properties"]["DeploymentConfiguration"]
     assert deployment["MinimumHealthyPercent"] == 100
     assert deployment["MaximumPercent"] == 200
     assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     assert service["Properties"]["LaunchType"] == "FARGATE"
+    # No DesiredCount by default: autoscaling owns the count, so an update never resets it.
+    assert "DesiredCount" not in with_conditions(template, {})["Resources"]["Service"]["Properties"]
 
 
 def test_autoscaling_tracks_backlog_per_task_with_at_least_one_task(
