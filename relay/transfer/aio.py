@@ -5,7 +5,6 @@ exceptions are caught here and nowhere else.
 
 import contextlib
 import functools
-import importlib.metadata
 import socket
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -60,11 +59,7 @@ few hundred KB (more with long EFS paths); an endpoint's answer is bounded all t
 
 def relay_user_agent() -> str:
     """`relay/<version>`, appended to botocore's User-Agent by both senders (for CloudTrail)."""
-    try:
-        version = importlib.metadata.version(relay.DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        version = relay.__version__
-    return f"relay/{version}"
+    return f"relay/{relay.__version__}"
 
 
 def transfer_config(

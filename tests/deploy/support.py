@@ -10,10 +10,130 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from relay.config.deployment import DeploymentSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "cloudformation" / "relay.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+
+
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/relay:1.0.0"
+TOPICS = "arn:aws:sns:eu-west-1:111122223333:step-results,arn:aws:sns:eu-west-1:444455556666:more"
+ACCOUNTS = "111122223333,444455556666"
+WORKFLOWS = (
+    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-0123456789abcdef0,"
+    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-abcdef0123456789a"
+)
+SCENARIOS: dict[str, dict[str, str]] = {
+    "Defaults": {},
+    "SnsTopics": {"SnsTopicArns": TOPICS},
+    "ProducerAccounts": {"ProducerAccountIds": ACCOUNTS},
+    "Workflows": {"WorkflowArns": WORKFLOWS},
+    "DedupeTable": {"EnableDedupeTable": "true"},
+    "WorkflowsAndTable": {"WorkflowArns": WORKFLOWS, "EnableDedupeTable": "true"},
+    "Tracing": {"EnableTracing": "true"},
+    "Edges": {"ShutdownGrace": "105", "MaxReceives": "100", "VisibilityTimeout": "30"},
+}
+"""The template's parameter values the shared tests deploy with; the construct is synthesized
+once per scenario (tests/deploy/cdk_synth.py), with the settings that stand for them."""
+SETTINGS_OF = {
+    "ShutdownGrace": "shutdown_grace_s",
+    "MaxReceives": "max_receives",
+    "VisibilityTimeout": "visibility_timeout_s",
+    "EmfNamespace": "emf_namespace",
+    "MinTasks": "min_tasks",
+    "DeadLetterAlarmThreshold": "dead_letter_alarm_threshold",
+    "OldestMessageAlarmSeconds": "oldest_message_alarm_s",
+    "ThrottledShareAlarmPercent": "throttled_share_alarm_percent",
+    "TracingSampleRatio": "tracing_sample_ratio",
+    "EnableDedupeTable": "dedupe_table",
+    "EnableTracing": "tracing",
+    "WorkflowArns": "workflow_arns",
+    "SnsTopicArns": "sns_topic_arns",
+    "ProducerAccountIds": "producer_account_ids",
+}
+"""The template's parameters → the construct's DeploymentSettings fields of the same meaning."""
+
+
+def scenario_key(parameters: Mapping[str, Any]) -> str:
+    """A scenario's key: its parameter values, in a canonical form."""
+    return json.dumps({name: str(value) for name, value in parameters.items()}, sort_keys=True)
+
+
+def settings_for(parameters: Mapping[str, str]) -> DeploymentSettings:
+    """The construct's settings that stand for the template's parameter values."""
+    values: dict[str, Any] = {}
+    for name, value in parameters.items():
+        field = SETTINGS_OF[name]
+        default = getattr(DeploymentSettings(), field)
+        if isinstance(default, tuple):
+            values[field] = tuple(value.split(","))
+        elif isinstance(default, bool):
+            values[field] = value == "true"
+        else:
+            values[field] = type(default)(value)
+    return DeploymentSettings(**values)
+
+
+class Synthesized(dict[str, Any]):
+    """The construct's template with the defaults, normalized (`normalize`), and its template
+    for each scenario (`with_conditions` picks it)."""
+
+    def __init__(self, scenarios: Mapping[str, dict[str, Any]]) -> None:
+        super().__init__(scenarios[scenario_key({})])
+        self.scenarios = dict(scenarios)
+
+
+def is_cdk(template: Mapping[str, Any]) -> bool:
+    """Whether the template is the construct's synthesized one."""
+    return isinstance(template, Synthesized)
+
+
+def stands_for(template: Mapping[str, Any], name: str, parameters: Mapping[str, Any]) -> Any:
+    """What a resource holds for the template's parameter `name`: a `Ref` to it in the
+    hand-written template; the value itself in the construct's (its setting's default unless
+    `parameters` give it)."""
+    if not is_cdk(template):
+        return {"Ref": name}
+    value = getattr(settings_for(parameters), SETTINGS_OF[name])
+    return list(value) if isinstance(value, tuple) else value
+
+
+def normalize(template: dict[str, Any]) -> dict[str, Any]:
+    """The construct's template with the hand-written one's logical ids: a resource at
+    `<stack>/Relay/TaskRole/Resource` becomes `TaskRole` (`.../Service/Service`, `Service`),
+    and every Ref, GetAtt and DependsOn follows (a resource without a path, like CDK's
+    metadata, is dropped)."""
+    renamed = {}
+    resources = {}
+    for logical_id, resource in template["Resources"].items():
+        path = resource.get("Metadata", {}).get("aws:cdk:path", "")
+        parts = path.split("/")[2:]
+        if not parts:
+            continue
+        if parts[-1] == "Resource":
+            parts = parts[:-1]
+        if len(parts) > 1 and parts[-1] == parts[-2]:  # an L2's own: Service/Service
+            parts = parts[:-1]
+        renamed[logical_id] = "".join(parts)
+        resources[renamed[logical_id]] = resource
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Ref"} and value["Ref"] in renamed:
+                return {"Ref": renamed[value["Ref"]]}
+            if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][0] in renamed:
+                return {"Fn::GetAtt": [renamed[value["Fn::GetAtt"][0]], value["Fn::GetAtt"][1]]}
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return renamed.get(value, value) if isinstance(value, str) else value
+
+    normalized = {key: value for key, value in template.items() if key != "Resources"}
+    normalized["Resources"] = resources
+    result: dict[str, Any] = walk(normalized)
+    return result
 
 
 def load_template() -> dict[str, Any]:
@@ -27,6 +147,8 @@ def load_template() -> dict[str, Any]:
 def resolve(template: Mapping[str, Any], value: Any, parameters: Mapping[str, Any]) -> Any:
     """Evaluates `Ref` to a parameter and `Fn::FindInMap`, given parameter values (defaults
     for the others); anything else comes back as it is."""
+    if isinstance(template, Synthesized):
+        return value
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in template["Parameters"]:
         name = value["Ref"]
         return parameters.get(name, template["Parameters"][name].get("Default"))
@@ -88,7 +210,12 @@ def condition(template: Mapping[str, Any], name: str, parameters: Mapping[str, A
 def with_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The template as CloudFormation deploys it with these parameter values: every Fn::If
     resolved, AWS::NoValue dropped, resources and outputs whose condition is false left out.
-    Refs to parameters stay as they are (see `resolve`)."""
+    Refs to parameters stay as they are (see `resolve`). The construct's: the stack it
+    synthesized for these values (SCENARIOS)."""
+    if isinstance(template, Synthesized):
+        key = scenario_key(parameters)
+        assert key in template.scenarios, f"no CDK scenario for {key}: add it to SCENARIOS"
+        return template.scenarios[key]
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
@@ -158,7 +285,7 @@ def dashboard_body(template: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     """The dashboard's body as data, and its Fn::Sub variables. Number parameters written
     bare (`${MinTasks}`) take their defaults; every other `${Name}` stays in its string."""
     body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    parameters = template["Parameters"]
+    parameters = template.get("Parameters", {})
 
     def number(match: re.Match[str]) -> str:
         name = match["name"]

@@ -6,16 +6,17 @@ tasks, and the log group kept like the queues."""
 import re
 from typing import Any
 
-from tests.deploy.support import parameter_value, with_conditions
+from tests.deploy.support import (
+    ACCOUNTS,
+    TOPICS,
+    WORKFLOWS,
+    parameter_value,
+    stands_for,
+    with_conditions,
+)
 
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-TOPICS = "arn:aws:sns:eu-west-1:111122223333:step-results,arn:aws:sns:eu-west-1:444455556666:more"
-ACCOUNTS = "111122223333,444455556666"
-WORKFLOWS = (
-    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-0123456789abcdef0,"
-    "arn:aws:transfer:eu-west-1:123456789012:workflow/w-abcdef0123456789a"
-)
 ALL_WORKFLOWS = {
     "Fn::Sub": "arn:${AWS::Partition}:transfer:${AWS::Region}:${AWS::AccountId}:workflow/*"
 }
@@ -47,12 +48,17 @@ def test_queue_policy_lets_sns_send_from_exactly_the_topics_named(
 ) -> None:
     """With SnsTopicArns set, SNS may SendMessage to the queue only when aws:SourceArn is one
     of those topics, and to nothing else."""
-    (statement,) = _allows(_queue_statements(template, {"SnsTopicArns": TOPICS}))
+    chosen = {"SnsTopicArns": TOPICS}
+    (statement,) = _allows(_queue_statements(template, chosen))
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == QUEUE_ARN
-    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SnsTopicArns"}}}
-    assert parameter_value(template, "SnsTopicArns", {"SnsTopicArns": TOPICS}) == TOPICS.split(",")
+    topics = stands_for(template, "SnsTopicArns", chosen)
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": topics}}
+    if "Parameters" in template:
+        assert parameter_value(template, "SnsTopicArns", chosen) == TOPICS.split(",")
+    else:
+        assert topics == TOPICS.split(",")
 
 
 def test_queue_policy_allows_nobody_by_default(template: dict[str, Any]) -> None:
@@ -67,17 +73,18 @@ def test_queue_policy_allows_nobody_by_default(template: dict[str, Any]) -> None
 def test_queue_policy_lets_other_accounts_only_publish(template: dict[str, Any]) -> None:
     """With ProducerAccountIds set, those accounts may SendMessage to the queue, and nothing
     else on it nor anything on the DLQ."""
-    (statement,) = _allows(_queue_statements(template, {"ProducerAccountIds": ACCOUNTS}))
-    assert statement["Principal"] == {"AWS": {"Ref": "ProducerAccountIds"}}
+    chosen = {"ProducerAccountIds": ACCOUNTS}
+    (statement,) = _allows(_queue_statements(template, chosen))
+    assert statement["Principal"] == {"AWS": stands_for(template, "ProducerAccountIds", chosen)}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == QUEUE_ARN
     assert "Condition" not in statement
 
 
-def test_fan_in_parameters_accept_only_well_formed_values(template: dict[str, Any]) -> None:
+def test_fan_in_parameters_accept_only_well_formed_values(cfn_template: dict[str, Any]) -> None:
     """Each topic must be an SNS ARN and each account a 12-digit id (CloudFormation checks the
     pattern per list item), and both default to none."""
-    parameters = template["Parameters"]
+    parameters = cfn_template["Parameters"]
     for name, good, bad in [
         ("SnsTopicArns", TOPICS.split(",")[0], "arn:aws:sqs:eu-west-1:111122223333:q"),
         ("ProducerAccountIds", "111122223333", "1111-2222-3333"),
@@ -94,8 +101,11 @@ def test_fan_in_parameters_accept_only_well_formed_values(template: dict[str, An
 def test_callbacks_are_allowed_on_the_workflows_named(template: dict[str, Any]) -> None:
     """With WorkflowArns set, the task role may call SendWorkflowStepState on those workflows
     only; left empty, on every workflow of the account in the stack's region."""
-    assert _callback_resource(template, {"WorkflowArns": WORKFLOWS}) == {"Ref": "WorkflowArns"}
-    assert _callback_resource(template, {}) == ALL_WORKFLOWS
+    chosen = {"WorkflowArns": WORKFLOWS}
+    named = _callback_resource(template, chosen)
+    assert named == stands_for(template, "WorkflowArns", chosen)
+    assert named in ({"Ref": "WorkflowArns"}, WORKFLOWS.split(","))
+    assert _callback_resource(template, {}) in (ALL_WORKFLOWS, [ALL_WORKFLOWS])
 
 
 def test_execution_role_trusts_only_this_accounts_ecs_tasks(template: dict[str, Any]) -> None:
@@ -141,7 +151,8 @@ def test_the_dlq_operator_policy_allows_exactly_what_the_dlq_tools_need(
     """The operator policy: reading, deleting and finding the sources of the DLQ, sending to
     the queue, and ListExecutions and DescribeExecution on the callback's workflows; nothing
     else, not the callback; and it is an output an operator role can attach."""
-    for parameters, workflows in (({"WorkflowArns": WORKFLOWS}, {"Ref": "WorkflowArns"}),
+    chosen = {"WorkflowArns": WORKFLOWS}
+    for parameters, workflows in ((chosen, stands_for(template, "WorkflowArns", chosen)),
                                   ({}, ALL_WORKFLOWS)):  # fmt: skip
         statements = _operator_statements(template, parameters)
         actions = {sid: sorted(statement["Action"]) for sid, statement in statements.items()}
@@ -158,7 +169,7 @@ def test_the_dlq_operator_policy_allows_exactly_what_the_dlq_tools_need(
         }
         assert statements["DeadLetters"]["Resource"] == DLQ_ARN
         assert statements["ReplayOntoTheQueue"]["Resource"] == QUEUE_ARN
-        assert statements["ReadExecutions"]["Resource"] == workflows
+        assert statements["ReadExecutions"]["Resource"] in (workflows, [workflows])
         assert statements["ReadExecutions"]["Resource"] == _callback_resource(template, parameters)
     output = template["Outputs"]["DlqOperatorPolicyArn"]
     assert output["Value"] == {"Ref": "DlqOperatorPolicy"}

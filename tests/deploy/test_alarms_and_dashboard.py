@@ -16,13 +16,14 @@ from tests.deploy.support import (
     alarm_metrics,
     dashboard_body,
     dashboard_metrics,
+    is_cdk,
     resources,
+    stands_for,
     with_conditions,
 )
 
 OPTIONS = {spec.flag: spec for spec in RUN_OPTIONS}
 README = ROOT / "deploy" / "README.md"
-EMF_NAMESPACE = {"Ref": "EmfNamespace"}
 SOURCE_QUEUE_NAME = {"Fn::GetAtt": ["Queue", "QueueName"]}
 DLQ_NAME = {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
 # PutMetricAlarm takes at most 10 MetricStat queries; alarms cannot use SEARCH.
@@ -44,8 +45,20 @@ def _queries(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {query["Id"]: query for query in alarm["Metrics"]}
 
 
-def _relay_uses(uses: list[MetricUse]) -> list[MetricUse]:
-    return [use for use in uses if use.namespace == EMF_NAMESPACE]
+def _namespace(template: dict[str, Any]) -> Any:
+    """relay's namespace as the alarms and the dashboard name it."""
+    return stands_for(template, "EmfNamespace", {})
+
+
+def _default(template: dict[str, Any], name: str) -> Any:
+    """A threshold's default: the parameter's, or the construct's setting's."""
+    if is_cdk(template):
+        return stands_for(template, name, {})
+    return template["Parameters"][name]["Default"]
+
+
+def _relay_uses(template: dict[str, Any], uses: list[MetricUse]) -> list[MetricUse]:
+    return [use for use in uses if use.namespace == _namespace(template)]
 
 
 def _environment(template: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +76,7 @@ def test_every_relay_metric_named_is_one_relay_writes(
     EMF_METRICS with exactly its dimension set, on the source queue's name, and with outcomes
     and reasons relay uses."""
     uses = alarm_metrics(template) if source == "alarms" else dashboard_metrics(template)
-    relay_uses = _relay_uses(uses)
+    relay_uses = _relay_uses(template, uses)
     assert len(relay_uses) >= 5, "the reader found almost nothing: check it"
     outcomes = {outcome.value for outcome in Outcome}
     reasons = {reason.value for reason in Reason} | {NO_REASON}
@@ -86,7 +99,7 @@ def test_relay_metrics_are_read_only_through_the_namespace_parameter(
     every other namespace is an AWS service's."""
     uses = alarm_metrics(template) if source == "alarms" else dashboard_metrics(template)
     for use in uses:
-        if use.namespace != EMF_NAMESPACE:
+        if use.namespace != _namespace(template):
             assert use.namespace in {"AWS/SQS", "AWS/ECS", "ECS/ContainerInsights"}, use
             assert use.name not in EMF_METRICS, use
 
@@ -95,22 +108,28 @@ def test_emf_is_on_once_a_minute_in_the_namespace_parameter(template: dict[str, 
     """The container writes EMF every 60 s into EmfNamespace, whose default is relay's."""
     environment = _environment(template)
     assert environment["RELAY_EMF_INTERVAL"] == "60"
-    assert environment["RELAY_EMF_NAMESPACE"] == EMF_NAMESPACE
-    default = template["Parameters"]["EmfNamespace"]["Default"]
+    assert environment["RELAY_EMF_NAMESPACE"] == _namespace(template)
+    default = _default(template, "EmfNamespace")
     expected = OPTIONS["--emf-namespace"].default
     assert default == expected
-    assert re.fullmatch(template["Parameters"]["EmfNamespace"]["AllowedPattern"], default)
+    if not is_cdk(template):
+        assert re.fullmatch(template["Parameters"]["EmfNamespace"]["AllowedPattern"], default)
 
 
 def test_alarms_are_the_ones_the_runbook_walks(template: dict[str, Any]) -> None:
     """The stack has exactly the five alarms deploy/README.md walks, each notifying the
-    optional topic on ALARM and OK and choosing its missing-data rule."""
+    optional topic on ALARM and OK and choosing its missing-data rule (the construct's
+    scenarios have no topic; tests/deploy/test_cdk.py checks the example's)."""
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     assert set(alarms) == ALARMS
     for name, alarm in alarms.items():
         properties = alarm["Properties"]
-        assert properties["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic", name
-        assert properties["OKActions"]["Fn::If"][0] == "HasAlarmTopic", name
+        if is_cdk(template):
+            assert "AlarmActions" not in properties, name
+            assert "OKActions" not in properties, name
+        else:
+            assert properties["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic", name
+            assert properties["OKActions"]["Fn::If"][0] == "HasAlarmTopic", name
         assert properties["TreatMissingData"] in {"notBreaching", "breaching"}, name
 
 
@@ -150,7 +169,7 @@ def test_dead_letter_alarm_counts_every_dead_letter_reason_and_the_dlq_sends(
     uses = [use for use in alarm_metrics(template) if use.where == "DeadLetterAlarm"]
     picked = {
         (use.dimensions["Outcome"][0], use.dimensions["Reason"][0])
-        for use in _relay_uses(uses)
+        for use in _relay_uses(template, uses)
         if use.name == "Messages"
     }
     expected = {(Outcome.DEAD_LETTERED.value, reason.value) for reason in Reason}
@@ -162,8 +181,8 @@ def test_dead_letter_alarm_counts_every_dead_letter_reason_and_the_dlq_sends(
         ("NumberOfMessagesSent", (DLQ_NAME,))
     ]
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert alarm["Threshold"] == {"Ref": "DeadLetterAlarmThreshold"}
-    assert template["Parameters"]["DeadLetterAlarmThreshold"]["Default"] == 0
+    assert alarm["Threshold"] == stands_for(template, "DeadLetterAlarmThreshold", {})
+    assert _default(template, "DeadLetterAlarmThreshold") == 0
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
@@ -199,8 +218,8 @@ def test_messages_stuck_alarm_sees_the_queue_and_relays_hands(template: dict[str
         f"MAX([{names['ApproximateAgeOfOldestMessage']},{names['OldestInFlightAge']}])",
         f"MAX([{names['OldestInFlightAge']},{names['ApproximateAgeOfOldestMessage']}])",
     }
-    assert alarm["Threshold"] == {"Ref": "OldestMessageAlarmSeconds"}
-    default = template["Parameters"]["OldestMessageAlarmSeconds"]["Default"]
+    assert alarm["Threshold"] == stands_for(template, "OldestMessageAlarmSeconds", {})
+    default = _default(template, "OldestMessageAlarmSeconds")
     assert default < OPTIONS["--callback-deadline"].default / 2
 
 
@@ -219,9 +238,11 @@ def test_throttled_share_alarm_needs_a_share_held_for_several_periods(
     assert queries["throttles"]["MetricStat"]["Metric"]["MetricName"] == "Throttles"
     assert alarm["EvaluationPeriods"] >= 3
     assert alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
-    assert alarm["Threshold"] == {"Ref": "ThrottledShareAlarmPercent"}
-    parameter = template["Parameters"]["ThrottledShareAlarmPercent"]
-    assert parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] == 100
+    assert alarm["Threshold"] == stands_for(template, "ThrottledShareAlarmPercent", {})
+    if not is_cdk(template):
+        parameter = template["Parameters"]["ThrottledShareAlarmPercent"]
+        assert parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] == 100
+    assert 1 <= _default(template, "ThrottledShareAlarmPercent") <= 100
 
 
 def test_running_tasks_alarm_fires_below_the_minimum_and_on_silence(
@@ -235,7 +256,7 @@ def test_running_tasks_alarm_fires_below_the_minimum_and_on_silence(
         "RunningTaskCount",
     )
     assert alarm["ComparisonOperator"] == "LessThanThreshold"
-    assert alarm["Threshold"] == {"Ref": "MinTasks"}
+    assert alarm["Threshold"] == stands_for(template, "MinTasks", {})
     assert alarm["TreatMissingData"] == "breaching"
     (policy,) = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
     configuration = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
@@ -269,7 +290,7 @@ def test_dashboard_shows_what_an_operator_reads(template: dict[str, Any]) -> Non
     } <= names
     by_outcome = {
         use.dimensions["Outcome"]
-        for use in _relay_uses(uses)
+        for use in _relay_uses(template, uses)
         if use.name == "Messages" and len(use.dimensions["Outcome"]) == 1
     }
     assert {values[0] for values in by_outcome} == {outcome.value for outcome in Outcome}
@@ -290,14 +311,16 @@ def test_dashboard_body_is_json_with_known_substitutions(template: dict[str, Any
     body_text, variables = properties["DashboardBody"]["Fn::Sub"]
     body, _ = dashboard_body(template)
     assert body["widgets"]
-    known = set(variables) | set(template["Parameters"])
+    known = set(variables) | set(template.get("Parameters", {}))
     for name in re.findall(r"\$\{([^!}][^}]*)\}", body_text):
         assert name in known or name.startswith("AWS::"), name
     assert variables["QueueNameValue"] == SOURCE_QUEUE_NAME
     assert variables["DeadLetterQueueNameValue"] == DLQ_NAME
 
 
-def test_readme_walks_every_alarm_and_lists_every_parameter(template: dict[str, Any]) -> None:
+def test_readme_walks_every_alarm_and_lists_every_parameter(
+    cfn_template: dict[str, Any],
+) -> None:
     """deploy/README.md has a runbook entry for each alarm (with a relay or aws command to run)
     and a row for each parameter, so neither can be added without its documentation."""
     readme = README.read_text()
@@ -308,4 +331,4 @@ def test_readme_walks_every_alarm_and_lists_every_parameter(template: dict[str, 
         assert "**What it means.**" in entry, alarm
         assert re.search(r"^\s*(relay|aws) ", entry, re.M), alarm
     rows = set(re.findall(r"^\| `(\w+)` \|", readme, re.M))
-    assert set(template["Parameters"]) <= rows
+    assert set(cfn_template["Parameters"]) <= rows

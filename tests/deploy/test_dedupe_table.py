@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from relay.dedupe import KEY, TTL_ATTRIBUTE
-from tests.deploy.support import resources, with_conditions
+from tests.deploy.support import is_cdk, resources, stands_for, with_conditions
 
 ON = {"EnableDedupeTable": "true"}
 TABLE_ARN = {"Fn::GetAtt": ["DedupeTable", "Arn"]}
@@ -30,7 +30,9 @@ def _task_role_statements(deployed: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_table_is_off_by_default(template: dict[str, Any]) -> None:
     """With the defaults there is no table, no DynamoDB permission and no RELAY_DEDUPE_TABLE."""
-    assert template["Parameters"]["EnableDedupeTable"]["Default"] == "false"
+    assert stands_for(template, "EnableDedupeTable", {}) in ({"Ref": "EnableDedupeTable"}, False)
+    if not is_cdk(template):
+        assert template["Parameters"]["EnableDedupeTable"]["Default"] == "false"
     deployed = with_conditions(template, {})
     assert resources(deployed, "AWS::DynamoDB::Table") == {}
     for statement in _task_role_statements(deployed):
@@ -92,9 +94,9 @@ def test_container_is_told_the_table_only_when_there_is_one(
         assert "RELAY_DEDUPE_TABLE" not in environment
 
 
-def test_skipped_checks_on_the_table_say_why(template: dict[str, Any]) -> None:
+def test_skipped_checks_on_the_table_say_why(cfn_template: dict[str, Any]) -> None:
     """Each checkov finding skipped on the table carries its reason in the template."""
-    skips = template["Resources"]["DedupeTable"]["Metadata"]["checkov"]["skip"]
+    skips = cfn_template["Resources"]["DedupeTable"]["Metadata"]["checkov"]["skip"]
     assert {skip["id"] for skip in skips} == {"CKV_AWS_28", "CKV_AWS_119"}
     for skip in skips:
         assert len(skip["comment"]) > 40, skip["id"]

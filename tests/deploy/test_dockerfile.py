@@ -64,19 +64,54 @@ def test_entry_point_is_exec_form_relay_run(final_stage: list[Instruction]) -> N
     assert argv == ["relay", "run"]
 
 
-def test_builder_installs_runtime_dependencies_from_the_lock() -> None:
-    """A build stage installs relay with `pip install -c constraints.txt ".[otel]"` (tracing
-    available for the template's EnableTracing), without the dev extra, and the runtime stage
-    only copies the built venv."""
+def test_builder_installs_runtime_dependencies_from_the_hashed_lock() -> None:
+    """A build stage installs relay's dependencies with `pip install --require-hashes -r
+    requirements/runtime.txt` (runtime and the otel extra, never the dev lock), then relay's own
+    wheel without dependencies; every pip install checks hashes or installs no dependency; and
+    the runtime stage only copies the built venv."""
     *builders, final = dockerfile_stages()
-    installs = [run for stage in builders for run in _args(stage, "RUN") if "pip install" in run]
-    assert installs
-    for run in installs:
-        assert "-c constraints.txt" in run
-        assert "[dev]" not in run
-        assert run.split("pip install", 1)[1].split("&&")[0].split()[-1] == '".[otel]"'
+    commands = [
+        command.strip()
+        for stage in builders
+        for run in _args(stage, "RUN")
+        for command in run.split("&&")
+        if "pip install" in command
+    ]
+    assert (
+        "/opt/relay/bin/pip install --no-cache-dir --require-hashes -r requirements/runtime.txt"
+        in (commands)
+    )
+    for command in commands:
+        assert "--require-hashes -r requirements/" in command or "--no-deps" in command, command
+        assert "dev.txt" not in command
+        assert "[dev]" not in command
+        assert " -c " not in command
     for copy in (i for i in final if i.keyword == "COPY"):
         assert copy.args.startswith("--from=")
+
+
+def test_the_image_carries_an_sbom_of_its_own_venv() -> None:
+    """The build writes a CycloneDX SBOM of /opt/relay (the venv the runtime stage copies) with
+    a tool installed apart from it, from its own hashed lock."""
+    *builders, _ = dockerfile_stages()
+    runs = [run for stage in builders for run in _args(stage, "RUN")]
+    (sbom,) = [run for run in runs if "cyclonedx-py" in run]
+    assert "--require-hashes -r requirements/sbom.txt" in sbom
+    assert "/opt/sbom/bin/pip install" in sbom
+    tool = sbom.split("cyclonedx-py", 1)[1]
+    assert "environment" in tool
+    assert "-o /opt/relay/sbom.cdx.json" in tool
+    assert tool.rstrip().endswith("/opt/relay/bin/python")
+
+
+def test_the_base_image_says_how_to_pin_its_digest() -> None:
+    """Both stages start from the same slim Python 3.11, and the Dockerfile says how to pin it
+    by digest (the tag moves)."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    bases = {stage[0].args.split()[0] for stage in dockerfile_stages()}
+    assert bases == {"python:3.11-slim-bookworm"}
+    assert "python:3.11-slim-bookworm@sha256:" in text
+    assert "digest" in text
 
 
 def test_tmp_is_a_volume_the_task_mounts(

@@ -5,7 +5,8 @@ does, and defaults that agree with relay's own (relay.config), so drift fails th
 from typing import Any
 
 from relay.config import RUN_OPTIONS, env_name
-from tests.deploy.support import resolve, resources, with_conditions
+from relay.config.deployment import max_receive_count, stop_timeout_s
+from tests.deploy.support import SCENARIOS, is_cdk, resolve, resources, with_conditions
 
 OPTIONS = {spec.flag: spec for spec in RUN_OPTIONS}
 FARGATE_MAX_STOP_TIMEOUT = 120
@@ -54,8 +55,12 @@ def _allowed(template: dict[str, Any], name: str) -> list[str]:
     return [str(value) for value in allowed]
 
 
-def _default(template: dict[str, Any], name: str) -> str:
-    return str(template["Parameters"][name]["Default"])
+def _choices(template: dict[str, Any], name: str, values: list[Any]) -> list[dict[str, Any]]:
+    """Parameter values to deploy with: `values` for the hand-written template; for the
+    construct's, the scenarios it was synthesized for that set `name`, and the defaults."""
+    if not is_cdk(template):
+        return [{name: value} for value in values]
+    return [{}] + [parameters for parameters in SCENARIOS.values() if name in parameters]
 
 
 def _queue(template: dict[str, Any], name: str) -> dict[str, Any]:
@@ -134,41 +139,53 @@ def test_stop_timeout_leaves_room_for_the_grace_and_one_call(template: dict[str,
     """For every allowed ShutdownGrace, the container's stopTimeout is above the grace relay is
     given plus its call timeout (a call on the wire when the grace ends is awaited, DESIGN §3)
     and within Fargate's 120 s, so SIGKILL never cuts a drain or a call short."""
-    container = _container(template)
-    environment = _environment(template)
-    call_timeout = float(environment["RELAY_CALL_TIMEOUT"])
-    for grace in _allowed(template, "ShutdownGrace"):
-        chosen = {"ShutdownGrace": grace}
+    graces = _allowed(template, "ShutdownGrace") if not is_cdk(template) else []
+    for chosen in _choices(template, "ShutdownGrace", graces):
+        container = _container(template, chosen)
+        environment = _environment(template, chosen)
+        call_timeout = float(environment["RELAY_CALL_TIMEOUT"])
         given = float(resolve(template, environment["RELAY_SHUTDOWN_GRACE"], chosen))
         stop_timeout = resolve(template, container["StopTimeout"], chosen)
-        assert given + call_timeout < stop_timeout <= FARGATE_MAX_STOP_TIMEOUT, grace
+        assert given + call_timeout < stop_timeout <= FARGATE_MAX_STOP_TIMEOUT, chosen
+        assert stop_timeout == stop_timeout_s(given), chosen
 
 
 def test_redrive_max_receive_count_exceeds_max_receives(template: dict[str, Any]) -> None:
     """For every allowed MaxReceives, the redrive policy's maxReceiveCount is above the
     --max-receives relay is given, so relay dead-letters with its reason before SQS moves it."""
-    redrive = _queue(template, "Queue")["RedrivePolicy"]
-    for receives in _allowed(template, "MaxReceives"):
-        chosen = {"MaxReceives": receives}
-        given = int(resolve(template, _environment(template)["RELAY_MAX_RECEIVES"], chosen))
-        assert resolve(template, redrive["maxReceiveCount"], chosen) > given, receives
+    allowed = _allowed(template, "MaxReceives") if not is_cdk(template) else []
+    for chosen in _choices(template, "MaxReceives", allowed):
+        redrive = with_conditions(template, chosen)["Resources"]["Queue"]["Properties"]
+        environment = _environment(template, chosen)
+        given = int(resolve(template, environment["RELAY_MAX_RECEIVES"], chosen))
+        count = resolve(template, redrive["RedrivePolicy"]["maxReceiveCount"], chosen)
+        assert count > given, chosen
+        assert count == max_receive_count(given), chosen
 
 
 def test_queue_visibility_timeout_exceeds_the_retry_budget(template: dict[str, Any]) -> None:
     """The queue's visibility timeout, at its default and its smallest allowed value, is above
     relay's retry budget, and relay is told the same visibility timeout."""
-    environment = _environment(template)
-    budget = float(environment.get("RELAY_RETRY_BUDGET", OPTIONS["--retry-budget"].default))
-    queue_timeout = _queue(template, "Queue")["VisibilityTimeout"]
-    assert environment["RELAY_VISIBILITY_TIMEOUT"] == queue_timeout
-    parameter = template["Parameters"]["VisibilityTimeout"]
-    for seconds in (parameter["Default"], parameter["MinValue"]):
-        assert resolve(template, queue_timeout, {"VisibilityTimeout": seconds}) > budget
+    parameter = template.get("Parameters", {}).get("VisibilityTimeout", {})
+    bounds = [parameter.get("Default"), parameter.get("MinValue")]
+    for chosen in _choices(template, "VisibilityTimeout", bounds):
+        environment = _environment(template, chosen)
+        budget = float(environment.get("RELAY_RETRY_BUDGET", OPTIONS["--retry-budget"].default))
+        queue = with_conditions(template, chosen)["Resources"]["Queue"]["Properties"]
+        queue_timeout = queue["VisibilityTimeout"]
+        assert environment["RELAY_VISIBILITY_TIMEOUT"] in (queue_timeout, str(queue_timeout))
+        assert resolve(template, queue_timeout, chosen) > budget, chosen
 
 
 def test_parameter_defaults_are_relays_defaults(template: dict[str, Any]) -> None:
     """The template's defaults for relay's settings are relay's own (RUN_OPTIONS), and each is
-    among the allowed values."""
+    among the allowed values; the construct gives relay its own defaults."""
+    if is_cdk(template):
+        environment = _environment(template)
+        for spec in RUN_OPTIONS:
+            if spec.env in environment and spec.flag not in {"--log-format", "--emf-interval"}:
+                assert spec.type(environment[spec.env]) == spec.default, spec.flag
+        return
     for parameter, flag in [
         ("ShutdownGrace", "--shutdown-grace"),
         ("MaxReceives", "--max-receives"),
@@ -184,13 +201,19 @@ def test_parameter_defaults_are_relays_defaults(template: dict[str, Any]) -> Non
             assert str(default) in _allowed(template, parameter), parameter
 
 
-def test_mapping_rows_match_the_allowed_values(template: dict[str, Any]) -> None:
+def test_mapping_rows_match_the_allowed_values(cfn_template: dict[str, Any]) -> None:
     """Each allowed ShutdownGrace and MaxReceives has exactly one mapping row, so FindInMap never
-    fails at deploy time."""
+    fails at deploy time, and each row holds what relay.config.deployment computes (the rule
+    the construct uses)."""
+    template = cfn_template
     for parameter in ("ShutdownGrace", "MaxReceives"):
         assert sorted(template["Mappings"][parameter], key=int) == sorted(
             _allowed(template, parameter), key=int
         )
+    for grace, row in template["Mappings"]["ShutdownGrace"].items():
+        assert row == {"StopTimeout": stop_timeout_s(int(grace))}, grace
+    for receives, row in template["Mappings"]["MaxReceives"].items():
+        assert row == {"MaxReceiveCount": max_receive_count(int(receives))}, receives
 
 
 def test_container_environment_names_are_relay_settings(template: dict[str, Any]) -> None:
@@ -227,13 +250,16 @@ def test_health_check_uses_relay_healthcheck_on_the_http_port(template: dict[str
 
 
 def test_service_deploys_rolling_with_rollback(template: dict[str, Any]) -> None:
-    """The service starts new tasks before stopping old ones and rolls a failed deploy back."""
+    """The service starts new tasks before stopping old ones, rolls a failed deploy back, and
+    leaves the task count to autoscaling unless told otherwise."""
     (service,) = resources(template, "AWS::ECS::Service").values()
     deployment = service["Properties"]["DeploymentConfiguration"]
     assert deployment["MinimumHealthyPercent"] == 100
     assert deployment["MaximumPercent"] == 200
     assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     assert service["Properties"]["LaunchType"] == "FARGATE"
+    # No DesiredCount by default: autoscaling owns the count, so an update never resets it.
+    assert "DesiredCount" not in with_conditions(template, {})["Resources"]["Service"]["Properties"]
 
 
 def test_autoscaling_tracks_backlog_per_task_with_at_least_one_task(
@@ -244,7 +270,8 @@ def test_autoscaling_tracks_backlog_per_task_with_at_least_one_task(
     (target,) = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
     minimum = target["Properties"]["MinCapacity"]
     assert resolve(template, minimum, {}) >= 1
-    assert template["Parameters"][minimum["Ref"]]["MinValue"] >= 1
+    if not is_cdk(template):
+        assert template["Parameters"][minimum["Ref"]]["MinValue"] >= 1
     (policy,) = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
     assert policy["Properties"]["PolicyType"] == "TargetTrackingScaling"
     configuration = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]

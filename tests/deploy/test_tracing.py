@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import resources, with_conditions
+from tests.deploy.support import is_cdk, resources, stands_for, with_conditions
 
 ON = {"EnableTracing": "true"}
 COLLECTOR_IMAGE = re.compile(
@@ -49,7 +49,10 @@ def _collector_config(deployed: dict[str, Any]) -> dict[str, Any]:
 def test_tracing_is_off_by_default(template: dict[str, Any]) -> None:
     """With the defaults: relay alone in the task, told nothing of tracing (no RELAY_TRACING,
     no OTEL_*), and no X-Ray permission."""
-    assert template["Parameters"]["EnableTracing"]["Default"] == "false"
+    if not is_cdk(template):
+        assert template["Parameters"]["EnableTracing"]["Default"] == "false"
+    else:
+        assert stands_for(template, "EnableTracing", {}) is False
     deployed = with_conditions(template, {})
     containers = _containers(deployed)
     assert list(containers) == ["relay"]
@@ -98,9 +101,15 @@ def test_relay_exports_to_where_the_collector_listens_on_loopback(
     assert environment["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     assert environment["OTEL_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
     assert environment["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
-    assert environment["OTEL_TRACES_SAMPLER_ARG"] == {"Ref": "TracingSampleRatio"}
-    ratio = template["Parameters"]["TracingSampleRatio"]
-    assert (ratio["MinValue"], ratio["Default"], ratio["MaxValue"]) == (0, 1, 1)
+    ratio = stands_for(template, "TracingSampleRatio", ON)
+    assert environment["OTEL_TRACES_SAMPLER_ARG"] == (
+        ratio if not is_cdk(template) else f"{ratio:g}"
+    )
+    if not is_cdk(template):
+        ratio = template["Parameters"]["TracingSampleRatio"]
+        assert (ratio["MinValue"], ratio["Default"], ratio["MaxValue"]) == (0, 1, 1)
+    else:
+        assert ratio == 1
 
 
 def test_the_collector_sends_traces_to_x_ray_with_relays_ids_as_annotations(

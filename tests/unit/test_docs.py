@@ -92,3 +92,19 @@ def test_the_distribution_name_is_pyprojects_and_the_readme_installs_it() -> Non
     assert relay.DISTRIBUTION != "relay"
     assert pyproject["project"]["scripts"]["relay"] == "relay.cli:main"
     assert f"pip install {relay.DISTRIBUTION}" in README
+
+
+def test_the_version_is_written_once_and_the_changelog_knows_it() -> None:
+    """relay.__version__ (the User-Agent's `relay/<version>`, `relay --version`) is pyproject's
+    version as installed, written nowhere else in relay/, and CHANGELOG.md has its heading and
+    the policy that says what a major, minor and patch release may change."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    version = pyproject["project"]["version"]
+    assert relay.__version__ == version
+    for path in (ROOT / "relay").rglob("*.py"):
+        assert f'"{version}"' not in path.read_text(encoding="utf-8"), path
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    policy = changelog.split("## Versions", 1)[1].split("\n## [", 1)[0]
+    for word in ("**major**", "**minor**", "**patch**", "relay-reason", "message contract"):
+        assert word in policy, word
