@@ -117,6 +117,39 @@ class Endpoints:
     fauxqs_version: str | None
 
 
+def require_loopback(child: Child) -> None:
+    """Refuses a child that listens anywhere but on loopback (or on nothing at all)."""
+    addresses = listening_addresses(child.pid)
+    if not addresses or not all_loopback(addresses):
+        raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
+
+
+def start_server_module(
+    children: Children, name: str, module: str, *, env: Mapping[str, str], logs: Path
+) -> tuple[Child, str]:
+    """Starts `python -m module` (a loopback server on a free port that prints
+    "NAME listening on URL" and exits when its stdin closes); its child and URL."""
+    child = children.start(
+        name,
+        [sys.executable, "-m", module],
+        env=env,
+        cwd=REPO,
+        log_path=logs / f"{name}.log",
+        keep_stdin=True,  # it exits when we close this, even if we die without a signal
+    )
+    url = wait_for_line(child, f"{name} listening on").split()[-1]
+    require_loopback(child)
+    return child, url
+
+
+def ask(child: Child, question: str, number: int) -> str:
+    """Asks a server child `question` (numbered, so a late answer is never taken for this
+    one's) over its stdin; the answer's text."""
+    child.send_line(f"{question} {number}")
+    line = wait_for_line(child, f"{question} {number} ", timeout_s=10.0)
+    return line.split(" ", 2)[2]
+
+
 def start_endpoints(children: Children, *, env: Mapping[str, str], logs: Path) -> Endpoints:
     """Start fauxqs and the emulator (loopback, free ports); refuse any non-loopback listener."""
     node = node_binary()
@@ -149,9 +182,7 @@ def start_endpoints(children: Children, *, env: Mapping[str, str], logs: Path) -
     sqs_url = wait_for_line(sqs, "fauxqs listening on").split()[-1]
     transfer_url = wait_for_line(emulator, "emulator listening on").split()[-1]
     for child in (sqs, emulator):
-        addresses = listening_addresses(child.pid)
-        if not addresses or not all_loopback(addresses):
-            raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
+        require_loopback(child)
     version = subprocess.run(
         [str(node), "--version"], capture_output=True, text=True, timeout=20, check=False
     ).stdout.strip()
@@ -177,9 +208,7 @@ class TableEndpoint:
     def calls(self) -> dict[str, int]:
         """The calls moto has served so far, by operation (PutItem, UpdateItem, GetItem, ...)."""
         self._asked += 1
-        self.child.send_line(f"calls {self._asked}")
-        line = wait_for_line(self.child, f"calls {self._asked} ", timeout_s=10.0)
-        counts = json.loads(line.split(" ", 2)[2])
+        counts = json.loads(ask(self.child, "calls", self._asked))
         return {str(k): int(v) for k, v in counts.items()}
 
 
@@ -187,18 +216,9 @@ def start_table_endpoint(
     children: Children, *, env: Mapping[str, str], logs: Path
 ) -> TableEndpoint:
     """Start moto's DynamoDB server (loopback, free port); refuse any non-loopback listener."""
-    child = children.start(
-        "dynamodb",
-        [sys.executable, "-m", "bench.dynamodb_server"],
-        env=env,
-        cwd=REPO,
-        log_path=logs / "dynamodb.log",
-        keep_stdin=True,  # it exits when we close this, even if we die without a signal
+    child, url = start_server_module(
+        children, "dynamodb", "bench.dynamodb_server", env=env, logs=logs
     )
-    url = wait_for_line(child, "dynamodb listening on").split()[-1]
-    addresses = listening_addresses(child.pid)
-    if not addresses or not all_loopback(addresses):
-        raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
     return TableEndpoint(url=url, child=child)
 
 
@@ -214,23 +234,10 @@ class OtlpEndpoint:
     def spans(self) -> int:
         """The spans received so far."""
         self._asked += 1
-        self.child.send_line(f"spans {self._asked}")
-        line = wait_for_line(self.child, f"spans {self._asked} ", timeout_s=10.0)
-        return int(line.split(" ", 2)[2])
+        return int(ask(self.child, "spans", self._asked))
 
 
 def start_otlp_endpoint(children: Children, *, env: Mapping[str, str], logs: Path) -> OtlpEndpoint:
     """Start the OTLP receiver (loopback, free port); refuse any non-loopback listener."""
-    child = children.start(
-        "otlp",
-        [sys.executable, "-m", "bench.otlp_server"],
-        env=env,
-        cwd=REPO,
-        log_path=logs / "otlp.log",
-        keep_stdin=True,  # it exits when we close this, even if we die without a signal
-    )
-    url = wait_for_line(child, "otlp listening on").split()[-1]
-    addresses = listening_addresses(child.pid)
-    if not addresses or not all_loopback(addresses):
-        raise SetupError(f"{child.name} listens on {addresses}, not only on loopback")
+    child, url = start_server_module(children, "otlp", "bench.otlp_server", env=env, logs=logs)
     return OtlpEndpoint(url=url, child=child)

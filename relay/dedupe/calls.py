@@ -4,6 +4,7 @@
 in this package (here and in `relay.dedupe.table`) and nowhere else.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
@@ -94,9 +95,13 @@ TableRetry = RetryPolicy
 """How one table call retries: the same kind of value as a callback's retry policy."""
 
 
-def retrying(policy: TableRetry) -> AsyncRetrying:
-    """The tenacity controller for one call's attempts under `policy` (copy it per call)."""
+def retrying(
+    policy: TableRetry, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> AsyncRetrying:
+    """The tenacity controller for one call's attempts under `policy` (copy it per call);
+    `sleep` waits between attempts."""
     return AsyncRetrying(
+        sleep=sleep,
         stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
         wait=wait_random_exponential(multiplier=policy.base_s, max=policy.cap_s),
         retry=retry_if_exception(retryable),

@@ -39,6 +39,7 @@ callers fall back to their own memory for that message; after one failed call th
 briefly and look again. botocore's exceptions are caught in this package and nowhere else.
 """
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -181,6 +182,7 @@ class DedupeTable:
         circuit: TableCircuit | None = None,
         clock: Callable[[], float] = time.time,
         tracing: Tracing = NO_TRACING,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.tracing = tracing
         """Each table call (its retries within) is a client span when tracing is on."""
@@ -191,8 +193,8 @@ class DedupeTable:
         self._clock = clock
         self._claims = itertools.count(1)
         # Built once; each call copies them (tenacity's own pattern).
-        self._claim_retrying = retrying(claim_retry)
-        self._record_retrying = retrying(record_retry)
+        self._claim_retrying = retrying(claim_retry, sleep)
+        self._record_retrying = retrying(record_retry, sleep)
         self._last_code = ""
 
     @property
