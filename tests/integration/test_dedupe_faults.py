@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -103,6 +103,10 @@ class FakeClock:
         return self.now
 
 
+LOOKS: Final = 200
+"""A claim looks again at most this often (a worker's release and take-again, bounded)."""
+
+
 class ClaimingTask:
     """A task's claims as its worker makes them: at most `in_flight` at once, and after one
     failed call a claim looks again a little later; a table found down is noted (the worker
@@ -119,7 +123,7 @@ class ClaimingTask:
     async def claim(self, key: StepKey) -> None:
         """Claims the step until the table says who has it (or is down)."""
         async with self._gate:
-            while True:
+            for _ in range(LOOKS):
                 try:
                     claim = await self.table.claim(key, Status.SUCCESS, LEASE_S)
                 except DedupeUnavailable as exc:
@@ -134,6 +138,7 @@ class ClaimingTask:
                 else:
                     self.lost_to.append(claim)
                 return
+            raise AssertionError(f"{key}: no answer from the table in {LOOKS} looks")
 
 
 # --- attempts cut short, answers lost, a table that fails often -----------------------------
