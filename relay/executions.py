@@ -39,6 +39,7 @@ from enum import StrEnum
 from typing import Final, Protocol, TypeVar
 
 from relay.config.dlq import ExecutionReads
+from relay.lifecycle import cancel_and_wait
 from relay.message import StepResult
 from relay.transfer import CallbackError, ExecutionPage, open_transfer
 from relay.transfer.sender import retrying
@@ -163,8 +164,8 @@ class _Workflow:
 
     workflow_id: str
     executions: set[str] = field(default_factory=set)
-    read: Read | None = None
     decided: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once it is known how it is read: listed (`listing`) or described per execution."""
     listing: "asyncio.Task[dict[str, str] | Verdict] | None" = None
     failure: Verdict | None = None
     """Set when a read of it failed as `unknown`: its other copies get it without a call."""
@@ -270,10 +271,7 @@ class ExecutionStates:
 
     async def aclose(self) -> None:
         """Cancels any read still running."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     # --- how ---------------------------------------------------------------------------------
 
@@ -284,12 +282,11 @@ class ExecutionStates:
         return workflow
 
     def _maybe_decide(self, workflow: _Workflow, *, now: bool = False) -> None:
-        if workflow.read is not None:
+        if workflow.decided.is_set():
             return
         read = decide(len(workflow.executions), self._reads.describe_up_to)
         if read is Read.DESCRIBE and not (now or self._all_known):
             return  # a next copy may still call for a listing
-        workflow.read = read
         if read is Read.LIST:
             workflow.listing = self._spawn(self._list(workflow.workflow_id))
         workflow.decided.set()

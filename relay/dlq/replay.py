@@ -38,7 +38,7 @@ from relay.dlq.destinations import (
 )
 from relay.dlq.replay_summary import ReplaySummary
 from relay.dlq.scan import RECEIVERS, DlqReader
-from relay.dlq.selection import Judging, in_states, selects
+from relay.dlq.selection import NOT_A_STEP_RESULT, Judging, in_states, selects
 from relay.executions import ExecutionState, ExecutionStates, Verdict, open_execution_states
 from relay.lifecycle import KEPT_MARGIN_S, Shutdown, drain, handling_signals, wait_any
 from relay.limits import RetryPolicy, TokenBucket
@@ -197,7 +197,7 @@ class Replayer:
             return
         summary.selected += 1
         summary.selected_by_reason[message.reason] += 1
-        summary.selected_by_workflow[workflow_id or "-"] += 1
+        summary.selected_by_workflow[workflow_id or NOT_A_STEP_RESULT] += 1
         summary.selected_by_state[verdict.state.value] += 1
         route: Route | None = None
         if self.destinations is not None:
@@ -272,15 +272,13 @@ class Replayer:
             failure = Reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}"
         if failure is None:
             span.ended("replayed", None, None, None)
-        else:
-            span.ended("failed", failure[0], None, None)
-        if failure is None:
             self.summary.replayed += 1
             self.summary.replayed_by_reason[message.reason] += 1
             self.summary.replayed_by_state[verdict.state.value] += 1
             if self.reader is not None and not await self.reader.delete(message.message_id):
                 self.summary.not_deleted += 1
         else:
+            span.ended("failed", failure[0], None, None)
             self.summary.fail(*failure)
             await self._give_back(message)
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 from relay.config.dlq import ReplayFilters
 from relay.dead_letter import DlqMessage
 from relay.executions import ExecutionState, ExecutionStates, Verdict
-from relay.lifecycle import wait_any
+from relay.lifecycle import cancel_and_wait, wait_any
 from relay.message import StepResult
 
 log = logging.getLogger(__name__)
@@ -112,19 +112,14 @@ class Judging:
             everything.add_done_callback(lambda _: finished.set())
             await wait_any(finished, *([stop] if stop is not None else []))
             everything.cancel()
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await cancel_and_wait(pending)
         if self._errors:
             raise self._errors[0]
 
     async def cancel(self) -> None:
         """Gives up on the copies still being judged (their `then` never runs; their messages
         stay as the reading left them), for a command ending on an error."""
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
 
 @dataclass(slots=True)

@@ -191,6 +191,12 @@ def _opentelemetry_context() -> TraceContext | None:
         state = context.trace_state.to_header() if context.trace_state else ""
     except Exception:  # someone else's tracing must never stop a publish
         return None
+    return context_of(trace_id, span_id, sampled, state)
+
+
+def context_of(trace_id: int, span_id: int, sampled: bool, state: str) -> TraceContext:
+    """The context a message sent within this span carries, in both forms: `AWSTraceHeader`,
+    and `traceparent` with `tracestate` when that is short and printable enough to carry."""
     attributes = {TRACEPARENT: format_traceparent(trace_id, span_id, sampled)}
     if state and len(state) <= MAX_TRACESTATE_CHARS and _PRINTABLE_ASCII.fullmatch(state):
         attributes[TRACESTATE] = state

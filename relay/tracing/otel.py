@@ -43,12 +43,10 @@ from relay.errors import ConfigError
 from relay.message import StepResult
 from relay.tracing import LogProcessor
 from relay.tracing.context import (
-    MAX_TRACESTATE_CHARS,
     TRACEPARENT,
     TRACESTATE,
     TraceContext,
-    format_traceparent,
-    format_xray_header,
+    context_of,
     traceparent_ok,
 )
 
@@ -150,13 +148,11 @@ class OtelSpan:
         context = self.span.get_span_context()
         if not context.is_valid:
             return TraceContext()
-        sampled = context.trace_flags.sampled
-        attributes = {TRACEPARENT: format_traceparent(context.trace_id, context.span_id, sampled)}
-        state = context.trace_state.to_header()
-        if state and len(state) <= MAX_TRACESTATE_CHARS:
-            attributes[TRACESTATE] = state
-        return TraceContext(
-            format_xray_header(context.trace_id, context.span_id, sampled), attributes
+        return context_of(
+            context.trace_id,
+            context.span_id,
+            context.trace_flags.sampled,
+            context.trace_state.to_header(),
         )
 
 

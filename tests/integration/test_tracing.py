@@ -225,7 +225,9 @@ async def test_without_tracing_a_dead_letter_copy_carries_the_context_it_came_wi
     async with open_worker(fast_config(queues.url)) as worker:
         await asyncio.wait_for(worker.run(handle_signals=False), 60)
 
-    copies = {c.body: c for c in await drain(sqs, queues.dlq_url)}
+    drained = await drain(sqs, queues.dlq_url)
+    assert sorted(c.body for c in drained) == sorted([good.to_body(), bad.to_body()])
+    copies = {c.body: c for c in drained}
     kept = copies[good.to_body()]
     assert kept.system["AWSTraceHeader"] == header
     assert kept.attributes[TRACEPARENT] == parent
