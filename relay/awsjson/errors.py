@@ -84,7 +84,7 @@ class WireError:
 
 def read_error(status: int, headers: Mapping[str, str], body: bytes) -> WireError:
     """The error an answer carries, read as JSON 1.1 prescribes (see the module docstring)."""
-    document = _json_object(body)
+    document = json_object(body)
     raw_code = header(headers, ERROR_TYPE_HEADER)
     code = error_name(raw_code) if raw_code is not None else ""
     if not code and document is not None:
@@ -171,7 +171,8 @@ def _request_id(value: str | None) -> str | None:
     return value[:MAX_REQUEST_ID_CHARS]
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (empty, not JSON, or not an object)."""
     if not body:
         return None
     try:

@@ -40,6 +40,7 @@ from relay.awsjson.errors import (
     MAX_REQUEST_ID_CHARS,
     REQUEST_ID_HEADER,
     WireError,
+    json_object,
     read_error,
 )
 from relay.awsjson.signing import ClockOffset, JsonSigner
@@ -130,7 +131,6 @@ class LeanJsonClient:
         self._url = endpoint_url.rstrip("/") + "/"
         self.endpoint_url = endpoint_url
         self.region = region
-        self._target_prefix = target_prefix
         self._credentials = credentials
         self._http = http
         self._proxy = proxy
@@ -154,7 +154,7 @@ class LeanJsonClient:
                 if response.status == 200:
                     payload = await read_capped(response, self.max_answer_bytes)
                     request_id = response.headers.get(REQUEST_ID_HEADER, "")[:MAX_REQUEST_ID_CHARS]
-                    return _json_object(payload), request_id
+                    return json_object(payload) or {}, request_id
                 payload = await read_capped(response)
                 error = read_error(response.status, response.headers, payload)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -189,25 +189,12 @@ class _Targets(dict[str, dict[str, str]]):
         return headers
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
-    if not payload:
-        return {}
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
 @contextlib.asynccontextmanager
 async def open_lean_json(
     session: AioSession,
     service: str,
     *,
     config: AioConfig,
-    signing_name: str,
-    target_prefix: str,
-    json_version: str,
     timeout: aiohttp.ClientTimeout,
     max_pool_connections: int,
     clock: ClockOffset | None = None,
@@ -216,7 +203,8 @@ async def open_lean_json(
 ) -> AsyncIterator[LeanJsonClient]:
     """A `LeanJsonClient` for `service` with the endpoint, region, credentials and User-Agent
     botocore resolves for a client of `config` (`AWS_ENDPOINT_URL_<SERVICE>` honoured, unless
-    `endpoint_url` is given)."""
+    `endpoint_url` is given); the service's signing name, target prefix and JSON version are
+    its botocore model's."""
     async with session.create_client(  # type: ignore[call-overload]
         service, config=config, endpoint_url=endpoint_url
     ) as resolver:
@@ -227,15 +215,16 @@ async def open_lean_json(
         ssl_context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
         connector = aiohttp.TCPConnector(limit=max_pool_connections, ssl=ssl_context)
         endpoint_url = str(resolver.meta.endpoint_url)
+        model = resolver.meta.service_model
         # Resolved once here: aiohttp's trust_env would re-read the environment and ~/.netrc
         # in a thread on every request, a fifth of the CPU of a throttled run.
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             yield LeanJsonClient(
                 endpoint_url=endpoint_url,
                 region=resolver.meta.region_name,
-                signing_name=signing_name,
-                target_prefix=target_prefix,
-                json_version=json_version,
+                signing_name=model.signing_name,
+                target_prefix=model.metadata["targetPrefix"],
+                json_version=model.metadata["jsonVersion"],
                 credentials=credentials,
                 http=http,
                 proxy=proxy_for(endpoint_url),

@@ -29,9 +29,6 @@ from relay.awsjson.lean import (
 from relay.awsjson.signing import ClockOffset
 from relay.dedupe.calls import dedupe_config
 
-TARGET_PREFIX: Final = "DynamoDB_20120810"
-JSON_VERSION: Final = "1.0"
-SIGNING_NAME: Final = "dynamodb"
 MAX_ANSWER_BYTES: Final = 64 * 1024
 """The most of an answer read: the table's items are under 1 KB (an endpoint decides the rest)."""
 
@@ -107,9 +104,6 @@ async def open_lean_dynamodb(
         session,
         "dynamodb",
         config=config,
-        signing_name=SIGNING_NAME,
-        target_prefix=TARGET_PREFIX,
-        json_version=JSON_VERSION,
         timeout=timeout,
         max_pool_connections=max_pool_connections,
         clock=clock,

@@ -40,14 +40,10 @@ from relay.sqs.client import open_sqs, sqs_config
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-TARGET_PREFIX: Final = "AmazonSQS"
-JSON_VERSION: Final = "1.0"
-SIGNING_NAME: Final = "sqs"
 MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
 """The most of an answer read: ten messages of up to 1 MiB each and their attributes."""
 MAX_ATTEMPTS: Final = 3
 """As `sqs_config`'s standard retry mode: three attempts in all."""
-_BACKOFF_BASE_S: Final = 1.0
 _BACKOFF_CAP_S: Final = 20.0
 # botocore's standard mode: throttling codes, transient codes and statuses, and transport errors.
 _THROTTLES: Final = frozenset(
@@ -165,9 +161,6 @@ async def open_lean_sqs(
         session,
         "sqs",
         config=config,
-        signing_name=SIGNING_NAME,
-        target_prefix=TARGET_PREFIX,
-        json_version=JSON_VERSION,
         timeout=timeout,
         max_pool_connections=max_pool_connections,
         clock=clock,

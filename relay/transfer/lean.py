@@ -8,7 +8,6 @@ User-Agent and the SigV4 signer, all resolved through an aiobotocore client at s
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Final
 
 import aiohttp
 from aiobotocore.session import AioSession
@@ -16,11 +15,8 @@ from aiobotocore.session import AioSession
 from relay.aws import new_session
 from relay.awsjson.lean import AwsJsonError, LeanJsonClient, open_lean_json
 from relay.awsjson.signing import ClockOffset
-from relay.transfer.aio import OPERATION, SIGNING_NAME, transfer_config
+from relay.transfer.aio import OPERATION, transfer_config
 from relay.transfer.errors import CallbackError
-
-TARGET_PREFIX: Final = "TransferService"
-JSON_VERSION: Final = "1.1"
 
 
 class LeanTransferClient:
@@ -28,11 +24,6 @@ class LeanTransferClient:
 
     def __init__(self, json_client: LeanJsonClient) -> None:
         self.json = json_client
-
-    @property
-    def clock(self) -> ClockOffset:
-        """The clock offset its requests are signed with."""
-        return self.json.clock
 
     async def send_workflow_step_state(
         self, *, WorkflowId: str, ExecutionId: str, Token: str, Status: str
@@ -73,9 +64,6 @@ async def open_lean_transfer(
         session or new_session(),
         "transfer",
         config=config,
-        signing_name=SIGNING_NAME,
-        target_prefix=TARGET_PREFIX,
-        json_version=JSON_VERSION,
         timeout=timeout,
         max_pool_connections=max_pool_connections,
         clock=clock,
