@@ -10,9 +10,18 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from relay.message import StepKey
 
@@ -27,6 +36,29 @@ class RetryPolicy:
     budget_s: float = 20.0
     base_s: float = 0.2
     cap_s: float = 5.0
+
+    def controller(
+        self,
+        retryable: Callable[[BaseException], bool],
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        wait: Callable[[wait_random_exponential], Callable[[RetryCallState], float]] | None = None,
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> AsyncRetrying:
+        """The tenacity controller for one call's attempts under this policy (copy it per
+        call): full jitter, capped, bounded by attempts and the time budget, retrying what
+        `retryable` says; `wait` wraps the jitter, `sleep` waits, `before_sleep` hears of each
+        wait."""
+        jitter = wait_random_exponential(multiplier=self.base_s, max=self.cap_s)
+        extra: dict[str, Any] = {} if before_sleep is None else {"before_sleep": before_sleep}
+        return AsyncRetrying(
+            sleep=sleep or asyncio.sleep,
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.budget_s),
+            wait=jitter if wait is None else wait(jitter),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+            **extra,
+        )
 
 
 DEFAULT_RETRY: Final = RetryPolicy()

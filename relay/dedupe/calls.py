@@ -15,10 +15,6 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
 )
 
 from relay.errors import RelayError
@@ -100,13 +96,7 @@ def retrying(
 ) -> AsyncRetrying:
     """The tenacity controller for one call's attempts under `policy` (copy it per call);
     `sleep` waits between attempts."""
-    return AsyncRetrying(
-        sleep=sleep,
-        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
-        wait=wait_random_exponential(multiplier=policy.base_s, max=policy.cap_s),
-        retry=retry_if_exception(retryable),
-        reraise=True,
-    )
+    return policy.controller(retryable, sleep=sleep)
 
 
 CLAIM_RETRY: Final = TableRetry(max_attempts=8, budget_s=1.0, base_s=0.025, cap_s=0.25)

@@ -11,14 +11,11 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -74,18 +71,11 @@ def retrying(
     """The tenacity controller for one receive's attempts under `policy` (`sleep` waits between
     them): full jitter, capped, bounded by attempts and the time budget, never sooner than a
     throttle's RetryAfterSeconds. With tracing on, each wait is told to the current span."""
-    extra: dict[str, Any] = {}
-    if tracing.enabled:
-        extra["before_sleep"] = functools.partial(_traced_backoff, tracing)
-    return AsyncRetrying(
-        sleep=sleep or asyncio.sleep,
-        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
-        wait=_honour_retry_after(
-            wait_random_exponential(multiplier=policy.base_s, max=policy.cap_s)
-        ),
-        retry=retry_if_exception(lambda exc: isinstance(exc, CallbackError) and exc.retryable),
-        reraise=True,
-        **extra,
+    return policy.controller(
+        lambda exc: isinstance(exc, CallbackError) and exc.retryable,
+        sleep=sleep,
+        wait=_honour_retry_after,
+        before_sleep=functools.partial(_traced_backoff, tracing) if tracing.enabled else None,
     )
 
 
